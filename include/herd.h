@@ -1,0 +1,193 @@
+/* herd.h - the only public header of libherd: load Llama 3.1-family models
+ * (Hugging Face directories, GGUF files), tokenize, render chat prompts, run the
+ * forward pass and generate.
+ *
+ * Conventions: opaque handles; every fallible call returns herd_status and fills a
+ * caller-owned herd_error with one line (what failed, where, expected vs got, hint).
+ * The library never exits and never asserts on input.
+ */
+#ifndef HERD_H
+#define HERD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    HERD_OK = 0,
+    HERD_ERR_IO,          /* a file could not be opened, read, mapped or written */
+    HERD_ERR_FORMAT,      /* a file's contents are malformed or truncated */
+    HERD_ERR_UNSUPPORTED, /* well-formed, but a feature herd does not handle */
+    HERD_ERR_ARG,         /* a bad argument from the caller */
+    HERD_ERR_RANGE,       /* a value out of range: token id, context length */
+    HERD_ERR_NOMEM,       /* an allocation failed */
+} herd_status;
+
+typedef struct {
+    char msg[1024];
+} herd_error;
+
+/* Tensor element types. The numbers are GGUF's (ggml_type) so files map 1:1. */
+typedef enum {
+    HERD_F32 = 0,
+    HERD_F16 = 1,
+    HERD_Q4_0 = 2,
+    HERD_Q8_0 = 8,
+    HERD_Q4_K = 12,
+    HERD_Q5_K = 13,
+    HERD_Q6_K = 14,
+    HERD_BF16 = 30,
+} herd_type;
+
+const char *herd_type_name(int type); /* "F32", "Q8_0", ... or "?" */
+
+/* Hyper-parameters of a Llama 3.1-architecture model. */
+typedef struct {
+    int dim;          /* C: hidden size */
+    int n_layers;     /* L */
+    int n_heads;      /* NH */
+    int n_kv_heads;   /* NKV */
+    int head_dim;     /* HS */
+    int ffn_dim;      /* F */
+    int vocab_size;   /* V */
+    int max_seq_len;  /* max_position_embeddings */
+    float norm_eps;
+    float rope_theta;
+    int rope_scaling; /* 1: llama3 frequency scaling below */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_orig_max_pos;
+    int tie_embeddings;
+    int bos_id;
+    int n_eos;
+    int eos_ids[8];
+    /* sampling defaults (generation_config.json), negative when absent */
+    float default_temperature, default_top_p;
+    int default_top_k;
+} herd_config;
+
+/* Fills the Llama 3.1 defaults for a shape (rope theta 500000, llama3 scaling
+ * factor 8, eps 1e-5, vocab 128256, bos 128000, eos 128001/128008/128009). */
+void herd_config_default(herd_config *c);
+
+typedef struct herd_model herd_model;
+typedef struct herd_tokenizer herd_tokenizer;
+typedef struct herd_session herd_session;
+
+/* Loads an HF directory (config.json + safetensors + tokenizer) or a .gguf file.
+ * Weights are mmapped. */
+herd_status herd_model_load(herd_model **out, const char *path, herd_error *err);
+void herd_model_free(herd_model *m);
+const herd_config *herd_model_config(const herd_model *m);
+const herd_tokenizer *herd_model_tokenizer(const herd_model *m);
+/* Prints architecture, hyperparameters, tensor types and parameter count. */
+void herd_model_print_info(const herd_model *m, FILE *out);
+uint64_t herd_model_n_params(const herd_model *m);
+
+/* ---- tokenizer ---------------------------------------------------------- */
+
+/* Encodes bytes (need not be NUL-terminated). bos: prepend <|begin_of_text|>.
+ * special: special-token text such as <|eot_id|> becomes the special id
+ * (default off, as Meta's reference tokenizer). *ids is malloc'd by the callee. */
+herd_status herd_tokenize(const herd_tokenizer *t, const char *text, size_t len, int bos,
+                          int special, int32_t **ids, size_t *n_ids, herd_error *err);
+/* The bytes of one token (special tokens give their text). NULL if out of range. */
+const char *herd_token_bytes(const herd_tokenizer *t, int32_t id, size_t *len);
+int herd_tokenizer_n_vocab(const herd_tokenizer *t);
+/* Id of a special token by its text, e.g. "<|eot_id|>"; -1 if absent. */
+int32_t herd_tokenizer_special_id(const herd_tokenizer *t, const char *text);
+
+/* Streaming detokenizer: buffers bytes of a UTF-8 sequence split across tokens.
+ * herd_detok_push returns the bytes that are now complete (valid UTF-8, with
+ * invalid bytes replaced by U+FFFD); herd_detok_flush returns whatever is left. */
+typedef struct {
+    char pending[8];
+    int n_pending;
+    char out[512];
+} herd_detok;
+void herd_detok_init(herd_detok *d);
+const char *herd_detok_push(herd_detok *d, const herd_tokenizer *t, int32_t id, size_t *len);
+const char *herd_detok_flush(herd_detok *d, size_t *len);
+
+/* ---- chat ----------------------------------------------------------------- */
+
+typedef struct {
+    const char *role;    /* system, user, assistant, ipython (tool maps to ipython) */
+    const char *content;
+    int eom;             /* assistant message that ended with <|eom_id|> */
+} herd_chat_message;
+
+/* Renders a dialog exactly as Meta's ChatFormat.encode_dialog_prompt: BOS, each
+ * message, then the assistant header (when add_generation_prompt). */
+herd_status herd_chat_render(const herd_tokenizer *t, const herd_chat_message *msgs, size_t n,
+                             int add_generation_prompt, int32_t **ids, size_t *n_ids,
+                             herd_error *err);
+/* Parses an OpenAI-style JSON messages array into messages (strings owned by *store,
+ * free with herd_chat_messages_free). */
+herd_status herd_chat_parse_json(const char *json, size_t len, herd_chat_message **msgs,
+                                 size_t *n, herd_error *err);
+void herd_chat_messages_free(herd_chat_message *msgs, size_t n);
+
+/* ---- inference ------------------------------------------------------------ */
+
+typedef struct {
+    int n_ctx;       /* context length; 0: min(model maximum, 8192) */
+    int n_threads;   /* 0: all cores */
+} herd_session_params;
+herd_session_params herd_session_default_params(void);
+
+herd_status herd_session_new(herd_session **out, const herd_model *m, herd_session_params p,
+                             herd_error *err);
+void herd_session_free(herd_session *s);
+int herd_session_n_ctx(const herd_session *s);
+int herd_session_pos(const herd_session *s);
+void herd_session_reset(herd_session *s);
+
+/* Runs the model over n tokens appended at the current position. When all_logits
+ * is non-NULL it receives (n, V) logits; the last token's logits are always
+ * available from herd_session_logits. */
+herd_status herd_session_eval(herd_session *s, const int32_t *ids, int n, float *all_logits,
+                              herd_error *err);
+const float *herd_session_logits(const herd_session *s); /* (V) */
+
+/* ---- sampling ------------------------------------------------------------- */
+
+typedef struct {
+    float temperature;   /* 0: greedy */
+    int top_k;           /* 0: off */
+    float top_p;         /* 1: off; Meta's sample_top_p */
+    float min_p;         /* 0: off */
+    float repeat_penalty;/* 1: off */
+    int repeat_last_n;
+    uint64_t seed;
+} herd_sampler_params;
+herd_sampler_params herd_sampler_default_params(void); /* temp 0.6, top-p 0.9 */
+
+typedef struct herd_sampler herd_sampler;
+herd_status herd_sampler_new(herd_sampler **out, herd_sampler_params p, int n_vocab,
+                             herd_error *err);
+void herd_sampler_free(herd_sampler *s);
+/* Picks the next token from logits (V); history is the ids so far (for penalties). */
+int32_t herd_sampler_sample(herd_sampler *s, const float *logits, const int32_t *history,
+                            size_t n_history);
+
+/* ---- writing models -------------------------------------------------------- */
+
+typedef struct {
+    herd_config config;
+    uint64_t seed;
+    const char *tokenizer_path; /* tokenizer.model / tokenizer.json / model to copy; NULL: byte vocab */
+} herd_init_params;
+
+/* Writes a random-weight model (bf16 values) as an HF directory (dir/) and, when
+ * gguf_path is non-NULL, as a GGUF file of gguf_type (F32/F16/BF16/Q8_0/Q4_0). */
+herd_status herd_init_model(const herd_init_params *p, const char *hf_dir, const char *gguf_path,
+                            int gguf_type, herd_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

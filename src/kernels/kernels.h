@@ -1,0 +1,88 @@
+/* kernels.h - every compute op of the model, in two implementations:
+ *   *_ref   plain scalar C, float32, in ref/: the oracle, never optimised;
+ *   (plain) the fast version in cpu/: SIMD (AVX-512 / AVX2 chosen at run time,
+ *           scalar fallback) and OpenMP threads. Tested against *_ref.
+ *
+ * Shape legend:
+ *   B batch, T tokens, C dim, NH heads, NKV kv heads, HS head size, F ffn dim,
+ *   V vocab, L layers, IC / OC input / output features of a linear layer,
+ *   S positions held in the KV cache.
+ * Linear weights are row-major (OC, IC): row o holds the IC input weights of
+ * output o, contiguous, in the weight's type (quantized types blocked along IC).
+ * Argument order: outputs, inputs, weights, dims.
+ */
+#ifndef HERD_KERNELS_H
+#define HERD_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A linear weight (OC, IC) of any herd_type. */
+typedef struct {
+    int type;          /* herd_type */
+    const void *data;  /* OC rows of herd_type_row_size(type, IC) bytes */
+    int64_t ic, oc;
+} herd_weight;
+
+/* Quantized block layouts (identical to GGUF's). */
+typedef struct { uint16_t d; int8_t qs[32]; } block_q8_0;        /* d: f16 scale */
+typedef struct { uint16_t d; uint8_t qs[16]; } block_q4_0;       /* low nibbles = elems 0..15 */
+
+/* CPU features found at run time (cpu/dispatch.c). */
+typedef struct { int avx2, fma, f16c, avx512f, avx512bw, avx512vnni, avx512bf16, avxvnni; } herd_cpu_features;
+const herd_cpu_features *herd_cpu(void);
+/* Forces the scalar paths (tests), or lets dispatch choose again (0). */
+void herd_cpu_force_scalar(int on);
+
+/* out (n) = the n elements of a row of weight type, dequantized. n is a multiple
+ * of the type's block size. */
+void dequant_row_ref(float *out, const void *row, int type, int64_t n);
+void dequant_row(float *out, const void *row, int type, int64_t n);
+
+/* Quantize n floats to Q8_0 / Q4_0 blocks (ggml's reference rounding: roundf). */
+void quantize_row_q8_0_ref(block_q8_0 *out, const float *x, int64_t n);
+void quantize_row_q4_0_ref(block_q4_0 *out, const float *x, int64_t n);
+
+/* out (T, OC) = x (T, IC) . w^T.
+ * The reference dequantizes each weight row to f32 and accumulates in f32.
+ * The fast version may quantize x to Q8_0 for Q8_0 / Q4_0 weights (as llama.cpp
+ * does) and round x to bf16 for BF16 weights; its tolerance is stated in its test.
+ * scratch: at least matmul_scratch_size(w->type, T, IC) bytes, 64-byte aligned. */
+void matmul_forward_ref(float *out, const float *x, const herd_weight *w, int T);
+size_t matmul_scratch_size(int type, int T, int64_t ic);
+void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch);
+
+/* out (T, C) = x / sqrt(mean(x^2) + eps) * w (C). out may alias x. */
+void rmsnorm_forward_ref(float *out, const float *x, const float *w, int T, int C, float eps);
+void rmsnorm_forward(float *out, const float *x, const float *w, int T, int C, float eps);
+
+/* Rotary embedding in place on x (T, NH, HS) for positions pos0 .. pos0+T-1.
+ * freqs (HS/2): per-pair angular frequency (llama3 scaling already applied).
+ * interleaved = 1: pairs (2i, 2i+1) (Meta / GGUF row order);
+ * interleaved = 0: pairs (i, i + HS/2) (HF rotate_half order). */
+void rope_forward_ref(float *x, const float *freqs, int pos0, int T, int NH, int HS, int interleaved);
+void rope_forward(float *x, const float *freqs, int pos0, int T, int NH, int HS, int interleaved);
+
+/* Causal GQA attention of T new queries at positions pos0 .. pos0+T-1 over the
+ * cache, which already holds keys / values for positions 0 .. pos0+T-1.
+ * out (T, NH*HS), q (T, NH, HS), kc / vc (S, NKV, HS) with S >= pos0+T.
+ * scratch: at least attention_scratch_size(T, pos0+T, NH) floats. */
+void attention_forward_ref(float *out, const float *q, const float *kc, const float *vc,
+                           int pos0, int T, int NH, int NKV, int HS);
+size_t attention_scratch_size(int T, int S, int NH);
+void attention_forward(float *out, const float *q, const float *kc, const float *vc,
+                       int pos0, int T, int NH, int NKV, int HS, float *scratch);
+
+/* out (T, F) = silu(gate) * up. out may alias gate. */
+void swiglu_forward_ref(float *out, const float *gate, const float *up, int T, int F);
+void swiglu_forward(float *out, const float *gate, const float *up, int T, int F);
+
+/* Softmax in place over n values. */
+void softmax_ref(float *x, int n);
+
+/* Llama 3 rope frequencies (HS/2) from theta and the llama3 scaling parameters
+ * (scaling = 0: plain theta^(-2i/HS)), computed as Meta's apply_scaling. */
+void rope_freqs_llama3(float *freqs, int HS, float theta, int scaling, float factor,
+                       float low_freq_factor, float high_freq_factor, int orig_max_pos);
+
+#endif
