@@ -145,6 +145,8 @@ void herd_session_free(herd_session *s);
 int herd_session_n_ctx(const herd_session *s);
 int herd_session_pos(const herd_session *s);
 void herd_session_reset(herd_session *s);
+/* Forgets every position from pos on (pos <= current position), keeping the prefix. */
+void herd_session_rewind(herd_session *s, int pos);
 
 /* Runs the model over n tokens appended at the current position. When all_logits
  * is non-NULL it receives (n, V) logits; the last token's logits are always
