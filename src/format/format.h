@@ -126,4 +126,30 @@ herd_status st_writer_add(st_writer *w, const char *name, int type, int n_dims,
                           const int64_t *shape, const void *data, herd_error *err);
 herd_status st_writer_write(st_writer *w, const char *path, herd_error *err);
 
+/* ---- HF config.json / generation_config.json (hfconfig.c) ------------------ */
+
+/* Parse config.json (len bytes, need not be NUL-terminated) into c, starting from
+ * herd_config_default; where names the file in messages. Llama only. */
+herd_status hf_config_parse(herd_config *c, const char *json, size_t len, const char *where,
+                            herd_error *err);
+/* Overlays generation_config.json: temperature, top_p, top_k, bos/eos ids. */
+herd_status hf_generation_config_parse(herd_config *c, const char *json, size_t len,
+                                       const char *where, herd_error *err);
+herd_status hf_config_write(const herd_config *c, const char *path, herd_error *err);            /* config.json */
+herd_status hf_generation_config_write(const herd_config *c, const char *path, herd_error *err); /* generation_config.json */
+
+/* ---- atomic file writing (fileio.c), shared by the writers above ------------ */
+
+typedef struct {
+    FILE *fp;
+    char *tmp;        /* path + ".tmp" */
+    const char *path; /* borrowed */
+    int failed, err_no;
+} fmt_atomic_file;
+herd_status fmt_atomic_open(fmt_atomic_file *f, const char *path, herd_error *err);
+void fmt_atomic_write(fmt_atomic_file *f, const void *p, size_t n); /* errors are sticky */
+void fmt_atomic_pad(fmt_atomic_file *f, size_t n);                 /* n zero bytes */
+herd_status fmt_atomic_commit(fmt_atomic_file *f, herd_error *err); /* fsync + rename */
+void fmt_atomic_abort(fmt_atomic_file *f);                          /* removes the temp file */
+
 #endif

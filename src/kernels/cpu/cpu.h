@@ -1,0 +1,93 @@
+/* cpu.h - internal interface between the run-time dispatcher (dispatch.c) and the
+ * per-ISA kernel files (scalar.c, *_avx2.c, *_avx512.c). Not part of kernels.h.
+ *
+ * A matmul runs in two phases inside one OpenMP parallel region:
+ *   1. prep: every thread computes the same layout of the scratch (mm_act) and
+ *      converts its share of x into it (Q8 quantization for Q8_0 / Q4_0 weights,
+ *      bf16 rounding for BF16 weights on AVX-512); then a barrier;
+ *   2. rows: every thread computes out[:, r0:r1) for its contiguous range of rows.
+ * The scratch layout is private to each ISA (prep and rows of one ISA come as a
+ * pair): AVX-512 interleaves Q4_0 activations to match its nibble unpacking.
+ * Quantized activations hold exact int8 values; every path computes the exact
+ * integer dot of each 32-block, so ISAs differ only in float summation order.
+ */
+#ifndef HERD_KERNELS_CPU_H
+#define HERD_KERNELS_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "herd.h"
+#include "kernels/kernels.h"
+
+#define QK 32 /* elements per Q8_0 / Q4_0 block */
+
+/* Elements and bytes per block of a weight type; 0 / 0 when unknown. The kernels
+ * keep their own copy of the geometry so they do not depend on format/. */
+static inline void kern_block_geom(int type, int *bs, size_t *bytes) {
+    switch (type) {
+    case HERD_F32:  *bs = 1;   *bytes = 4;   return;
+    case HERD_F16:  *bs = 1;   *bytes = 2;   return;
+    case HERD_BF16: *bs = 1;   *bytes = 2;   return;
+    case HERD_Q8_0: *bs = 32;  *bytes = 34;  return;
+    case HERD_Q4_0: *bs = 32;  *bytes = 18;  return;
+    case HERD_Q4_K: *bs = 256; *bytes = 144; return;
+    case HERD_Q5_K: *bs = 256; *bytes = 176; return;
+    case HERD_Q6_K: *bs = 256; *bytes = 210; return;
+    default:        *bs = 0;   *bytes = 0;   return;
+    }
+}
+static inline size_t kern_row_bytes(int type, int64_t n) {
+    int bs; size_t b;
+    kern_block_geom(type, &bs, &b);
+    return bs ? (size_t)(n / bs) * b : 0;
+}
+
+/* Activations of one matmul call, prepared in the scratch. Pointers not used by
+ * a type / ISA are NULL. nb = IC / 32. */
+typedef struct {
+    const float *f32;     /* (T, IC) x itself */
+    const uint16_t *bf16; /* (T, IC) x rounded to bf16 */
+    const int8_t *q;      /* (T, IC) x quantized per 32-block, ISA order */
+    const float *d;       /* (T, nb) scale of each block */
+    const float *dl;      /* (T, nb, 8) scale expanded to SIMD lanes, ISA order */
+    const int32_t *corr;  /* (T, nb, 8) integer correction that starts each lane */
+    int64_t ic, nb;
+} mm_act;
+
+/* Per-ISA matmul: supports(type) says which weight types it handles; layout
+ * fills a from the scratch (identical in every thread) and returns the number of
+ * prep units (ISA-defined: blocks or elements of all T tokens; 0: no prep); prep
+ * converts units [i0, i1) (each thread its share); rows computes out (T, OC)
+ * for rows [r0, r1). */
+typedef struct {
+    const char *name;
+    int (*supports)(int type);
+    int64_t (*layout)(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch);
+    void (*prep)(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1);
+    void (*rows)(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
+} mm_isa;
+
+extern const mm_isa mm_isa_scalar, mm_isa_avx2, mm_isa_avx512;
+
+/* Bytes of scratch any ISA's layout may use (dispatch.c's matmul_scratch_size). */
+size_t mm_scratch_bytes(int type, int T, int64_t ic);
+
+/* Shared scratch carving (scalar.c): 64-byte aligned pieces. */
+void *mm_carve(uint8_t **p, size_t bytes);
+
+/* Row-level ops (one token / one head), per ISA. */
+typedef struct {
+    void (*rmsnorm_row)(float *out, const float *x, const float *w, int C, float eps); /* (C) */
+    void (*swiglu_row)(float *out, const float *gate, const float *up, int n);        /* (n) */
+    float (*dot)(const float *a, const float *b, int n);                              /* (n) */
+    void (*axpy)(float *y, float a, const float *x, int n);   /* y (n) += a * x (n) */
+} ops_isa;
+
+extern const ops_isa ops_isa_scalar, ops_isa_avx2;
+
+/* Scalar helpers shared by every ISA (scalar.c). */
+void mm_quantize_block_q8(int8_t *q, float *d, const float *x); /* q (32), x (32) */
+float silu_scalar(float x);
+
+#endif

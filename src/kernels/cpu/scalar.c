@@ -1,0 +1,155 @@
+/* scalar.c - the portable fast path: plain C (no ISA flags), threaded by the
+ * dispatcher, used when the CPU lacks AVX2 and as the comparison point of the
+ * SIMD paths in tests. Also the helpers every ISA shares (scratch carving, the
+ * activation quantizer, silu, the scratch size).
+ *
+ * Unlike the reference it computes what the SIMD paths compute: Q8_0 / Q4_0
+ * weights are dotted with x quantized to int8 blocks (exact integer block dots),
+ * so SIMD-vs-scalar differences are float summation order only. BF16 weights
+ * are dotted with unrounded f32 x here (only AVX-512 rounds x to bf16).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "kernels/cpu/cpu.h"
+
+void *mm_carve(uint8_t **p, size_t bytes) {
+    uintptr_t a = ((uintptr_t)*p + 63) & ~(uintptr_t)63;
+    *p = (uint8_t *)(a + bytes);
+    return (void *)a;
+}
+
+/* Largest scratch any ISA's layout carves: int8 x, per-block scale, 8 expanded
+ * lane scales and 8 lane corrections per block (Q8_0 / Q4_0), or bf16 x. */
+size_t mm_scratch_bytes(int type, int T, int64_t ic) {
+    size_t n = (size_t)T * (size_t)ic, nb = n / QK + (size_t)T;
+    switch (type) {
+    case HERD_Q8_0: case HERD_Q4_0: return n + nb * (4 + 32 + 32) + 5 * 64;
+    case HERD_BF16: return 2 * n + 2 * 64;
+    default: return 64;
+    }
+}
+
+/* q (32) = x (32) / d rounded to nearest-even, d = amax / 127 (the SIMD paths
+ * use the same formula and rounding, so all ISAs quantize identically). */
+void mm_quantize_block_q8(int8_t *q, float *d, const float *x) {
+    float amax = 0.0f;
+    for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float dd = amax / 127.0f, id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    for (int j = 0; j < QK; j++) q[j] = (int8_t)lrintf(x[j] * id);
+    *d = dd;
+}
+
+float silu_scalar(float x) { return x / (1.0f + expf(-x)); }
+
+/* ---- matmul ---------------------------------------------------------------- */
+
+static int sc_supports(int type) {
+    int bs; size_t b;
+    kern_block_geom(type, &bs, &b);
+    return bs != 0;
+}
+
+static int64_t sc_layout(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch) {
+    memset(a, 0, sizeof *a);
+    a->f32 = x;
+    a->ic = ic;
+    a->nb = ic / QK;
+    if (type != HERD_Q8_0 && type != HERD_Q4_0) return 0;
+    uint8_t *p = scratch;
+    a->q = mm_carve(&p, (size_t)T * ic);
+    a->d = mm_carve(&p, (size_t)T * a->nb * sizeof(float));
+    return (int64_t)T * a->nb;
+}
+
+static void sc_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1) {
+    for (int64_t b = i0; b < i1; b++) /* block b of all tokens: x is (T, IC) contiguous */
+        mm_quantize_block_q8((int8_t *)a->q + b * QK, (float *)a->d + b, x + b * QK);
+}
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+/* out[t] += sum over blocks of d_w * d_x * (exact int dot) for one quantized row. */
+static float dot_q8_row(const uint8_t *row, int type, const int8_t *xq, const float *xd, int64_t nb) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++, xq += QK) {
+        int32_t s = 0;
+        if (type == HERD_Q8_0) {
+            const uint8_t *blk = row + b * 34;
+            for (int j = 0; j < QK; j++) s += (int8_t)blk[2 + j] * xq[j];
+            sum += herd_f16_to_f32(rd16(blk)) * xd[b] * (float)s;
+        } else {
+            const uint8_t *blk = row + b * 18;
+            for (int j = 0; j < QK / 2; j++)
+                s += ((blk[2 + j] & 0xF) - 8) * xq[j] + ((blk[2 + j] >> 4) - 8) * xq[j + 16];
+            sum += herd_f16_to_f32(rd16(blk)) * xd[b] * (float)s;
+        }
+    }
+    return sum;
+}
+
+static void sc_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
+    const size_t row_bytes = kern_row_bytes(w->type, w->ic);
+    const int64_t ic = w->ic, oc = w->oc;
+    if (w->type == HERD_Q8_0 || w->type == HERD_Q4_0) {
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *row = (const uint8_t *)w->data + r * row_bytes;
+            for (int t = 0; t < T; t++)
+                out[(size_t)t * oc + r] = dot_q8_row(row, w->type, a->q + (size_t)t * ic,
+                                                     a->d + (size_t)t * a->nb, a->nb);
+        }
+        return;
+    }
+    /* other types: dequantize 256 weights at a time, used by up to 8 tokens */
+    int bs; size_t bbytes;
+    kern_block_geom(w->type, &bs, &bbytes);
+    const int chunk = 256;
+    const size_t chunk_bytes = kern_row_bytes(w->type, chunk);
+    float wb[256];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + r * row_bytes;
+        for (int t0 = 0; t0 < T; t0 += 8) {
+            const int tn = T - t0 < 8 ? T - t0 : 8;
+            float acc[8] = { 0 };
+            for (int64_t i0 = 0; i0 < ic; i0 += chunk) {
+                const int64_t n = ic - i0 < chunk ? ic - i0 : chunk;
+                dequant_row(wb, row + (size_t)(i0 / chunk) * chunk_bytes, w->type, n);
+                for (int t = 0; t < tn; t++) {
+                    const float *xt = a->f32 + (size_t)(t0 + t) * ic + i0;
+                    float s = 0.0f;
+                    for (int64_t i = 0; i < n; i++) s += wb[i] * xt[i];
+                    acc[t] += s;
+                }
+            }
+            for (int t = 0; t < tn; t++) out[(size_t)(t0 + t) * oc + r] = acc[t];
+        }
+    }
+}
+
+const mm_isa mm_isa_scalar = { "scalar", sc_supports, sc_layout, sc_prep, sc_rows };
+
+/* ---- row ops --------------------------------------------------------------- */
+
+static void sc_rmsnorm_row(float *out, const float *x, const float *w, int C, float eps) {
+    float ss = 0.0f;
+    for (int i = 0; i < C; i++) ss += x[i] * x[i];
+    const float r = 1.0f / sqrtf(ss / (float)C + eps);
+    for (int i = 0; i < C; i++) out[i] = (x[i] * r) * w[i];
+}
+
+static void sc_swiglu_row(float *out, const float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) out[i] = silu_scalar(gate[i]) * up[i];
+}
+
+static float sc_dot(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void sc_axpy(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+const ops_isa ops_isa_scalar = { sc_rmsnorm_row, sc_swiglu_row, sc_dot, sc_axpy };
