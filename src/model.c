@@ -16,27 +16,6 @@
 
 #include "tokenizer.h"
 
-void herd_config_default(herd_config *c) {
-    memset(c, 0, sizeof *c);
-    c->vocab_size = 128256;
-    c->max_seq_len = 131072;
-    c->norm_eps = 1e-5f;
-    c->rope_theta = 500000.0f;
-    c->rope_scaling = 1;
-    c->rope_factor = 8.0f;
-    c->rope_low_freq_factor = 1.0f;
-    c->rope_high_freq_factor = 4.0f;
-    c->rope_orig_max_pos = 8192;
-    c->bos_id = 128000;
-    c->n_eos = 3;
-    c->eos_ids[0] = 128001;
-    c->eos_ids[1] = 128008;
-    c->eos_ids[2] = 128009;
-    c->default_temperature = -1;
-    c->default_top_p = -1;
-    c->default_top_k = -1;
-}
-
 const herd_config *herd_model_config(const herd_model *m) { return &m->config; }
 const herd_tokenizer *herd_model_tokenizer(const herd_model *m) { return m->tok; }
 

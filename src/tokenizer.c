@@ -11,6 +11,9 @@
  *      Valid input is never affected. Nothing is dropped, nothing crashes.
  *   3. Meta's chunking: 400,000-code-point chunks, then slices with at most 25,000
  *      consecutive whitespace (Python str.isspace) or non-whitespace code points.
+ *      (Meta chunks before finding specials; herd after, so with special=1 a run of
+ *      over 25,000 chars that contains special text may split elsewhere. special=0,
+ *      Meta's default, is exact.)
  *   4. PCRE2 (UTF + UCP, JIT when available) runs Meta's regex over each slice.
  *   5. Each regex piece that is itself a token maps directly; otherwise the adjacent
  *      pair whose concatenation has the lowest rank is merged, leftmost first, until
@@ -345,30 +348,28 @@ static uint64_t heap_pop(enc *e) {
 }
 
 /* Rank of the pair starting at node i (bytes from i to the end of the node after
- * next), or -1 when there is no next node or the pair is not a token below limit. */
-static int32_t pair_rank(enc *e, const char *p, size_t n, int32_t i, int32_t limit) {
+ * next), or -1 when there is no next node or the pair is not a token. */
+static int32_t pair_rank(enc *e, const char *p, size_t n, int32_t i) {
     int32_t j = e->next[i];
     if ((size_t)j >= n) return -1;
-    int32_t end = e->next[j];
-    int32_t r = table_get(e->t, &e->t->bpe, p + i, (size_t)(end - i));
-    return r >= limit ? -1 : r;
+    return table_get(e->t, &e->t->bpe, p + i, (size_t)(e->next[j] - i));
 }
 
-static void set_rank(enc *e, const char *p, size_t n, int32_t i, int32_t limit) {
-    e->rank[i] = pair_rank(e, p, n, i, limit);
+static void set_rank(enc *e, const char *p, size_t n, int32_t i) {
+    e->rank[i] = pair_rank(e, p, n, i);
     if (e->rank[i] >= 0) heap_push(e, ((uint64_t)e->rank[i] << 32) | (uint32_t)i);
 }
 
-/* Byte-pair merges on p[0..n) using ranks below limit. Afterwards the parts are the
+/* Byte-pair merges on p[0..n). Afterwards the parts are the
  * nodes reachable from 0 by next[] (node i covers p[i .. next[i])). */
-static int bpe_merge(enc *e, const char *p, size_t n, int32_t limit) {
+static int bpe_merge(enc *e, const char *p, size_t n) {
     if (!grow_bpe(e, n)) return 0;
     e->n_heap = 0;
     for (size_t i = 0; i < n; i++) {
         e->next[i] = (int32_t)i + 1;
         e->prev[i] = (int32_t)i - 1;
     }
-    for (size_t i = 0; i + 1 < n; i++) set_rank(e, p, n, (int32_t)i, limit);
+    for (size_t i = 0; i + 1 < n; i++) set_rank(e, p, n, (int32_t)i);
     while (e->n_heap) {
         uint64_t key = heap_pop(e);
         int32_t i = (int32_t)(uint32_t)key, r = (int32_t)(key >> 32);
@@ -377,8 +378,8 @@ static int bpe_merge(enc *e, const char *p, size_t n, int32_t limit) {
         e->next[i] = k;
         if ((size_t)k < n) e->prev[k] = i;
         e->rank[j] = -1;
-        set_rank(e, p, n, i, limit);
-        if (e->prev[i] >= 0) set_rank(e, p, n, e->prev[i], limit);
+        set_rank(e, p, n, i);
+        if (e->prev[i] >= 0) set_rank(e, p, n, e->prev[i]);
     }
     return 1;
 }
@@ -387,7 +388,7 @@ static int encode_piece(enc *e, const char *p, size_t n) {
     const herd_tokenizer *t = e->t;
     int32_t id = table_get(t, &t->bpe, p, n);
     if (id >= 0) return push_id(e, id);
-    if (!bpe_merge(e, p, n, INT32_MAX)) return 0;
+    if (!bpe_merge(e, p, n)) return 0;
     for (int32_t i = 0; (size_t)i < n; i = e->next[i]) {
         id = table_get(t, &t->bpe, p + i, (size_t)(e->next[i] - i));
         if (id < 0 || !push_id(e, id)) return 0; /* id < 0 impossible: every part is a token */
@@ -395,21 +396,22 @@ static int encode_piece(enc *e, const char *p, size_t n) {
     return 1;
 }
 
-int herd_tokenizer_merge_split(const herd_tokenizer *t, int32_t id, size_t *left_len) {
-    if (id < 256 || id >= t->n_bpe) return 0;
-    enc e = { .t = t };
+size_t herd_tokenizer_merges(const herd_tokenizer *t, int32_t id, size_t *left_len) {
+    if (id < 0 || id >= t->n_bpe) return 0;
     const char *p = t->blob + t->off[id];
-    size_t n = t->len[id];
-    int ok = 0;
-    if (bpe_merge(&e, p, n, id)) {
-        int32_t j = e.next[0];
-        if ((size_t)j < n && (size_t)e.next[j] == n) {
-            *left_len = (size_t)j;
-            ok = 1;
+    size_t n = t->len[id], k = 0;
+    int32_t rl[HERD_TOK_MAX_LEN], rr[HERD_TOK_MAX_LEN];
+    for (size_t i = 1; i < n; i++) {
+        int32_t a = table_get(t, &t->bpe, p, i), b = table_get(t, &t->bpe, p + i, n - i);
+        if (a < 0 || b < 0) continue;
+        size_t j = k++; /* insertion sort by (rank of left, rank of right) */
+        while (j > 0 && (rl[j - 1] > a || (rl[j - 1] == a && rr[j - 1] > b))) {
+            rl[j] = rl[j - 1]; rr[j] = rr[j - 1]; left_len[j] = left_len[j - 1];
+            j--;
         }
+        rl[j] = a; rr[j] = b; left_len[j] = i;
     }
-    free(e.next); free(e.prev); free(e.rank); free(e.heap);
-    return ok;
+    return k;
 }
 
 /* ---- UTF-8 helpers --------------------------------------------------------------- */

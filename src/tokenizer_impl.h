@@ -33,10 +33,12 @@ herd_status herd_tokenizer_build(herd_tokenizer **out, const herd_tok_str *bpe, 
 /* Llama 3.1 (HF) name of special k (0..255), written into buf (>= 40 bytes). */
 const char *herd_tokenizer_default_special(int k, char *buf, size_t cap);
 
-/* For a BPE token of rank r >= 256: runs byte-pair merging on its bytes using only
- * ranks below r. Returns 1 and the byte length of the left part when that ends in
- * exactly two parts (the merge that produced the token), 0 otherwise. */
-int herd_tokenizer_merge_split(const herd_tokenizer *t, int32_t id, size_t *left_len);
+/* The merges of tokenizer.json / GGUF for BPE token id, as HF's tiktoken converter
+ * derives them: every split into two parts that are both tokens, sorted by (rank of
+ * the left part, rank of the right part). Fills left_len (cap HERD_TOK_MAX_LEN) with
+ * the left parts' byte lengths; returns how many. Listing every split, not only the
+ * one BPE itself takes, keeps HF's merge-priority BPE equal to tiktoken's. */
+size_t herd_tokenizer_merges(const herd_tokenizer *t, int32_t id, size_t *left_len);
 
 /* GPT-2 byte-level mapping used by tokenizer.json and GGUF ("Ġ" is the space byte). */
 /* Appends the byte-level UTF-8 form of bytes to out (cap >= 2*n+1); returns length. */

