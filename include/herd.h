@@ -73,6 +73,10 @@ typedef struct {
  * factor 8, eps 1e-5, vocab 128256, bos 128000, eos 128001/128008/128009). */
 void herd_config_default(herd_config *c);
 
+/* Reads a Hugging Face config.json (LlamaForCausalLM) into c, validating every
+ * field herd relies on. */
+herd_status herd_config_load(herd_config *c, const char *config_json_path, herd_error *err);
+
 typedef struct herd_model herd_model;
 typedef struct herd_tokenizer herd_tokenizer;
 typedef struct herd_session herd_session;

@@ -660,6 +660,8 @@ static const char *HELP_INIT =
     "  --dim N --layers N --heads N --kv-heads N --head-dim N --ffn N   shape\n"
     "                      (default: dim 64, 2 layers, 4 heads, 2 kv heads, ffn 192)\n"
     "  --preset NAME       tiny | llama3.2-1b | llama3.2-3b | llama3.1-8b\n"
+    "  --config FILE       take the shape from a Hugging Face config.json\n"
+    "                      (flags after it override it)\n"
     "  --tie               tie the output matrix to the embedding\n"
     "  --ctx N             max_position_embeddings (default 131072)\n"
     "  --rope-factor F     llama3 rope scaling factor (default 8; 0 disables scaling)\n"
@@ -695,6 +697,10 @@ static int cmd_init(int argc, char **argv) {
             c->rope_factor = (float)f;
         }
         else if (!strcmp(s, "--tie")) c->tie_embeddings = 1;
+        else if (!strcmp(s, "--config")) {
+            herd_error err;
+            if (herd_config_load(c, next_value(&a, s), &err)) die("%s", err.msg);
+        }
         else if (!strcmp(s, "--tokenizer")) p.tokenizer_path = next_value(&a, s);
         else if (!strcmp(s, "--seed")) p.seed = (uint64_t)parse_long(&a, s, next_value(&a, s), 0, LONG_MAX);
         else if (!strcmp(s, "--preset")) {

@@ -3,7 +3,10 @@
  * parsers (and their fuzzers) link without the model. */
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "core/core.h"
+#include "format/format.h"
 
 void herd_config_default(herd_config *c) {
     memset(c, 0, sizeof *c);
@@ -24,4 +27,14 @@ void herd_config_default(herd_config *c) {
     c->default_temperature = -1;
     c->default_top_p = -1;
     c->default_top_k = -1;
+}
+
+herd_status herd_config_load(herd_config *c, const char *path, herd_error *err) {
+    char *text;
+    size_t len;
+    herd_status st = herd_read_file(path, &text, &len, err);
+    if (st) return st;
+    st = hf_config_parse(c, text, len, path, err);
+    free(text);
+    return st;
 }
