@@ -193,6 +193,32 @@ typedef struct {
 herd_status herd_init_model(const herd_init_params *p, const char *hf_dir, const char *gguf_path,
                             int gguf_type, herd_error *err);
 
+/* GGUF file types (general.file_type; the numbers are llama.cpp's llama_ftype). */
+typedef enum {
+    HERD_FTYPE_F32 = 0,
+    HERD_FTYPE_F16 = 1,
+    HERD_FTYPE_Q4_0 = 2,
+    HERD_FTYPE_Q8_0 = 7,
+    HERD_FTYPE_Q4_K_M = 15, /* Q4_K, Q6_K for output and some attn_v / ffn_down */
+    HERD_FTYPE_Q6_K = 18,
+    HERD_FTYPE_BF16 = 32,
+} herd_ftype;
+int herd_ftype_from_name(const char *name); /* "Q4_K_M" -> HERD_FTYPE_Q4_K_M; -1 if unknown */
+const char *herd_ftype_name(int ftype);     /* "Q4_K_M", ... or "?" */
+
+typedef struct {
+    int ftype;  /* herd_ftype */
+    FILE *log;  /* one line per matrix (name, shape, types); NULL: quiet */
+} herd_quantize_params;
+herd_quantize_params herd_quantize_default_params(void); /* Q4_K_M, quiet */
+
+/* Rewrites the model at in_path (HF directory or GGUF, any type herd loads) as a
+ * GGUF at out_path with every matrix requantized to p->ftype (llama.cpp's type rules;
+ * rows not a multiple of the block size fall back to Q8_0), norms float32, the same
+ * hyper-parameters and tokenizer. Written atomically; out_path may equal in_path. */
+herd_status herd_quantize(const char *in_path, const char *out_path, const herd_quantize_params *p,
+                          herd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

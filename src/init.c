@@ -104,41 +104,19 @@ static herd_status write_gguf(const herd_config *c, const herd_tokenizer *tok, i
                               int n, const char *path, int type, herd_error *err) {
     gguf_writer *w = gguf_writer_new();
     if (!w) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
-    gguf_writer_add_str(w, "general.architecture", "llama");
-    gguf_writer_add_str(w, "general.name", "herd-init");
-    gguf_writer_add_u32(w, "general.alignment", 32);
-    gguf_writer_add_u32(w, "llama.block_count", (uint32_t)c->n_layers);
-    gguf_writer_add_u32(w, "llama.context_length", (uint32_t)c->max_seq_len);
-    gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)c->dim);
-    gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)c->ffn_dim);
-    gguf_writer_add_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads);
-    gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads);
-    gguf_writer_add_f32(w, "llama.rope.freq_base", c->rope_theta);
-    gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps);
-    gguf_writer_add_u32(w, "llama.attention.key_length", (uint32_t)c->head_dim);
-    gguf_writer_add_u32(w, "llama.attention.value_length", (uint32_t)c->head_dim);
-    gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size);
-    gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)c->head_dim);
-    gguf_writer_add_u32(w, "general.file_type", type == HERD_F32 ? 0 : type == HERD_F16 ? 1
-                        : type == HERD_Q4_0 ? 2 : type == HERD_Q8_0 ? 7 : 32);
-    herd_tokenizer_write_gguf_kv(tok, w);
+    float *div = NULL;
     herd_status st = HERD_OK;
     if (c->rope_scaling) {
         /* llama.cpp's form of llama3 scaling: per-frequency divisors */
-        int half = c->head_dim / 2;
-        float *plain = malloc((size_t)half * sizeof(float)), *scaled = malloc((size_t)half * sizeof(float));
-        if (!plain || !scaled) st = herd_errf(err, HERD_ERR_NOMEM, "out of memory");
-        if (!st) {
-            rope_freqs_llama3(plain, c->head_dim, c->rope_theta, 0, 1, 1, 1, 1);
-            rope_freqs_llama3(scaled, c->head_dim, c->rope_theta, 1, c->rope_factor,
-                              c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_orig_max_pos);
-            for (int i = 0; i < half; i++) plain[i] /= scaled[i];
-            int64_t ne[1] = { half };
-            st = gguf_writer_add_tensor(w, "rope_freqs.weight", HERD_F32, 1, ne, plain, err);
-        }
-        free(plain);
-        free(scaled);
+        div = malloc((size_t)(c->head_dim / 2) * sizeof(float));
+        if (!div) st = herd_errf(err, HERD_ERR_NOMEM, "out of memory");
+        else model_rope_divisors(c, div);
     }
+    uint32_t ftype = type == HERD_F32 ? HERD_FTYPE_F32 : type == HERD_F16 ? HERD_FTYPE_F16
+                     : type == HERD_Q4_0 ? HERD_FTYPE_Q4_0 : type == HERD_Q8_0 ? HERD_FTYPE_Q8_0
+                     : HERD_FTYPE_BF16;
+    if (!st) st = model_gguf_add_header(w, c, tok, "herd-init", ftype, div, err);
+    free(div);
     for (int i = 0; i < n && !st; i++) {
         init_tensor *t = &ts[i];
         int ttype = t->n_dims == 1 ? HERD_F32 : type;

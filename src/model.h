@@ -30,4 +30,13 @@ struct herd_model {
     int type_count[64];       /* matrices per herd_type, for info */
 };
 
+/* quantize.c: the GGUF metadata herd writes for a Llama model (herd init and herd
+ * quantize): general.*, llama.*, the tokenizer, and rope_freqs.weight (HS/2 llama3
+ * divisors) when rope_div is non-NULL. */
+herd_status model_gguf_add_header(gguf_writer *w, const herd_config *c, const herd_tokenizer *tok,
+                                  const char *name, uint32_t file_type, const float *rope_div,
+                                  herd_error *err);
+/* div (HS/2): llama.cpp's per-frequency divisors of c's llama3 scaling. */
+void model_rope_divisors(const herd_config *c, float *div);
+
 #endif

@@ -727,6 +727,43 @@ static int cmd_init(int argc, char **argv) {
     return 0;
 }
 
+/* ---- quantize -------------------------------------------------------------- */
+
+static const char *HELP_QUANTIZE =
+    "usage: herd quantize [-q] IN OUT TYPE\n"
+    "Rewrites the model IN (HF directory or .gguf) as the GGUF file OUT with its\n"
+    "matrices in TYPE; norms stay F32, metadata and tokenizer are kept.\n"
+    "  TYPE  F32 | F16 | BF16 | Q8_0 | Q4_0 | Q6_K   every matrix of that type\n"
+    "        Q4_K_M   llama.cpp's mixture: Q4_K, with Q6_K for output.weight and for\n"
+    "                 attn_v / ffn_down of the first and last eighth of the layers\n"
+    "                 and every third layer between\n"
+    "  Rows whose length is not a multiple of the block (256 for K types) use Q8_0.\n"
+    "  -q    no per-tensor lines on stderr\n";
+
+static int cmd_quantize(int argc, char **argv) {
+    args a = { "quantize", argc, 0, argv };
+    const char *pos[3];
+    int n_pos = 0, quiet = 0;
+    for (a.i = 1; a.i < argc; a.i++) {
+        const char *s = argv[a.i];
+        if (is_help(s)) { fputs(HELP_QUANTIZE, stdout); return 0; }
+        else if (!strcmp(s, "-q")) quiet = 1;
+        else if (s[0] == '-' && s[1]) usage_error(a.cmd, "unknown flag '%s'", s);
+        else if (n_pos < 3) pos[n_pos++] = s;
+        else usage_error(a.cmd, "too many arguments; expected IN OUT TYPE");
+    }
+    if (n_pos != 3) usage_error(a.cmd, "expected IN OUT TYPE");
+    herd_quantize_params p = herd_quantize_default_params();
+    p.ftype = herd_ftype_from_name(pos[2]);
+    if (p.ftype < 0)
+        usage_error(a.cmd, "unknown TYPE '%s'; use F32, F16, BF16, Q8_0, Q4_0, Q4_K_M or Q6_K", pos[2]);
+    p.log = quiet ? NULL : stderr;
+    herd_error err;
+    if (herd_quantize(pos[0], pos[1], &p, &err)) die("%s", err.msg);
+    fprintf(stderr, "herd: wrote %s (%s)\n", pos[1], herd_ftype_name(p.ftype));
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 static const char *HELP =
@@ -738,6 +775,7 @@ static const char *HELP =
     "  bench       prompt and generation speed, tokens/s\n"
     "  info        a model's architecture, hyperparameters and tensor types\n"
     "  init        write a random-weight model (HF directory and GGUF)\n"
+    "  quantize    rewrite a model as a GGUF of another type (Q8_0, Q4_K_M, ...)\n"
     "MODEL is a Hugging Face directory or a .gguf file; without -m, " DEFAULT_MODEL ".\n";
 
 int main(int argc, char **argv) {
@@ -746,6 +784,7 @@ int main(int argc, char **argv) {
     struct { const char *name; int (*fn)(int, char **); } cmds[] = {
         { "tokenize", cmd_tokenize }, { "generate", cmd_generate }, { "perplexity", cmd_perplexity },
         { "chat", cmd_chat }, { "info", cmd_info }, { "bench", cmd_bench }, { "init", cmd_init },
+        { "quantize", cmd_quantize },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);

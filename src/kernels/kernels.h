@@ -27,6 +27,10 @@ typedef struct {
 /* Quantized block layouts (identical to GGUF's). */
 typedef struct { uint16_t d; int8_t qs[32]; } block_q8_0;        /* d: f16 scale */
 typedef struct { uint16_t d; uint8_t qs[16]; } block_q4_0;       /* low nibbles = elems 0..15 */
+/* K-quants: 256-element super-blocks (layouts described in ref/kquant_ref.c). */
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } block_q4_K;              /* 144 B */
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } block_q5_K; /* 176 B */
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } block_q6_K;       /* 210 B */
 
 /* CPU features found at run time (cpu/dispatch.c). */
 typedef struct { int avx2, fma, f16c, avx512f, avx512bw, avx512vnni, avx512bf16, avxvnni; } herd_cpu_features;
@@ -49,6 +53,14 @@ void dequant_row(float *out, const void *row, int type, int64_t n);
 /* Quantize n floats to Q8_0 / Q4_0 blocks (ggml's reference rounding: roundf). */
 void quantize_row_q8_0_ref(block_q8_0 *out, const float *x, int64_t n);
 void quantize_row_q4_0_ref(block_q4_0 *out, const float *x, int64_t n);
+/* Quantize / dequantize n floats (n a multiple of 256) to / from K-quant blocks,
+ * as ggml's quantize_row_q*_K_ref (no importance matrix) and dequantize_row_q*_K. */
+void quantize_row_q4_K_ref(block_q4_K *out, const float *x, int64_t n);
+void quantize_row_q5_K_ref(block_q5_K *out, const float *x, int64_t n);
+void quantize_row_q6_K_ref(block_q6_K *out, const float *x, int64_t n);
+void dequant_row_q4_K_ref(float *out, const block_q4_K *x, int64_t n);
+void dequant_row_q5_K_ref(float *out, const block_q5_K *x, int64_t n);
+void dequant_row_q6_K_ref(float *out, const block_q6_K *x, int64_t n);
 
 /* out (T, OC) = x (T, IC) . w^T.
  * The reference dequantizes each weight row to f32 and accumulates in f32.

@@ -3,8 +3,8 @@
  *
  * A matmul runs in two phases inside one OpenMP parallel region:
  *   1. prep: every thread computes the same layout of the scratch (mm_act) and
- *      converts its share of x into it (Q8 quantization for Q8_0 / Q4_0 weights,
- *      bf16 rounding for BF16 weights on AVX-512); then a barrier;
+ *      converts its share of x into it (Q8 quantization for Q8_0 / Q4_0 weights);
+ *      then a barrier;
  *   2. rows: every thread computes out[:, r0:r1) for its contiguous range of rows.
  * The scratch layout is private to each ISA (prep and rows of one ISA come as a
  * pair): AVX-512 interleaves Q4_0 activations to match its nibble unpacking.
@@ -47,12 +47,12 @@ static inline size_t kern_row_bytes(int type, int64_t n) {
  * a type / ISA are NULL. nb = IC / 32. */
 typedef struct {
     const float *f32;     /* (T, IC) x itself */
-    const uint16_t *bf16; /* (T, IC) x rounded to bf16 */
     const int8_t *q;      /* (T, IC) x quantized per 32-block, ISA order */
     const float *d;       /* (T, nb) scale of each block */
     const float *dl;      /* (T, nb, 8) scale expanded to SIMD lanes, ISA order */
     const int32_t *corr;  /* (T, nb, 8) integer correction that starts each lane */
     int64_t ic, nb;
+    int gemm;             /* 1: the ISA's prefill GEMM runs (natural x order) */
 } mm_act;
 
 /* Per-ISA matmul: supports(type) says which weight types it handles; layout
@@ -69,6 +69,12 @@ typedef struct {
 } mm_isa;
 
 extern const mm_isa mm_isa_scalar, mm_isa_avx2, mm_isa_avx512;
+
+/* AVX-512 prefill GEMM (gemm_avx512.c): used for T >= GEMM_MIN_T tokens;
+ * rows computes out (T, OC) rows [r0, r1) from x prepared in natural order. */
+#define GEMM_MIN_T 8
+int gemm_z_supports(int type, int T);
+void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
 
 /* Bytes of scratch any ISA's layout may use (dispatch.c's matmul_scratch_size). */
 size_t mm_scratch_bytes(int type, int T, int64_t ic);

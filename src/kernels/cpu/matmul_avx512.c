@@ -1,6 +1,8 @@
-/* matmul_avx512.c - matmul for CPUs with AVX-512 F/BW/VL + VNNI (+ BF16 for BF16
- * weights). Compiled with AVX-512 flags; only called after dispatch.c checked
- * the CPU. Weight rows are read in GGUF layout, no repacking.
+/* matmul_avx512.c - matmul for CPUs with AVX-512 F/BW/VL + VNNI. Compiled with
+ * AVX-512 flags; only called after dispatch.c checked the CPU. This file holds
+ * the activation prep and the decode-sized row kernels (T < GEMM_MIN_T); longer
+ * batches go to the cache-blocked GEMM in gemm_avx512.c, which repacks weights.
+ * Weight rows are read here in GGUF layout, no repacking.
  *
  * Q8_0 / Q4_0: x is quantized once per call to int8 blocks (one f32 scale per
  * block), and each block's integer dot comes from vpdpbusd (u8 x s8):
@@ -10,9 +12,13 @@
  * accumulator, so they cost nothing in the loop. Scales: one 64-byte load covers
  * the f16 d of 2 (Q8_0) or 4 (Q4_0) blocks; vpermw spreads them over the lanes.
  * Q4_0 activations are stored interleaved per group of 4 blocks (low halves of
- * the 4 blocks, then high halves) to match unpacking 64 bytes of nibbles at once.
- * BF16: x rounded to bf16 (vcvtne2ps2bf16), then vdpbf16ps. F16: vcvtph2ps + FMA.
- * Tiles: R rows x TT tokens share every load: 2 x 4 for prefill; decode goes
+ * the 4 blocks, then high halves) to match unpacking 64 bytes of nibbles at once
+ * (natural order when the GEMM runs).
+ * F16: vcvtph2ps + FMA. BF16: widened to f32 by a 16-bit shift, x stays f32, FMA:
+ * exact products on purpose. (vdpbf16ps would round x to bf16, and that rounding
+ * flips greedy near-ties against float32 references: seen on herd init models
+ * after 5 tokens.)
+ * Tiles: R rows x TT tokens share every load: 2 x 4 for small batches; decode goes
  * one row at a time (1 x 1), so the weights stream strictly sequentially (4
  * interleaved rows measured ~1.5x slower from DRAM on 4 KiB pages).
  */
@@ -32,33 +38,17 @@
  * end of the weights is harmless. */
 #define PF_BYTES 4096
 
-/* Off: BF16 matmuls stay exact (see z_supports). */
-static int bf16_dot_allowed = 0;
-
 static int z_supports(int type) {
-    switch (type) {
-    case HERD_F32: case HERD_F16: case HERD_Q8_0: case HERD_Q4_0: return 1;
-    /* BF16 weights go to the AVX2 file, which widens them to f32 and keeps x in
-     * f32: exact products. vdpbf16ps here rounds x to bf16, and that rounding flips
-     * greedy near-ties against float32 references (seen on herd init models after
-     * 5 tokens). The vdpbf16ps tiles stay for an opt-in fast prefill path. */
-    case HERD_BF16: return herd_cpu()->avx512bf16 && bf16_dot_allowed;
-    default: return 0;
-    }
+    return type == HERD_F32 || type == HERD_F16 || type == HERD_BF16 || type == HERD_Q8_0 || type == HERD_Q4_0;
 }
-
-static int64_t pad32(int64_t n) { return (n + 31) & ~(int64_t)31; }
 
 static int64_t z_layout(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch) {
     memset(a, 0, sizeof *a);
     a->f32 = x;
     a->ic = ic;
     a->nb = ic / QK;
+    a->gemm = gemm_z_supports(type, T);
     uint8_t *p = scratch;
-    if (type == HERD_BF16) {
-        a->bf16 = mm_carve(&p, (size_t)T * pad32(ic) * 2);
-        return (int64_t)T * (pad32(ic) / 32);
-    }
     if (type != HERD_Q8_0 && type != HERD_Q4_0) return 0;
     a->q = mm_carve(&p, (size_t)T * ic);
     a->d = mm_carve(&p, (size_t)T * a->nb * sizeof(float));
@@ -82,7 +72,7 @@ static void z_quant_block(const mm_act *a, const float *x, int type, int64_t b) 
     int32_t *corr = (int32_t *)a->corr + t * a->nb * 8;
     ((float *)a->d)[b] = d;
     const int64_t g = bi / 4, k = bi % 4;
-    if (type == HERD_Q4_0 && g < a->nb / 4) {
+    if (type == HERD_Q4_0 && !a->gemm && g < a->nb / 4) {
         /* group g of 4 blocks: 64 bytes of low halves, then 64 of high halves;
          * lane 4k..4k+3 of the group's 16 lanes belongs to block k */
         _mm_storeu_si128((__m128i *)(q + g * 128 + k * 16), _mm512_cvtepi32_epi8(i0));
@@ -103,24 +93,6 @@ static void z_quant_block(const mm_act *a, const float *x, int type, int64_t b) 
 }
 
 static void z_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1) {
-    if (type == HERD_BF16) { /* unit: 32 elements of one token, zero-padded to pad32(ic) */
-        const int64_t icp = pad32(a->ic), per = icp / 32;
-        for (int64_t u = i0; u < i1; u++) {
-            const int64_t t = u / per, j = (u % per) * 32, n = a->ic - j;
-            const float *src = x + t * a->ic + j;
-            __m512 lo, hi;
-            if (n >= 32) {
-                lo = _mm512_loadu_ps(src);
-                hi = _mm512_loadu_ps(src + 16);
-            } else {
-                lo = _mm512_maskz_loadu_ps(n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1), src);
-                hi = _mm512_maskz_loadu_ps(n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0, src + 16);
-            }
-            __m512bh v = _mm512_cvtne2ps_pbh(hi, lo);
-            _mm512_storeu_si512((void *)(a->bf16 + t * icp + j), (__m512i)v);
-        }
-        return;
-    }
     for (int64_t b = i0; b < i1; b++) z_quant_block(a, x, type, b);
 }
 
@@ -247,33 +219,18 @@ INLINE void f_tile(float *out, const mm_act *a, const herd_weight *w, int64_t r,
         UNROLL
         for (int tt = 0; tt < TT; tt++) acc[rr][tt] = _mm512_setzero_ps();
     }
-    if (type == HERD_BF16) { /* 32 elements a step; x is zero-padded, weights masked */
-        const int64_t icp = pad32(ic);
-        for (int64_t i = 0; i < ic; i += 32) {
-            const __mmask32 m = ic - i >= 32 ? 0xffffffffu : (__mmask32)((1u << (ic - i)) - 1);
+    for (int64_t i = 0; i < ic; i += 16) {
+        const __mmask16 m = ic - i >= 16 ? 0xffff : (__mmask16)((1u << (ic - i)) - 1);
+        UNROLL
+        for (int rr = 0; rr < R; rr++) {
+            const __m512 wv = type == HERD_F32 ? _mm512_maskz_loadu_ps(m, row[rr] + i * 4)
+                : type == HERD_F16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row[rr] + i * 2))
+                : _mm512_castsi512_ps(_mm512_slli_epi32(
+                      _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row[rr] + i * 2)), 16));
             UNROLL
-            for (int rr = 0; rr < R; rr++) {
-                const __m512i wv = _mm512_maskz_loadu_epi16(m, row[rr] + i * 2);
-                UNROLL
-                for (int tt = 0; tt < TT; tt++) {
-                    const __m512i xv = _mm512_loadu_si512((const void *)(a->bf16 + (t0 + tt) * icp + i));
-                    acc[rr][tt] = _mm512_dpbf16_ps(acc[rr][tt], (__m512bh)xv, (__m512bh)wv);
-                }
-            }
-        }
-    } else {
-        for (int64_t i = 0; i < ic; i += 16) {
-            const __mmask16 m = ic - i >= 16 ? 0xffff : (__mmask16)((1u << (ic - i)) - 1);
-            UNROLL
-            for (int rr = 0; rr < R; rr++) {
-                const __m512 wv = type == HERD_F32
-                    ? _mm512_maskz_loadu_ps(m, row[rr] + i * 4)
-                    : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row[rr] + i * 2));
-                UNROLL
-                for (int tt = 0; tt < TT; tt++) {
-                    const __m512 xv = _mm512_maskz_loadu_ps(m, a->f32 + (t0 + tt) * ic + i);
-                    acc[rr][tt] = _mm512_fmadd_ps(wv, xv, acc[rr][tt]);
-                }
+            for (int tt = 0; tt < TT; tt++) {
+                const __m512 xv = _mm512_maskz_loadu_ps(m, a->f32 + (t0 + tt) * ic + i);
+                acc[rr][tt] = _mm512_fmadd_ps(wv, xv, acc[rr][tt]);
             }
         }
     }
@@ -300,6 +257,10 @@ TILES(tiles_bf16, f_tile, HERD_BF16)
 /* Rows [r0, r1) in chunks (16 rows decode, 64 prefill: the chunk's weights stay
  * in L2 while every group of 4 tokens passes over them). */
 static void z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
+    if (a->gemm) {
+        gemm_z_rows(out, a, w, T, r0, r1);
+        return;
+    }
     const tile_set *k = w->type == HERD_Q8_0 ? &tiles_q8 : w->type == HERD_Q4_0 ? &tiles_q4
                       : w->type == HERD_F32 ? &tiles_f32 : w->type == HERD_F16 ? &tiles_f16 : &tiles_bf16;
     const int64_t chunk = T > 1 ? 64 : 16;

@@ -6,7 +6,7 @@
  * Unlike the reference it computes what the SIMD paths compute: Q8_0 / Q4_0
  * weights are dotted with x quantized to int8 blocks (exact integer block dots),
  * so SIMD-vs-scalar differences are float summation order only. BF16 weights
- * are dotted with unrounded f32 x here (only AVX-512 rounds x to bf16).
+ * are dotted with unrounded f32 x, as on every path.
  */
 #include <math.h>
 #include <string.h>
@@ -21,12 +21,11 @@ void *mm_carve(uint8_t **p, size_t bytes) {
 }
 
 /* Largest scratch any ISA's layout carves: int8 x, per-block scale, 8 expanded
- * lane scales and 8 lane corrections per block (Q8_0 / Q4_0), or bf16 x. */
+ * lane scales and 8 lane corrections per block (Q8_0 / Q4_0). */
 size_t mm_scratch_bytes(int type, int T, int64_t ic) {
     size_t n = (size_t)T * (size_t)ic, nb = n / QK + (size_t)T;
     switch (type) {
     case HERD_Q8_0: case HERD_Q4_0: return n + nb * (4 + 32 + 32) + 5 * 64;
-    case HERD_BF16: return 2 * n + 2 * 64;
     default: return 64;
     }
 }

@@ -1,0 +1,244 @@
+/* gemm_avx512.c - the prefill matmul (T >= GEMM_MIN_T tokens) on AVX-512: a
+ * cache-blocked GEMM, called by matmul_avx512.c's rows for its row range.
+ *
+ * Each thread walks its rows in panels of MR = 32 (two zmm of output rows) and
+ * the input features in k-blocks. Per (panel, k-block) it repacks the weights
+ * once into a per-thread buffer (transposed: one zmm holds 16 rows at one input
+ * position), then sweeps every token over it with a register tile of 32 rows x
+ * TT tokens. Output lanes are rows, so a tile stores straight to out (T, OC)
+ * with no horizontal sums; x is broadcast from memory.
+ *
+ *   Q8_0 / Q4_0 (x quantized to int8 blocks by matmul_avx512.c's prep, natural
+ *   order): the panel holds unsigned bytes (Q8_0: w ^ 0x80 = w + 128; Q4_0: the
+ *   nibble 0..15) laid out [block][k 0..7][row vector][16 rows x 4 bytes], and the
+ *   f32 scales [block][row vector][16]. Per block and token the int32 lanes start
+ *   at corr = -128 * sum(x) (Q8_0) or -8 * sum(x) (Q4_0), take 8 vpdpbusd with x's
+ *   4-byte groups broadcast, and are folded once into f32: acc += int * dw * dx.
+ *   The integer dot is exact, so results equal the row kernels' up to float
+ *   summation order.
+ *   F32 / F16 / BF16: the panel is f32 (F16 via vcvtph2ps, BF16 by a 16-bit
+ *   shift: exact), [k][row vector][16]; acc += w * x in f32 FMA. BF16 stays exact
+ *   f32 math on purpose (see matmul_avx512.c).
+ * Repacking gathers 16 rows at a time (vpgatherdd); it costs a few % at T = 128.
+ * Nothing here allocates: the panel buffer is static thread-local storage.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+enum {
+    MR = 32,   /* rows per panel */
+    KCQ = 64,  /* blocks of 32 per int8 k-block: panel 64 KiB + 8 KiB scales */
+    KCF = 512, /* input features per float k-block: panel 64 KiB */
+};
+
+static _Thread_local union {
+    struct { uint8_t q[KCQ * QK * MR]; float d[KCQ * MR]; } i8;
+    float f[KCF * MR];
+} panel __attribute__((aligned(64)));
+
+int gemm_z_supports(int type, int T) {
+    return T >= GEMM_MIN_T && (type == HERD_Q8_0 || type == HERD_Q4_0 || type == HERD_F32 ||
+                               type == HERD_F16 || type == HERD_BF16);
+}
+
+static __m512i row_offsets(size_t rb) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                              _mm512_set1_epi32((int)rb));
+}
+
+static __mmask16 vec_mask(int n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+/* Rows [r, r + n) (n <= MR; lanes of missing rows are zero), blocks [b0, b0 + nbk). */
+static void pack_q(const herd_weight *w, int64_t r, int n, int64_t b0, int nbk) {
+    const size_t bb = w->type == HERD_Q8_0 ? 34 : 18, rb = (size_t)(w->ic / QK) * bb;
+    const __m512i vidx = row_offsets(rb), z = _mm512_setzero_si512();
+    const __m512i bias = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0F);
+    for (int v = 0; v < 2; v++) {
+        const __mmask16 m = vec_mask(n - 16 * v);
+        const uint8_t *base = (const uint8_t *)w->data + (size_t)(r + 16 * v) * rb + (size_t)b0 * bb;
+        if (!m) { /* a panel of 16 rows or fewer: the second vector stays zero */
+            for (int bi = 0; bi < nbk; bi++) {
+                for (int k = 0; k < 8; k++) _mm512_store_si512(panel.i8.q + ((bi * 8 + k) * 2 + v) * 64, z);
+                _mm512_store_ps(panel.i8.d + (bi * 2 + v) * 16, _mm512_setzero_ps());
+            }
+            continue;
+        }
+        for (int bi = 0; bi < nbk; bi++) {
+            const uint8_t *blk = base + (size_t)bi * bb;
+            uint8_t *dst = panel.i8.q + (size_t)bi * 8 * 2 * 64 + v * 64;
+            const __m512i dd = _mm512_mask_i32gather_epi32(z, m, vidx, blk, 1);
+            _mm512_store_ps(panel.i8.d + (bi * 2 + v) * 16, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)));
+            if (w->type == HERD_Q8_0) {
+                UNROLL
+                for (int k = 0; k < 8; k++) {
+                    const __m512i g = _mm512_mask_i32gather_epi32(z, m, vidx, blk + 2 + 4 * k, 1);
+                    _mm512_store_si512(dst + k * 128, _mm512_xor_si512(g, bias));
+                }
+            } else {
+                UNROLL
+                for (int k = 0; k < 4; k++) {
+                    const __m512i g = _mm512_mask_i32gather_epi32(z, m, vidx, blk + 2 + 4 * k, 1);
+                    _mm512_store_si512(dst + k * 128, _mm512_and_si512(g, m4));
+                    _mm512_store_si512(dst + (k + 4) * 128, _mm512_and_si512(_mm512_srli_epi16(g, 4), m4));
+                }
+            }
+        }
+    }
+}
+
+/* out[t0 .. t0+TT) x rows [r, r + n) over blocks [b0, b0 + nbk) of the panel;
+ * first: the k-block that starts the sums (else they add to out). */
+INLINE void q_kernel(float *out, int64_t oc, const mm_act *a, int64_t r, int n, int64_t b0, int nbk,
+                     int t0, int first, const int TT) {
+    const __mmask16 m0 = vec_mask(n), m1 = vec_mask(n - 16);
+    const int64_t nb = a->nb, ic = a->ic;
+    __m512 acc[2][8];
+    UNROLL
+    for (int t = 0; t < TT; t++) {
+        float *o = out + (t0 + t) * oc + r;
+        acc[0][t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, o);
+        acc[1][t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, o + 16);
+    }
+    for (int bi = 0; bi < nbk; bi++) {
+        const int64_t b = b0 + bi;
+        const uint8_t *pw = panel.i8.q + (size_t)bi * 8 * 2 * 64;
+        __m512i s[2][8];
+        UNROLL
+        for (int t = 0; t < TT; t++) s[0][t] = s[1][t] = _mm512_set1_epi32(a->corr[((t0 + t) * nb + b) * 8]);
+        UNROLL
+        for (int k = 0; k < 8; k++) {
+            const __m512i w0 = _mm512_load_si512(pw + k * 128), w1 = _mm512_load_si512(pw + k * 128 + 64);
+            UNROLL
+            for (int t = 0; t < TT; t++) {
+                int32_t xv;
+                memcpy(&xv, a->q + (t0 + t) * ic + b * QK + 4 * k, 4);
+                const __m512i xb = _mm512_set1_epi32(xv);
+                s[0][t] = _mm512_dpbusd_epi32(s[0][t], w0, xb);
+                s[1][t] = _mm512_dpbusd_epi32(s[1][t], w1, xb);
+            }
+        }
+        const __m512 d0 = _mm512_load_ps(panel.i8.d + bi * 32), d1 = _mm512_load_ps(panel.i8.d + bi * 32 + 16);
+        UNROLL
+        for (int t = 0; t < TT; t++) {
+            const __m512 dx = _mm512_set1_ps(a->d[(t0 + t) * nb + b]);
+            acc[0][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[0][t]), _mm512_mul_ps(d0, dx), acc[0][t]);
+            acc[1][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[1][t]), _mm512_mul_ps(d1, dx), acc[1][t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < TT; t++) {
+        float *o = out + (t0 + t) * oc + r;
+        _mm512_mask_storeu_ps(o, m0, acc[0][t]);
+        _mm512_mask_storeu_ps(o + 16, m1, acc[1][t]);
+    }
+}
+
+/* Rows [r, r + n) of the panel, input features [k0, k0 + nk). */
+static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
+    const int es = w->type == HERD_F32 ? 4 : 2;
+    const size_t rb = (size_t)w->ic * es;
+    const __m512i vidx = row_offsets(rb), z = _mm512_setzero_si512();
+    for (int v = 0; v < 2; v++) {
+        const __mmask16 m = vec_mask(n - 16 * v);
+        const uint8_t *base = (const uint8_t *)w->data + (size_t)(r + 16 * v) * rb + (size_t)k0 * es;
+        float *dst = panel.f + v * 16;
+        int k = 0;
+        if (!m) {
+            for (; k < nk; k++) _mm512_store_ps(dst + k * 32, _mm512_setzero_ps());
+            continue;
+        }
+        if (w->type == HERD_F32) {
+            for (; k < nk; k++)
+                _mm512_store_si512(dst + k * 32, _mm512_mask_i32gather_epi32(z, m, vidx, base + 4 * k, 1));
+            continue;
+        }
+        for (; k + 2 <= nk; k += 2) { /* one dword = elements k, k + 1 of each row */
+            const __m512i g = _mm512_mask_i32gather_epi32(z, m, vidx, base + 2 * k, 1);
+            if (w->type == HERD_BF16) {
+                _mm512_store_si512(dst + k * 32, _mm512_slli_epi32(g, 16));
+                _mm512_store_si512(dst + k * 32 + 32, _mm512_and_si512(g, _mm512_set1_epi32((int)0xFFFF0000u)));
+            } else {
+                _mm512_store_ps(dst + k * 32, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)));
+                _mm512_store_ps(dst + k * 32 + 32, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
+            }
+        }
+        if (k < nk) { /* odd tail: 16-bit loads (a dword could run past the last row) */
+            uint16_t h[16] = { 0 };
+            for (int j = 0; j < 16; j++)
+                if (m >> j & 1) memcpy(&h[j], base + (size_t)j * rb + 2 * k, 2);
+            const __m256i hv = _mm256_loadu_si256((const __m256i *)h);
+            _mm512_store_ps(dst + k * 32, w->type == HERD_BF16
+                ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hv), 16))
+                : _mm512_cvtph_ps(hv));
+        }
+    }
+}
+
+INLINE void f_kernel(float *out, int64_t oc, const float *x, int64_t ic, int64_t r, int n, int64_t k0,
+                     int nk, int t0, int first, const int TT) {
+    const __mmask16 m0 = vec_mask(n), m1 = vec_mask(n - 16);
+    __m512 acc[2][12];
+    UNROLL
+    for (int t = 0; t < TT; t++) {
+        float *o = out + (t0 + t) * oc + r;
+        acc[0][t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, o);
+        acc[1][t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, o + 16);
+    }
+    const float *xk = x + t0 * ic + k0;
+    for (int k = 0; k < nk; k++) {
+        const __m512 w0 = _mm512_load_ps(panel.f + k * 32), w1 = _mm512_load_ps(panel.f + k * 32 + 16);
+        UNROLL
+        for (int t = 0; t < TT; t++) {
+            const __m512 xb = _mm512_set1_ps(xk[t * ic + k]);
+            acc[0][t] = _mm512_fmadd_ps(w0, xb, acc[0][t]);
+            acc[1][t] = _mm512_fmadd_ps(w1, xb, acc[1][t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < TT; t++) {
+        float *o = out + (t0 + t) * oc + r;
+        _mm512_mask_storeu_ps(o, m0, acc[0][t]);
+        _mm512_mask_storeu_ps(o + 16, m1, acc[1][t]);
+    }
+}
+
+#define QK_ARGS float *o, int64_t oc, const mm_act *a, int64_t r, int n, int64_t b0, int nbk, int t0, int first
+#define FK_ARGS float *o, int64_t oc, const float *x, int64_t ic, int64_t r, int n, int64_t k0, int nk, int t0, int first
+static void qk6(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 6); }
+static void qk4(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 4); }
+static void qk2(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 2); }
+static void qk1(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 1); }
+static void fk12(FK_ARGS) { f_kernel(o, oc, x, ic, r, n, k0, nk, t0, first, 12); }
+static void fk8(FK_ARGS) { f_kernel(o, oc, x, ic, r, n, k0, nk, t0, first, 8); }
+static void fk4(FK_ARGS) { f_kernel(o, oc, x, ic, r, n, k0, nk, t0, first, 4); }
+static void fk1(FK_ARGS) { f_kernel(o, oc, x, ic, r, n, k0, nk, t0, first, 1); }
+
+void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
+    const int quant = w->type == HERD_Q8_0 || w->type == HERD_Q4_0;
+    const int64_t kdim = quant ? a->nb : a->ic, kc = quant ? KCQ : KCF;
+    for (int64_t r = r0; r < r1; r += MR) {
+        const int n = r1 - r < MR ? (int)(r1 - r) : MR;
+        for (int64_t k0 = 0; k0 < kdim; k0 += kc) {
+            const int nk = kdim - k0 < kc ? (int)(kdim - k0) : (int)kc, first = k0 == 0;
+            int t = 0;
+            if (quant) {
+                pack_q(w, r, n, k0, nk);
+                for (; t + 6 <= T; t += 6) qk6(out, w->oc, a, r, n, k0, nk, t, first);
+                for (; t + 4 <= T; t += 4) qk4(out, w->oc, a, r, n, k0, nk, t, first);
+                for (; t + 2 <= T; t += 2) qk2(out, w->oc, a, r, n, k0, nk, t, first);
+                for (; t < T; t++) qk1(out, w->oc, a, r, n, k0, nk, t, first);
+            } else {
+                pack_f(w, r, n, k0, nk);
+                for (; t + 12 <= T; t += 12) fk12(out, w->oc, a->f32, a->ic, r, n, k0, nk, t, first);
+                for (; t + 8 <= T; t += 8) fk8(out, w->oc, a->f32, a->ic, r, n, k0, nk, t, first);
+                for (; t + 4 <= T; t += 4) fk4(out, w->oc, a->f32, a->ic, r, n, k0, nk, t, first);
+                for (; t < T; t++) fk1(out, w->oc, a->f32, a->ic, r, n, k0, nk, t, first);
+            }
+        }
+    }
+}
