@@ -47,6 +47,7 @@ static inline size_t kern_row_bytes(int type, int64_t n) {
  * a type / ISA are NULL. nb = IC / 32. */
 typedef struct {
     const float *f32;     /* (T, IC) x itself */
+    const float *xp;      /* gemm, float weights: x in tiles of GEMM_FT tokens (T/FT, IC, FT) */
     const int8_t *q;      /* (T, IC) x quantized per 32-block, ISA order */
     const float *d;       /* (T, nb) scale of each block */
     const float *dl;      /* (T, nb, 8) scale expanded to SIMD lanes, ISA order */
@@ -70,11 +71,18 @@ typedef struct {
 
 extern const mm_isa mm_isa_scalar, mm_isa_avx2, mm_isa_avx512;
 
-/* AVX-512 prefill GEMM (gemm_avx512.c): used for T >= GEMM_MIN_T tokens;
- * rows computes out (T, OC) rows [r0, r1) from x prepared in natural order. */
+/* AVX-512 prefill GEMM (gemm_avx512.c), used for T >= GEMM_MIN_T tokens: the
+ * mm_isa trio of matmul_avx512.c hands over to these. x is packed in tiles of
+ * GEMM_QT (int8) or GEMM_FT (f32) tokens; the last tile is padded. */
 #define GEMM_MIN_T 8
+#define GEMM_QT 6
+#define GEMM_FT 12
 int gemm_z_supports(int type, int T);
+int64_t gemm_z_layout(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch);
+void gemm_z_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1);
 void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
+/* q (32) = x (32) quantized as mm_quantize_block_q8, *d its scale; returns sum(q). */
+int32_t z_quantize_block(int8_t *q, float *d, const float *x);
 
 /* Bytes of scratch any ISA's layout may use (dispatch.c's matmul_scratch_size). */
 size_t mm_scratch_bytes(int type, int T, int64_t ic);

@@ -6,7 +6,10 @@
  * once into a per-thread buffer (transposed: one zmm holds 16 rows at one input
  * position), then sweeps every token over it with a register tile of 32 rows x
  * TT tokens. Output lanes are rows, so a tile stores straight to out (T, OC)
- * with no horizontal sums; x is broadcast from memory.
+ * with no horizontal sums; x is broadcast from memory. x is packed once per call
+ * (prep) in tiles of GEMM_QT / GEMM_FT tokens, each token tile's values for one
+ * input position adjacent: unpacked, the tile's rows sit IC * 4 bytes apart and
+ * (IC a multiple of 1024) all land in the same L1 set.
  *
  *   Q8_0 / Q4_0 (x quantized to int8 blocks by matmul_avx512.c's prep, natural
  *   order): the panel holds unsigned bytes (Q8_0: w ^ 0x80 = w + 128; Q4_0: the
@@ -53,6 +56,51 @@ static __m512i row_offsets(size_t rb) {
 
 static __mmask16 vec_mask(int n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
+int64_t gemm_z_layout(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch) {
+    memset(a, 0, sizeof *a);
+    a->f32 = x;
+    a->ic = ic;
+    a->nb = ic / QK;
+    a->gemm = 1;
+    uint8_t *p = scratch;
+    if (type != HERD_Q8_0 && type != HERD_Q4_0) {
+        const int64_t tf = (T + GEMM_FT - 1) / GEMM_FT * GEMM_FT;
+        a->xp = mm_carve(&p, (size_t)tf * ic * sizeof(float));
+        return T;
+    }
+    const int64_t tq = (T + GEMM_QT - 1) / GEMM_QT * GEMM_QT;
+    a->q = mm_carve(&p, (size_t)tq * ic);
+    a->d = mm_carve(&p, (size_t)tq * a->nb * sizeof(float));
+    a->corr = mm_carve(&p, (size_t)tq * a->nb * sizeof(int32_t));
+    return (int64_t)T * a->nb;
+}
+
+/* Units: blocks of all tokens (int8) or tokens (f32). Token t, block b goes to
+ * tile t / QT, slot j = t % QT: dword k of its 32 bytes at q[((tile nb + b) 8 + k) QT + j],
+ * scale and correction at [(tile nb + b) QT + j]. */
+void gemm_z_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1) {
+    if (type != HERD_Q8_0 && type != HERD_Q4_0) {
+        for (int64_t t = i0; t < i1; t++) {
+            float *dst = (float *)a->xp + (t / GEMM_FT) * a->ic * GEMM_FT + t % GEMM_FT;
+            const float *src = x + t * a->ic;
+            for (int64_t k = 0; k < a->ic; k++) dst[k * GEMM_FT] = src[k];
+        }
+        return;
+    }
+    const int32_t cmul = type == HERD_Q8_0 ? -128 : -8;
+    for (int64_t u = i0; u < i1; u++) {
+        const int64_t t = u / a->nb, b = u % a->nb, j = t % GEMM_QT;
+        const int64_t tb = (t / GEMM_QT) * a->nb + b;
+        int8_t q[QK];
+        float d;
+        const int32_t sum = z_quantize_block(q, &d, x + u * QK);
+        int8_t *dst = (int8_t *)a->q + (tb * 8 * GEMM_QT + j) * 4;
+        for (int k = 0; k < 8; k++) memcpy(dst + k * GEMM_QT * 4, q + 4 * k, 4);
+        ((float *)a->d)[tb * GEMM_QT + j] = d;
+        ((int32_t *)a->corr)[tb * GEMM_QT + j] = cmul * sum;
+    }
+}
+
 /* Rows [r, r + n) (n <= MR; lanes of missing rows are zero), blocks [b0, b0 + nbk). */
 static void pack_q(const herd_weight *w, int64_t r, int n, int64_t b0, int nbk) {
     const size_t bb = w->type == HERD_Q8_0 ? 34 : 18, rb = (size_t)(w->ic / QK) * bb;
@@ -92,11 +140,15 @@ static void pack_q(const herd_weight *w, int64_t r, int n, int64_t b0, int nbk) 
 }
 
 /* out[t0 .. t0+TT) x rows [r, r + n) over blocks [b0, b0 + nbk) of the panel;
- * first: the k-block that starts the sums (else they add to out). */
+ * t0 + TT stays inside one token tile. first: the k-block that starts the sums
+ * (else they add to out). */
 INLINE void q_kernel(float *out, int64_t oc, const mm_act *a, int64_t r, int n, int64_t b0, int nbk,
                      int t0, int first, const int TT) {
     const __mmask16 m0 = vec_mask(n), m1 = vec_mask(n - 16);
-    const int64_t nb = a->nb, ic = a->ic;
+    const int64_t tb0 = (t0 / GEMM_QT) * a->nb + b0, j0 = t0 % GEMM_QT;
+    const int8_t *xq = a->q + (tb0 * 8 * GEMM_QT + j0) * 4;
+    const float *xd = a->d + tb0 * GEMM_QT + j0;
+    const int32_t *xc = a->corr + tb0 * GEMM_QT + j0;
     __m512 acc[2][8];
     UNROLL
     for (int t = 0; t < TT; t++) {
@@ -105,18 +157,17 @@ INLINE void q_kernel(float *out, int64_t oc, const mm_act *a, int64_t r, int n, 
         acc[1][t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, o + 16);
     }
     for (int bi = 0; bi < nbk; bi++) {
-        const int64_t b = b0 + bi;
         const uint8_t *pw = panel.i8.q + (size_t)bi * 8 * 2 * 64;
         __m512i s[2][8];
         UNROLL
-        for (int t = 0; t < TT; t++) s[0][t] = s[1][t] = _mm512_set1_epi32(a->corr[((t0 + t) * nb + b) * 8]);
+        for (int t = 0; t < TT; t++) s[0][t] = s[1][t] = _mm512_set1_epi32(xc[bi * GEMM_QT + t]);
         UNROLL
         for (int k = 0; k < 8; k++) {
             const __m512i w0 = _mm512_load_si512(pw + k * 128), w1 = _mm512_load_si512(pw + k * 128 + 64);
             UNROLL
             for (int t = 0; t < TT; t++) {
                 int32_t xv;
-                memcpy(&xv, a->q + (t0 + t) * ic + b * QK + 4 * k, 4);
+                memcpy(&xv, xq + ((bi * 8 + k) * GEMM_QT + t) * 4, 4);
                 const __m512i xb = _mm512_set1_epi32(xv);
                 s[0][t] = _mm512_dpbusd_epi32(s[0][t], w0, xb);
                 s[1][t] = _mm512_dpbusd_epi32(s[1][t], w1, xb);
@@ -125,7 +176,7 @@ INLINE void q_kernel(float *out, int64_t oc, const mm_act *a, int64_t r, int n, 
         const __m512 d0 = _mm512_load_ps(panel.i8.d + bi * 32), d1 = _mm512_load_ps(panel.i8.d + bi * 32 + 16);
         UNROLL
         for (int t = 0; t < TT; t++) {
-            const __m512 dx = _mm512_set1_ps(a->d[(t0 + t) * nb + b]);
+            const __m512 dx = _mm512_set1_ps(xd[bi * GEMM_QT + t]);
             acc[0][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[0][t]), _mm512_mul_ps(d0, dx), acc[0][t]);
             acc[1][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[1][t]), _mm512_mul_ps(d1, dx), acc[1][t]);
         }
@@ -179,7 +230,7 @@ static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
     }
 }
 
-INLINE void f_kernel(float *out, int64_t oc, const float *x, int64_t ic, int64_t r, int n, int64_t k0,
+INLINE void f_kernel(float *out, int64_t oc, const mm_act *a, int64_t r, int n, int64_t k0,
                      int nk, int t0, int first, const int TT) {
     const __mmask16 m0 = vec_mask(n), m1 = vec_mask(n - 16);
     __m512 acc[2][12];
@@ -189,12 +240,12 @@ INLINE void f_kernel(float *out, int64_t oc, const float *x, int64_t ic, int64_t
         acc[0][t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, o);
         acc[1][t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, o + 16);
     }
-    const float *xk = x + t0 * ic + k0;
+    const float *xk = a->xp + ((t0 / GEMM_FT) * a->ic + k0) * GEMM_FT + t0 % GEMM_FT;
     for (int k = 0; k < nk; k++) {
         const __m512 w0 = _mm512_load_ps(panel.f + k * 32), w1 = _mm512_load_ps(panel.f + k * 32 + 16);
         UNROLL
         for (int t = 0; t < TT; t++) {
-            const __m512 xb = _mm512_set1_ps(xk[t * ic + k]);
+            const __m512 xb = _mm512_set1_ps(xk[k * GEMM_FT + t]);
             acc[0][t] = _mm512_fmadd_ps(w0, xb, acc[0][t]);
             acc[1][t] = _mm512_fmadd_ps(w1, xb, acc[1][t]);
         }
@@ -208,15 +259,15 @@ INLINE void f_kernel(float *out, int64_t oc, const float *x, int64_t ic, int64_t
 }
 
 #define QK_ARGS float *o, int64_t oc, const mm_act *a, int64_t r, int n, int64_t b0, int nbk, int t0, int first
-#define FK_ARGS float *o, int64_t oc, const float *x, int64_t ic, int64_t r, int n, int64_t k0, int nk, int t0, int first
+#define FK_ARGS float *o, int64_t oc, const mm_act *a, int64_t r, int n, int64_t k0, int nk, int t0, int first
 static void qk6(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 6); }
 static void qk4(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 4); }
 static void qk2(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 2); }
 static void qk1(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 1); }
-static void fk12(FK_ARGS) { f_kernel(o, oc, x, ic, r, n, k0, nk, t0, first, 12); }
-static void fk8(FK_ARGS) { f_kernel(o, oc, x, ic, r, n, k0, nk, t0, first, 8); }
-static void fk4(FK_ARGS) { f_kernel(o, oc, x, ic, r, n, k0, nk, t0, first, 4); }
-static void fk1(FK_ARGS) { f_kernel(o, oc, x, ic, r, n, k0, nk, t0, first, 1); }
+static void fk12(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 12); }
+static void fk8(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 8); }
+static void fk4(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 4); }
+static void fk1(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 1); }
 
 void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
     const int quant = w->type == HERD_Q8_0 || w->type == HERD_Q4_0;
@@ -225,19 +276,26 @@ void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64
         const int n = r1 - r < MR ? (int)(r1 - r) : MR;
         for (int64_t k0 = 0; k0 < kdim; k0 += kc) {
             const int nk = kdim - k0 < kc ? (int)(kdim - k0) : (int)kc, first = k0 == 0;
-            int t = 0;
             if (quant) {
                 pack_q(w, r, n, k0, nk);
-                for (; t + 6 <= T; t += 6) qk6(out, w->oc, a, r, n, k0, nk, t, first);
-                for (; t + 4 <= T; t += 4) qk4(out, w->oc, a, r, n, k0, nk, t, first);
-                for (; t + 2 <= T; t += 2) qk2(out, w->oc, a, r, n, k0, nk, t, first);
-                for (; t < T; t++) qk1(out, w->oc, a, r, n, k0, nk, t, first);
+                for (int t = 0; t < T; t += GEMM_QT) { /* one token tile */
+                    const int te = T - t < GEMM_QT ? T : t + GEMM_QT;
+                    int u = t;
+                    for (; u + 6 <= te; u += 6) qk6(out, w->oc, a, r, n, k0, nk, u, first);
+                    for (; u + 4 <= te; u += 4) qk4(out, w->oc, a, r, n, k0, nk, u, first);
+                    for (; u + 2 <= te; u += 2) qk2(out, w->oc, a, r, n, k0, nk, u, first);
+                    for (; u < te; u++) qk1(out, w->oc, a, r, n, k0, nk, u, first);
+                }
             } else {
                 pack_f(w, r, n, k0, nk);
-                for (; t + 12 <= T; t += 12) fk12(out, w->oc, a->f32, a->ic, r, n, k0, nk, t, first);
-                for (; t + 8 <= T; t += 8) fk8(out, w->oc, a->f32, a->ic, r, n, k0, nk, t, first);
-                for (; t + 4 <= T; t += 4) fk4(out, w->oc, a->f32, a->ic, r, n, k0, nk, t, first);
-                for (; t < T; t++) fk1(out, w->oc, a->f32, a->ic, r, n, k0, nk, t, first);
+                for (int t = 0; t < T; t += GEMM_FT) {
+                    const int te = T - t < GEMM_FT ? T : t + GEMM_FT;
+                    int u = t;
+                    for (; u + 12 <= te; u += 12) fk12(out, w->oc, a, r, n, k0, nk, u, first);
+                    for (; u + 8 <= te; u += 8) fk8(out, w->oc, a, r, n, k0, nk, u, first);
+                    for (; u + 4 <= te; u += 4) fk4(out, w->oc, a, r, n, k0, nk, u, first);
+                    for (; u < te; u++) fk1(out, w->oc, a, r, n, k0, nk, u, first);
+                }
             }
         }
     }

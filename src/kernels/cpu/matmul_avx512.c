@@ -13,7 +13,6 @@
  * the f16 d of 2 (Q8_0) or 4 (Q4_0) blocks; vpermw spreads them over the lanes.
  * Q4_0 activations are stored interleaved per group of 4 blocks (low halves of
  * the 4 blocks, then high halves) to match unpacking 64 bytes of nibbles at once
- * (natural order when the GEMM runs).
  * F16: vcvtph2ps + FMA. BF16: widened to f32 by a 16-bit shift, x stays f32, FMA:
  * exact products on purpose. (vdpbf16ps would round x to bf16, and that rounding
  * flips greedy near-ties against float32 references: seen on herd init models
@@ -43,13 +42,13 @@ static int z_supports(int type) {
 }
 
 static int64_t z_layout(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch) {
+    if (gemm_z_supports(type, T)) return gemm_z_layout(a, x, type, T, ic, scratch);
     memset(a, 0, sizeof *a);
     a->f32 = x;
     a->ic = ic;
     a->nb = ic / QK;
-    a->gemm = gemm_z_supports(type, T);
-    uint8_t *p = scratch;
     if (type != HERD_Q8_0 && type != HERD_Q4_0) return 0;
+    uint8_t *p = scratch;
     a->q = mm_carve(&p, (size_t)T * ic);
     a->d = mm_carve(&p, (size_t)T * a->nb * sizeof(float));
     a->dl = mm_carve(&p, (size_t)T * a->nb * 8 * sizeof(float));
@@ -57,26 +56,35 @@ static int64_t z_layout(mm_act *a, const float *x, int type, int T, int64_t ic, 
     return (int64_t)T * a->nb;
 }
 
+int32_t z_quantize_block(int8_t *q, float *d, const float *x) {
+    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    const float dd = amax / 127.0f, id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(id)));
+    const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(id)));
+    _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(i0));
+    _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(i1));
+    *d = dd;
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+}
+
 /* Quantizes block b of all tokens (token b / nb, block b % nb) into the layout
  * of the weight type. Same formula and rounding as mm_quantize_block_q8. */
 static void z_quant_block(const mm_act *a, const float *x, int type, int64_t b) {
     const int64_t t = b / a->nb, bi = b % a->nb;
-    const __m512 x0 = _mm512_loadu_ps(x + b * QK), x1 = _mm512_loadu_ps(x + b * QK + 16);
-    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(id)));
-    const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(id)));
-    const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+    int8_t qb[QK];
+    float d;
+    const int32_t sum = z_quantize_block(qb, &d, x + b * QK);
     int8_t *q = (int8_t *)a->q + t * a->ic;
     float *dl = (float *)a->dl + t * a->nb * 8;
     int32_t *corr = (int32_t *)a->corr + t * a->nb * 8;
     ((float *)a->d)[b] = d;
     const int64_t g = bi / 4, k = bi % 4;
-    if (type == HERD_Q4_0 && !a->gemm && g < a->nb / 4) {
+    if (type == HERD_Q4_0 && g < a->nb / 4) {
         /* group g of 4 blocks: 64 bytes of low halves, then 64 of high halves;
          * lane 4k..4k+3 of the group's 16 lanes belongs to block k */
-        _mm_storeu_si128((__m128i *)(q + g * 128 + k * 16), _mm512_cvtepi32_epi8(i0));
-        _mm_storeu_si128((__m128i *)(q + g * 128 + 64 + k * 16), _mm512_cvtepi32_epi8(i1));
+        memcpy(q + g * 128 + k * 16, qb, 16);
+        memcpy(q + g * 128 + 64 + k * 16, qb + 16, 16);
         for (int j = 0; j < 4; j++) {
             dl[g * 32 + k * 4 + j] = d;
             corr[g * 32 + k * 4 + j] = j == 0 ? -8 * sum : 0;
@@ -84,8 +92,7 @@ static void z_quant_block(const mm_act *a, const float *x, int type, int64_t b) 
         return;
     }
     /* natural order; 8 lanes per block (Q8_0 pairs of blocks fill 16 lanes) */
-    _mm_storeu_si128((__m128i *)(q + bi * 32), _mm512_cvtepi32_epi8(i0));
-    _mm_storeu_si128((__m128i *)(q + bi * 32 + 16), _mm512_cvtepi32_epi8(i1));
+    memcpy(q + bi * 32, qb, 32);
     for (int j = 0; j < 8; j++) {
         dl[bi * 8 + j] = d;
         corr[bi * 8 + j] = j == 0 ? (type == HERD_Q8_0 ? -128 : -8) * sum : 0;
@@ -93,6 +100,10 @@ static void z_quant_block(const mm_act *a, const float *x, int type, int64_t b) 
 }
 
 static void z_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1) {
+    if (a->gemm) {
+        gemm_z_prep(a, x, type, T, i0, i1);
+        return;
+    }
     for (int64_t b = i0; b < i1; b++) z_quant_block(a, x, type, b);
 }
 

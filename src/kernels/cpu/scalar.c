@@ -21,11 +21,16 @@ void *mm_carve(uint8_t **p, size_t bytes) {
 }
 
 /* Largest scratch any ISA's layout carves: int8 x, per-block scale, 8 expanded
- * lane scales and 8 lane corrections per block (Q8_0 / Q4_0). */
+ * lane scales and 8 lane corrections per block (Q8_0 / Q4_0); the AVX-512 GEMM's
+ * packed x (T rounded up to its token tile: int8 x, scale and correction per
+ * block; or f32 x). */
 size_t mm_scratch_bytes(int type, int T, int64_t ic) {
     size_t n = (size_t)T * (size_t)ic, nb = n / QK + (size_t)T;
+    size_t tq = (size_t)(T + GEMM_QT - 1) / GEMM_QT * GEMM_QT, tf = (size_t)(T + GEMM_FT - 1) / GEMM_FT * GEMM_FT;
+    size_t rows = n + nb * (4 + 32 + 32) + 5 * 64, gq = tq * (size_t)ic + tq * (size_t)(ic / QK) * 8 + 3 * 64;
     switch (type) {
-    case HERD_Q8_0: case HERD_Q4_0: return n + nb * (4 + 32 + 32) + 5 * 64;
+    case HERD_Q8_0: case HERD_Q4_0: return rows > gq ? rows : gq;
+    case HERD_F32: case HERD_F16: case HERD_BF16: return tf * (size_t)ic * 4 + 64;
     default: return 64;
     }
 }
