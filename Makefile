@@ -11,7 +11,7 @@ BUILD   := build
 OPT     := -O2 -g
 endif
 CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wno-unused-parameter -fopenmp -Iinclude -Isrc $(shell pkg-config --cflags libpcre2-8 libcjson 2>/dev/null)
-LDLIBS  += -fopenmp -lpcre2-8 -lcjson -lm -lpthread
+LDLIBS  += -fopenmp -lpcre2-8 -lcjson -lmicrohttpd -lm -lpthread
 ifeq ($(SAN),1)
 LDFLAGS += -fsanitize=address,undefined
 endif
@@ -38,8 +38,8 @@ $(BUILD)/%.o: %.c $(shell find include src -name '*.h')
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(HERD): tools/herd.c $(BUILD)/libherd.a
-	$(CC) $(CFLAGS) $< $(BUILD)/libherd.a $(LDFLAGS) $(LDLIBS) -o $@
+$(HERD): $(wildcard tools/*.c) tools/cli.h $(BUILD)/libherd.a
+	$(CC) $(CFLAGS) -Itools $(wildcard tools/*.c) $(BUILD)/libherd.a $(LDFLAGS) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libherd.a
 	@mkdir -p $(dir $@)

@@ -3,7 +3,7 @@
 set -e
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-PKGS="build-essential pkg-config libpcre2-dev libcjson-dev clang libclang-rt-14-dev"
+PKGS="build-essential pkg-config libpcre2-dev libcjson-dev libmicrohttpd-dev clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

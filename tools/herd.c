@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "herd.h"
+#include "cli.h"
 
 #define DEFAULT_MODEL "models/default"
 
@@ -784,7 +785,8 @@ int main(int argc, char **argv) {
     struct { const char *name; int (*fn)(int, char **); } cmds[] = {
         { "tokenize", cmd_tokenize }, { "generate", cmd_generate }, { "perplexity", cmd_perplexity },
         { "chat", cmd_chat }, { "info", cmd_info }, { "bench", cmd_bench }, { "init", cmd_init },
-        { "quantize", cmd_quantize },
+        { "quantize", cmd_quantize }, { "serve", cmd_serve }, { "train", cmd_train },
+        { "data", cmd_data }, { "tokenizer", cmd_tokenizer },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
