@@ -159,6 +159,14 @@ herd_status herd_session_eval(herd_session *s, const int32_t *ids, int n, float 
                               herd_error *err);
 const float *herd_session_logits(const herd_session *s); /* (V) */
 
+/* Continuous batching: evaluates the next tokens of several sessions of the same
+ * model in one forward, so each weight matrix is read once for all of them.
+ * Session i gets n_ids[i] >= 1 tokens at its own position; afterwards each
+ * session's herd_session_logits holds its last token's logits. The result equals
+ * evaluating each session alone (up to float summation order). */
+herd_status herd_session_eval_batch(herd_session *const *s, const int32_t *const *ids,
+                                    const int *n_ids, int n_seq, herd_error *err);
+
 /* ---- sampling ------------------------------------------------------------- */
 
 typedef struct {

@@ -6,7 +6,7 @@
 
 int cmd_serve(int argc, char **argv);     /* tools/cmd_serve.c */
 int cmd_train(int argc, char **argv);     /* tools/cmd_train.c */
-int cmd_data(int argc, char **argv);      /* tools/cmd_train.c */
+int cmd_data(int argc, char **argv);      /* tools/cmd_data.c */
 int cmd_tokenizer(int argc, char **argv); /* tools/cmd_tokenizer.c */
 
 #endif

@@ -8,9 +8,3 @@ int cmd_train(int argc, char **argv) {
     fputs("herd: this command is not built yet\n", stderr);
     return 1;
 }
-
-int cmd_data(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fputs("herd: this command is not built yet\n", stderr);
-    return 1;
-}
