@@ -140,6 +140,8 @@ void herd_chat_messages_free(herd_chat_message *msgs, size_t n);
 typedef struct {
     int n_ctx;       /* context length; 0: min(model maximum, 8192) */
     int n_threads;   /* 0: all cores */
+    int kv_type;     /* KV cache element type: HERD_F32 (default) or HERD_F16 (half the
+                        memory and cache traffic; keys / values rounded to f16) */
 } herd_session_params;
 herd_session_params herd_session_default_params(void);
 
@@ -188,6 +190,60 @@ void herd_sampler_free(herd_sampler *s);
 int32_t herd_sampler_sample(herd_sampler *s, const float *logits, const int32_t *history,
                             size_t n_history);
 
+/* ---- tokenizer training and training data (herd tokenizer train, herd data) ---- */
+
+/* Loads a tokenizer alone: tokenizer.model (tiktoken), tokenizer.json, a directory
+ * with either (tokenizer.json first, as herd_model_load; no weights needed), or a
+ * GGUF model. */
+herd_status herd_tokenizer_load(herd_tokenizer **out, const char *path, herd_error *err);
+void herd_tokenizer_free(herd_tokenizer *t);
+/* Writes dir/tokenizer.model (tiktoken) and dir/tokenizer.json (HF); dir must exist. */
+herd_status herd_tokenizer_save(const herd_tokenizer *t, const char *dir, herd_error *err);
+
+/* Byte-level BPE training with Llama 3's pre-tokenizer: add text (any number of
+ * calls), then train. n_vocab counts everything: 256 byte tokens, the learned
+ * merges and the 256 special tokens after them (so n_vocab >= 512). A corpus with
+ * too few distinct pairs gives a smaller vocabulary (see herd_tokenizer_n_vocab). */
+typedef struct herd_bpe_trainer herd_bpe_trainer;
+typedef struct {
+    uint64_t n_bytes;   /* text added */
+    uint64_t n_pieces;  /* pre-tokenizer pieces */
+    uint64_t n_unique;  /* distinct pieces of two bytes or more */
+    int n_merges;       /* tokens learned */
+    int n_vocab;        /* of the trained tokenizer, specials included */
+} herd_bpe_stats;
+herd_status herd_bpe_trainer_new(herd_bpe_trainer **out, herd_error *err);
+herd_status herd_bpe_trainer_add(herd_bpe_trainer *tr, const char *text, size_t len,
+                                 herd_error *err);
+/* log: a progress line every 500 merges; NULL: quiet. */
+herd_status herd_bpe_train(herd_bpe_trainer *tr, int n_vocab, FILE *log, herd_tokenizer **out,
+                           herd_error *err);
+void herd_bpe_trainer_stats(const herd_bpe_trainer *tr, herd_bpe_stats *s);
+void herd_bpe_trainer_free(herd_bpe_trainer *tr);
+
+/* Training data: documents from plain text files (one document per file) or JSONL
+ * (one document per line, a string "text" field; blank lines skipped), tokenized
+ * with <|begin_of_text|> before each document and nothing between documents, and
+ * written as a token file (src/train/tokfile.h). Invalid UTF-8 is kept byte-wise.
+ * With val_fraction > 0, document i (counting across inputs) goes to val_path
+ * instead when floor((i+1)*f) > floor(i*f): an even, deterministic spread. */
+typedef enum { HERD_DATA_AUTO = 0, HERD_DATA_TEXT, HERD_DATA_JSONL } herd_data_format;
+typedef struct {
+    const char *const *inputs;
+    size_t n_inputs;
+    herd_data_format format; /* AUTO: .jsonl / .json files are JSONL, others text */
+    const char *out_path;
+    double val_fraction;     /* 0: no validation split */
+    const char *val_path;
+    uint32_t vocab_size;     /* written in the header; 0: the tokenizer's */
+} herd_data_params;
+typedef struct {
+    uint64_t n_docs, n_tokens, n_bytes;  /* training file */
+    uint64_t n_val_docs, n_val_tokens;   /* validation file */
+} herd_data_stats;
+herd_status herd_data_prepare(const herd_tokenizer *t, const herd_data_params *p,
+                              herd_data_stats *stats, herd_error *err);
+
 /* ---- writing models -------------------------------------------------------- */
 
 typedef struct {
@@ -226,6 +282,38 @@ herd_quantize_params herd_quantize_default_params(void); /* Q4_K_M, quiet */
  * hyper-parameters and tokenizer. Written atomically; out_path may equal in_path. */
 herd_status herd_quantize(const char *in_path, const char *out_path, const herd_quantize_params *p,
                           herd_error *err);
+
+/* ---- training ------------------------------------------------------------- */
+
+typedef enum { HERD_SCHEDULE_COSINE = 0, HERD_SCHEDULE_CONSTANT = 1 } herd_schedule;
+
+typedef struct {
+    const char *init_path;   /* model to start from (HF dir or GGUF; weights become f32) */
+    const char *data_path;   /* token file (`herd data`) */
+    const char *eval_path;   /* optional held-out token file */
+    const char *out_dir;     /* checkpoint.bin, hf/, model.gguf, loss.svg */
+    int batch, seq, steps;   /* B sequences of T tokens per micro-step; N optimizer steps */
+    int accum;               /* micro-steps per optimizer step (gradient accumulation) */
+    float lr, weight_decay, clip;  /* clip <= 0: no clipping */
+    float beta1, beta2, eps;
+    int warmup;              /* linear warmup steps */
+    int schedule;            /* herd_schedule: after warmup, cosine to 0.1 lr or constant */
+    uint64_t seed;           /* data order */
+    int shuffle;             /* 0: windows in file order (step s uses (s*B + b)*T) */
+    int eval_every, save_every; /* 0: only at the end */
+    int resume;              /* continue from out_dir/checkpoint.bin when it exists */
+    int log_json;            /* one JSON object per step instead of a progress line */
+    int n_threads;           /* 0: all cores */
+    FILE *log;               /* progress output; NULL: quiet */
+} herd_train_params;
+
+/* B 8, T 256, accum 1, lr 3e-4, wd 0.1, clip 1, betas 0.9 / 0.95, eps 1e-8, no
+ * warmup, cosine, seed 1, shuffle on; paths and steps must be set. */
+herd_train_params herd_train_default_params(void);
+/* Trains (or resumes) and writes out_dir/checkpoint.bin (every save_every steps and
+ * at the end, atomically), out_dir/hf (safetensors F32), out_dir/model.gguf (F32)
+ * and out_dir/loss.svg. Data files are validated before anything is written. */
+herd_status herd_train(const herd_train_params *p, herd_error *err);
 
 #ifdef __cplusplus
 }

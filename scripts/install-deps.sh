@@ -10,3 +10,11 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
+
+# ---- optional: the openai npm client used by tests/cli_serve.sh ------------------
+# Only when npm is installed; without it the serve test prints SKIP for that part.
+if command -v npm >/dev/null 2>&1; then
+    ( cd "$(dirname "$0")/../tests/openai_client" &&
+      if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi ) ||
+        echo "install-deps: npm install for tests/openai_client failed; the openai client test will be skipped" >&2
+fi

@@ -18,7 +18,9 @@ enum { CHUNK = 128 };
 struct herd_session {
     const herd_model *m;
     int n_ctx, pos, n_threads;
-    float *kc, *vc;          /* (L, S, NKV, HS) */
+    void *kc, *vc;           /* (L, S, NKV, HS) of kv_type (f32 or f16) */
+    int kv_type;
+    size_t kv_es;            /* bytes per cache element */
     float *x, *xb, *xb2;     /* (CHUNK, C) */
     float *q;                /* (CHUNK, NH*HS) */
     float *k, *v;            /* (CHUNK, NKV*HS) */
@@ -30,7 +32,7 @@ struct herd_session {
 };
 
 herd_session_params herd_session_default_params(void) {
-    herd_session_params p = { 0, 0 };
+    herd_session_params p = { 0, 0, HERD_F32 };
     return p;
 }
 
@@ -79,6 +81,9 @@ herd_status herd_session_new(herd_session **out, const herd_model *m, herd_sessi
                          "pass a smaller -c", n_ctx, c->max_seq_len);
     if (n_ctx < 1 || n_ctx > (1 << 22))
         return herd_errf(err, HERD_ERR_ARG, "context %d is out of range (1 .. %d)", n_ctx, 1 << 22);
+    if (p.kv_type != HERD_F32 && p.kv_type != HERD_F16)
+        return herd_errf(err, HERD_ERR_ARG, "KV cache type %s (%d) is not supported; use F32 or F16",
+                         herd_type_name(p.kv_type), p.kv_type);
     herd_session *s = calloc(1, sizeof *s);
     if (!s) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
     s->m = m;
@@ -86,8 +91,10 @@ herd_status herd_session_new(herd_session **out, const herd_model *m, herd_sessi
     s->n_threads = p.n_threads > 0 ? p.n_threads : omp_get_num_procs();
     size_t C = c->dim, QD = (size_t)c->n_heads * c->head_dim, KVD = (size_t)c->n_kv_heads * c->head_dim;
     size_t F = c->ffn_dim, cache = (size_t)c->n_layers * n_ctx * KVD;
-    s->kc = alloc_floats(cache);
-    s->vc = alloc_floats(cache);
+    s->kv_type = p.kv_type;
+    s->kv_es = p.kv_type == HERD_F16 ? 2 : 4;
+    s->kc = alloc_floats((cache * s->kv_es + 3) / 4);
+    s->vc = alloc_floats((cache * s->kv_es + 3) / 4);
     s->x = alloc_floats(CHUNK * C);
     s->xb = alloc_floats(CHUNK * C);
     s->xb2 = alloc_floats(CHUNK * C);
@@ -105,7 +112,7 @@ herd_status herd_session_new(herd_session **out, const herd_model *m, herd_sessi
         herd_session_free(s);
         return herd_errf(err, HERD_ERR_NOMEM, "out of memory allocating a %d-token context "
                          "(KV cache %.1f MiB); pass a smaller -c", n_ctx,
-                         2.0 * cache * sizeof(float) / 1048576.0);
+                         2.0 * cache * s->kv_es / 1048576.0);
     }
     *out = s;
     return HERD_OK;
@@ -131,7 +138,8 @@ static void forward_chunk(herd_session *s, const int32_t *ids, int T, float *all
                     m->tok_embd.type, C);
     for (int l = 0; l < c->n_layers; l++) {
         const herd_layer *L = &m->layers[l];
-        float *kc = s->kc + l * layer_stride, *vc = s->vc + l * layer_stride;
+        uint8_t *kc = (uint8_t *)s->kc + l * layer_stride * s->kv_es;
+        uint8_t *vc = (uint8_t *)s->vc + l * layer_stride * s->kv_es;
         /* attention */
         rmsnorm_forward(s->xb, s->x, L->attn_norm, T, C, c->norm_eps);
         matmul_forward(s->q, s->xb, &L->wq, T, scr);
@@ -139,9 +147,17 @@ static void forward_chunk(herd_session *s, const int32_t *ids, int T, float *all
         matmul_forward(s->v, s->xb, &L->wv, T, scr);
         rope_forward(s->q, m->rope_freqs, pos, T, NH, HS, m->rope_interleaved);
         rope_forward(s->k, m->rope_freqs, pos, T, NKV, HS, m->rope_interleaved);
-        memcpy(kc + (size_t)pos * KVD, s->k, (size_t)T * KVD * sizeof(float));
-        memcpy(vc + (size_t)pos * KVD, s->v, (size_t)T * KVD * sizeof(float));
-        attention_forward(s->att, s->q, kc, vc, pos, T, NH, NKV, HS, s->att_scratch);
+        if (s->kv_type == HERD_F16) {
+            uint16_t *k16 = (uint16_t *)kc, *v16 = (uint16_t *)vc;
+            f32_to_f16_row(k16 + (size_t)pos * KVD, s->k, (int64_t)T * KVD);
+            f32_to_f16_row(v16 + (size_t)pos * KVD, s->v, (int64_t)T * KVD);
+            attention_forward_f16(s->att, s->q, k16, v16, pos, T, NH, NKV, HS, s->att_scratch);
+        } else {
+            memcpy(kc + (size_t)pos * KVD * 4, s->k, (size_t)T * KVD * sizeof(float));
+            memcpy(vc + (size_t)pos * KVD * 4, s->v, (size_t)T * KVD * sizeof(float));
+            attention_forward(s->att, s->q, (const float *)kc, (const float *)vc, pos, T, NH, NKV, HS,
+                              s->att_scratch);
+        }
         matmul_forward(s->xb2, s->att, &L->wo, T, scr);
         add_inplace(s->x, s->xb2, (size_t)T * C);
         /* feed_forward */

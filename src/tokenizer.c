@@ -23,6 +23,8 @@
  * Ids: BPE token id == rank (0..n_bpe-1); specials are n_bpe..n_bpe+255.
  * A tokenizer is immutable after construction; all calls on it are thread-safe
  * (per-call scratch, shared compiled regex).
+ * herd_tokenizer_split runs steps 2-4 only and hands each piece to a callback
+ * (BPE training in bpe_train.c counts them).
  * Not here: training, normalizers, other models' pre-tokenizers.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -291,6 +293,9 @@ typedef struct {
     pcre2_match_context *mctx;
     pcre2_jit_stack *jstack;
     herd_error *err;
+    /* herd_tokenizer_split: each pre-tokenizer piece goes here instead of to BPE */
+    herd_piece_fn piece_fn;
+    void *piece_ctx;
 } enc;
 
 static int push_id(enc *e, int32_t id) {
@@ -386,6 +391,7 @@ static int bpe_merge(enc *e, const char *p, size_t n) {
 
 static int encode_piece(enc *e, const char *p, size_t n) {
     const herd_tokenizer *t = e->t;
+    if (e->piece_fn) return e->piece_fn(e->piece_ctx, p, n);
     int32_t id = table_get(t, &t->bpe, p, n);
     if (id >= 0) return push_id(e, id);
     if (!bpe_merge(e, p, n)) return 0;
@@ -531,7 +537,8 @@ static herd_status encode_plain(enc *e, const char *s, size_t n) {
         }
         if (i < n && l == 0) {
             char c = s[i++];
-            if (!push_id(e, table_get(e->t, &e->t->bpe, &c, 1)))
+            if (e->piece_fn ? !e->piece_fn(e->piece_ctx, &c, 1)
+                            : !push_id(e, table_get(e->t, &e->t->bpe, &c, 1)))
                 return herd_errf(e->err, HERD_ERR_NOMEM, "tokenize: out of memory");
         }
     }
@@ -562,6 +569,36 @@ static herd_status encode_special(enc *e, const char *s, size_t n) {
     return encode_plain(e, s + start, n - start);
 }
 
+/* Per-call PCRE2 state; enc_close frees it and the BPE scratch (not e->ids). */
+static herd_status enc_open(enc *e) {
+    e->md = pcre2_match_data_create_from_pattern(e->t->re, NULL);
+    e->mctx = pcre2_match_context_create(NULL);
+    /* The JIT's default 32 KiB stack is too small for \s+(?!\S) over 25,000 spaces. */
+    e->jstack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+    if (!e->md || !e->mctx || !e->jstack)
+        return herd_errf(e->err, HERD_ERR_NOMEM, "tokenize: out of memory");
+    pcre2_jit_stack_assign(e->mctx, NULL, e->jstack);
+    return HERD_OK;
+}
+
+static void enc_close(enc *e) {
+    if (e->md) pcre2_match_data_free(e->md);
+    if (e->mctx) pcre2_match_context_free(e->mctx);
+    if (e->jstack) pcre2_jit_stack_free(e->jstack);
+    free(e->next); free(e->prev); free(e->rank); free(e->heap);
+}
+
+herd_status herd_tokenizer_split(const herd_tokenizer *t, const char *text, size_t len,
+                                 herd_piece_fn fn, void *ctx, herd_error *err) {
+    if (!t || !fn || (!text && len))
+        return herd_errf(err, HERD_ERR_ARG, "tokenize: NULL tokenizer, text or callback");
+    enc e = { .t = t, .err = err, .piece_fn = fn, .piece_ctx = ctx };
+    herd_status st = enc_open(&e);
+    if (st == HERD_OK) st = encode_plain(&e, text, len);
+    enc_close(&e);
+    return st;
+}
+
 herd_status herd_tokenize(const herd_tokenizer *t, const char *text, size_t len, int bos,
                           int special, int32_t **ids, size_t *n_ids, herd_error *err) {
     if (ids) *ids = NULL;
@@ -569,26 +606,15 @@ herd_status herd_tokenize(const herd_tokenizer *t, const char *text, size_t len,
     if (!t || !ids || !n_ids || (!text && len))
         return herd_errf(err, HERD_ERR_ARG, "tokenize: NULL tokenizer, text or output");
     enc e = { .t = t, .err = err };
-    herd_status st = HERD_OK;
-    e.md = pcre2_match_data_create_from_pattern(t->re, NULL);
-    e.mctx = pcre2_match_context_create(NULL);
-    /* The JIT's default 32 KiB stack is too small for \s+(?!\S) over 25,000 spaces. */
-    e.jstack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
-    if (!e.md || !e.mctx || !e.jstack) {
-        st = herd_errf(err, HERD_ERR_NOMEM, "tokenize: out of memory");
-        goto done;
-    }
-    pcre2_jit_stack_assign(e.mctx, NULL, e.jstack);
+    herd_status st = enc_open(&e);
+    if (st) goto done;
     if (bos && !push_id(&e, t->n_bpe + HERD_SP_BOS)) {
         st = herd_errf(err, HERD_ERR_NOMEM, "tokenize: out of memory");
         goto done;
     }
     st = special ? encode_special(&e, text, len) : encode_plain(&e, text, len);
 done:
-    if (e.md) pcre2_match_data_free(e.md);
-    if (e.mctx) pcre2_match_context_free(e.mctx);
-    if (e.jstack) pcre2_jit_stack_free(e.jstack);
-    free(e.next); free(e.prev); free(e.rank); free(e.heap);
+    enc_close(&e);
     if (st != HERD_OK) {
         free(e.ids);
         return st;

@@ -26,6 +26,14 @@ herd_status herd_tokenizer_from_tokens(herd_tokenizer **out, const char *const *
                                        const size_t *lens, size_t n_tokens, herd_error *err);
 void herd_tokenizer_free(herd_tokenizer *t);
 
+/* The pre-tokenizer alone (encoding steps 2-4 in tokenizer.c, special text plain):
+ * calls fn with each piece BPE would see, in order; an invalid UTF-8 byte is a piece
+ * of its own. fn returns 0 to stop (reported as out of memory). The vocabulary is
+ * not used, so any tokenizer (e.g. the 256-byte one) splits the same way. */
+typedef int (*herd_piece_fn)(void *ctx, const char *piece, size_t len);
+herd_status herd_tokenizer_split(const herd_tokenizer *t, const char *text, size_t len,
+                                 herd_piece_fn fn, void *ctx, herd_error *err);
+
 /* Number of BPE (non-special) tokens; specials are n_bpe .. n_bpe+255. */
 int herd_tokenizer_n_bpe(const herd_tokenizer *t);
 

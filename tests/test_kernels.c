@@ -375,7 +375,47 @@ static void test_attention_case(int pos0, int T, int NH, int NKV, int HS) {
     if (t0 + 1 < T) CHECK(memcmp(out + n0, out2 + n0, (n - n0) * 4) != 0);
     attention_forward_ref(out2, q, kc, vc, pos0, T, NH, NKV, HS);
     CHECK(memcmp(ref, out2, n0 * 4) == 0);
+    /* f16 cache: every path against the reference on the same f16 rows (widening
+     * is exact, so the tolerance is the f32 one) */
+    const size_t nkv = (size_t)S * NKV * HS;
+    uint16_t *k16 = xmalloc(nkv * 2), *v16 = xmalloc(nkv * 2);
+    f32_to_f16_row_ref(k16, kc, (int64_t)nkv);
+    f32_to_f16_row_ref(v16, vc, (int64_t)nkv);
+    attention_forward_f16_ref(ref, q, k16, v16, pos0, T, NH, NKV, HS);
+    for (int isa = 0; isa <= max_isa; isa++) {
+        herd_cpu_force_isa(isa);
+        attention_forward_f16(out, q, k16, v16, pos0, T, NH, NKV, HS, scr);
+        double e = rel_err(out, ref, n);
+        CHECKF(e <= 2e-6, "attention f16 pos0 %d T %d NH %d NKV %d HS %d %s: %.3g", pos0, T, NH, NKV, HS, isa_name[isa], e);
+    }
+    herd_cpu_force_isa(-1);
+    /* and the f16 result stays near the f32 one (f16 keeps 11 bits) */
+    attention_forward_ref(out2, q, kc, vc, pos0, T, NH, NKV, HS);
+    CHECKF(rel_err(ref, out2, n) <= 2e-3, "attention f16 vs f32 cache: %.3g", rel_err(ref, out2, n));
+    free(k16); free(v16);
     free(q); free(kc); free(vc); free(ref); free(out); free(out2); free(scr);
+}
+
+/* f32 -> f16 stores of the KV cache: bit-exact with the reference on every path,
+ * tails and special values included (NaN payloads are not compared). */
+static void test_f16_store(void) {
+    enum { N = 203 };
+    float x[N];
+    uint16_t ref[N], out[N];
+    fill_normal(x, N, 3.0f);
+    const float special[] = { 0.0f, -0.0f, 1e-9f, -6e-8f, 3e-5f, 6.1e-5f, 65504.0f, 65520.0f, 70000.0f,
+                              -1e6f, INFINITY, -INFINITY, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, 2049.0f };
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) x[N - 1 - i] = special[i];
+    f32_to_f16_row_ref(ref, x, N);
+    for (int isa = 0; isa <= max_isa; isa++) {
+        herd_cpu_force_isa(isa);
+        for (int n = 0; n <= N; n += n < 20 ? 1 : 61) {
+            memset(out, 0xAB, sizeof out);
+            f32_to_f16_row(out, x + (N - n), n);
+            CHECKF(memcmp(out, ref + (N - n), (size_t)n * 2) == 0, "f32_to_f16_row n %d %s", n, isa_name[isa]);
+        }
+    }
+    herd_cpu_force_isa(-1);
 }
 
 static void test_attention(void) {
@@ -408,6 +448,7 @@ int main(void) {
     test_rope();
     test_rows();
     test_attention();
+    test_f16_store();
     test_matmul();
     float row[64], rr[64];
     block_q4_0 blk[2];

@@ -1,10 +1,84 @@
-/* cmd_serve.c - placeholder until the serve command lands: says so and exits 1. */
+/* cmd_serve.c - `herd serve`: flags -> srv_params -> srv_run (src/server/). The
+ * server itself lives in the library; this file only parses the command line. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
+#include "server/server.h"
+
+static const char *HELP_SERVE =
+    "usage: herd serve -m MODEL [--host 127.0.0.1] [--port 8080] [--api-key KEY]\n"
+    "                  [--parallel N] [-c CTX] [-t THREADS]\n"
+    "OpenAI-compatible HTTP server: POST /v1/chat/completions, POST /v1/completions\n"
+    "(streaming with stream: true), GET /v1/models, GET /health, GET /metrics, and a\n"
+    "chat page at GET /. SIGINT or SIGTERM finishes in-flight requests and exits 0.\n"
+    "  -m MODEL          HF directory or .gguf file; its base name is the model id\n"
+    "  --host ADDR       IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
+    "  --port N          TCP port (default 8080; 0 picks a free one, printed on stderr)\n"
+    "  --api-key KEY     require 'Authorization: Bearer KEY' on /v1/* (default: none;\n"
+    "                    also read from HERD_API_KEY)\n"
+    "  --parallel N      sequences decoded together, one slot each (default 4)\n"
+    "  -c CTX            context per sequence in tokens (default min(model, 4096))\n"
+    "  -t THREADS        threads for the forward pass (default: all cores)\n"
+    "  --queue N         requests waiting for a slot before 429 (default 64)\n"
+    "  --max-body BYTES  request bodies above this get 413 (default 1048576)\n";
+
+static int usage(const char *fmt, const char *arg) {
+    fputs("herd: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("; see 'herd serve --help'\n", stderr);
+    return 2;
+}
+
+static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "herd: %s expects an integer in %ld..%ld, got '%s'; see 'herd serve --help'\n", flag,
+                lo, hi, v ? v : "");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
 
 int cmd_serve(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fputs("herd: this command is not built yet\n", stderr);
-    return 1;
+    srv_params p = { 0 };
+    p.host = "127.0.0.1";
+    p.port = 8080;
+    p.n_parallel = 4;
+    p.queue_max = 64;
+    p.max_body = 1 << 20;
+    p.api_key = getenv("HERD_API_KEY");
+    if (p.api_key && !*p.api_key) p.api_key = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long x;
+        if (!strcmp(s, "-h") || !strcmp(s, "--help")) { fputs(HELP_SERVE, stdout); return 0; }
+        int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") ||
+                    !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
+                    !strcmp(s, "--max-body");
+        if (!takes) return usage(s[0] == '-' ? "unknown flag '%s'" : "unexpected argument '%s'", s);
+        if (!v) return usage("%s needs a value", s);
+        i++;
+        if (!strcmp(s, "-m")) p.model_path = v;
+        else if (!strcmp(s, "--host")) p.host = v;
+        else if (!strcmp(s, "--api-key")) p.api_key = *v ? v : NULL;
+        else if (!strcmp(s, "--port")) { if (parse_int(s, v, 0, 65535, &x)) return 2; p.port = (int)x; }
+        else if (!strcmp(s, "--parallel")) { if (parse_int(s, v, 1, 256, &x)) return 2; p.n_parallel = (int)x; }
+        else if (!strcmp(s, "-c")) { if (parse_int(s, v, 2, 1 << 22, &x)) return 2; p.n_ctx = (int)x; }
+        else if (!strcmp(s, "-t")) { if (parse_int(s, v, 1, 1024, &x)) return 2; p.n_threads = (int)x; }
+        else if (!strcmp(s, "--queue")) { if (parse_int(s, v, 0, 1 << 20, &x)) return 2; p.queue_max = (int)x; }
+        else { if (parse_int(s, v, 1024, 1L << 30, &x)) return 2; p.max_body = (size_t)x; }
+    }
+    if (!p.model_path) return usage("%s", "-m MODEL is required");
+    herd_error err;
+    if (srv_run(&p, &err)) {
+        fprintf(stderr, "herd: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
 }

@@ -92,6 +92,17 @@ size_t attention_scratch_size(int T, int S, int NH);
 void attention_forward(float *out, const float *q, const float *kc, const float *vc,
                        int pos0, int T, int NH, int NKV, int HS, float *scratch);
 
+/* The same over a KV cache stored as f16 (IEEE half): kc / vc (S, NKV, HS) f16,
+ * widened exactly to f32 as they are read; everything else as above. */
+void attention_forward_f16_ref(float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                               int pos0, int T, int NH, int NKV, int HS);
+void attention_forward_f16(float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                           int pos0, int T, int NH, int NKV, int HS, float *scratch);
+
+/* out (n) f16 = x (n) rounded to nearest even (KV cache stores). */
+void f32_to_f16_row_ref(uint16_t *out, const float *x, int64_t n);
+void f32_to_f16_row(uint16_t *out, const float *x, int64_t n);
+
 /* out (T, F) = silu(gate) * up. out may alias gate. */
 void swiglu_forward_ref(float *out, const float *gate, const float *up, int T, int F);
 void swiglu_forward(float *out, const float *gate, const float *up, int T, int F);

@@ -96,6 +96,9 @@ typedef struct {
     void (*swiglu_row)(float *out, const float *gate, const float *up, int n);        /* (n) */
     float (*dot)(const float *a, const float *b, int n);                              /* (n) */
     void (*axpy)(float *y, float a, const float *x, int n);   /* y (n) += a * x (n) */
+    float (*dot_f16)(const float *a, const uint16_t *b, int n);      /* b (n) f16 */
+    void (*axpy_f16)(float *y, float a, const uint16_t *x, int n);   /* x (n) f16 */
+    void (*to_f16)(uint16_t *out, const float *x, int64_t n);        /* rounded to nearest even */
 } ops_isa;
 
 extern const ops_isa ops_isa_scalar, ops_isa_avx2;

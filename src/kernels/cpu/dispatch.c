@@ -140,9 +140,10 @@ void rope_forward(float *x, const float *freqs, int pos0, int T, int NH, int HS,
 size_t attention_scratch_size(int T, int S, int NH) { return (size_t)NH * (size_t)S; }
 
 /* Two passes per (token, head): scores = q . k_s * scale with their max, then
- * out = sum_s exp(score_s - max) v_s / sum_s exp(score_s - max). */
-void attention_forward(float *out, const float *q, const float *kc, const float *vc,
-                       int pos0, int T, int NH, int NKV, int HS, float *scratch) {
+ * out = sum_s exp(score_s - max) v_s / sum_s exp(score_s - max). The cache is
+ * f32 or f16 (es: bytes per element), read through the matching dot / axpy. */
+static void attention_any(float *out, const float *q, const void *kc, const void *vc, size_t es,
+                          int pos0, int T, int NH, int NKV, int HS, float *scratch) {
     const ops_isa *ops = ops_pick();
     const float scale = 1.0f / sqrtf((float)HS);
     const int rep = NH / NKV, S = pos0 + T;
@@ -156,7 +157,8 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
             float *oh = out + ((size_t)t * NH + h) * HS;
             float max = -INFINITY, sum = 0.0f;
             for (int s = 0; s < n_keys; s++) {
-                sc[s] = ops->dot(qh, kc + ((size_t)s * NKV + kvh) * HS, HS) * scale;
+                const void *k = (const uint8_t *)kc + ((size_t)s * NKV + kvh) * HS * es;
+                sc[s] = (es == 2 ? ops->dot_f16(qh, k, HS) : ops->dot(qh, k, HS)) * scale;
                 if (sc[s] > max) max = sc[s];
             }
             for (int s = 0; s < n_keys; s++) {
@@ -165,7 +167,23 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
             }
             memset(oh, 0, (size_t)HS * sizeof(float));
             const float inv = 1.0f / sum;
-            for (int s = 0; s < n_keys; s++) ops->axpy(oh, sc[s] * inv, vc + ((size_t)s * NKV + kvh) * HS, HS);
+            for (int s = 0; s < n_keys; s++) {
+                const void *v = (const uint8_t *)vc + ((size_t)s * NKV + kvh) * HS * es;
+                if (es == 2) ops->axpy_f16(oh, sc[s] * inv, v, HS);
+                else ops->axpy(oh, sc[s] * inv, v, HS);
+            }
         }
     }
 }
+
+void attention_forward(float *out, const float *q, const float *kc, const float *vc,
+                       int pos0, int T, int NH, int NKV, int HS, float *scratch) {
+    attention_any(out, q, kc, vc, sizeof(float), pos0, T, NH, NKV, HS, scratch);
+}
+
+void attention_forward_f16(float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                           int pos0, int T, int NH, int NKV, int HS, float *scratch) {
+    attention_any(out, q, kc, vc, sizeof(uint16_t), pos0, T, NH, NKV, HS, scratch);
+}
+
+void f32_to_f16_row(uint16_t *out, const float *x, int64_t n) { ops_pick()->to_f16(out, x, n); }

@@ -156,4 +156,15 @@ static void sc_axpy(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-const ops_isa ops_isa_scalar = { sc_rmsnorm_row, sc_swiglu_row, sc_dot, sc_axpy };
+static float sc_dot_f16(const float *a, const uint16_t *b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * herd_f16_to_f32(b[i]);
+    return s;
+}
+
+static void sc_axpy_f16(float *y, float a, const uint16_t *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * herd_f16_to_f32(x[i]);
+}
+
+const ops_isa ops_isa_scalar = { sc_rmsnorm_row, sc_swiglu_row, sc_dot, sc_axpy,
+                                 sc_dot_f16, sc_axpy_f16, f32_to_f16_row_ref };

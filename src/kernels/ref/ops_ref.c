@@ -6,6 +6,7 @@
  */
 #include <math.h>
 
+#include "core/core.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/kernels.h"
 
@@ -63,11 +64,17 @@ void rope_forward_ref(float *x, const float *freqs, int pos0, int T, int NH, int
     }
 }
 
+/* Element i of a KV cache stored as f32 (f16 = 0) or f16 (exactly widened). */
+static float kv_at(const void *c, int f16, size_t i) {
+    return f16 ? herd_f16_to_f32(((const uint16_t *)c)[i]) : ((const float *)c)[i];
+}
+
 /* For each new query t and head h (kv head h / (NH / NKV), Meta's repeat_kv):
  * softmax(q . k_s / sqrt(HS)) over s = 0 .. pos0 + t, then the weighted sum of v_s.
  * Three passes over the keys (max, normaliser, output) keep it allocation-free. */
-void attention_forward_ref(float *out, const float *q, const float *kc, const float *vc,
-                           int pos0, int T, int NH, int NKV, int HS) {
+
+static void attention_any_ref(float *out, const float *q, const void *kc, const void *vc, int f16,
+                              int pos0, int T, int NH, int NKV, int HS) {
     const float scale = 1.0f / sqrtf((float)HS);
     const int rep = NH / NKV;
     for (int t = 0; t < T; t++) {
@@ -78,25 +85,38 @@ void attention_forward_ref(float *out, const float *q, const float *kc, const fl
             float *oh = out + ((size_t)t * NH + h) * HS;
             float max = -INFINITY;
             for (int s = 0; s < n_keys; s++) {
-                const float *k = kc + ((size_t)s * NKV + kvh) * HS;
+                const size_t k = ((size_t)s * NKV + kvh) * HS;
                 float dot = 0.0f;
-                for (int i = 0; i < HS; i++) dot += qh[i] * k[i];
+                for (int i = 0; i < HS; i++) dot += qh[i] * kv_at(kc, f16, k + i);
                 if (dot * scale > max) max = dot * scale;
             }
             float sum = 0.0f;
             for (int i = 0; i < HS; i++) oh[i] = 0.0f;
             for (int s = 0; s < n_keys; s++) {
-                const float *k = kc + ((size_t)s * NKV + kvh) * HS;
-                const float *v = vc + ((size_t)s * NKV + kvh) * HS;
+                const size_t k = ((size_t)s * NKV + kvh) * HS;
                 float dot = 0.0f;
-                for (int i = 0; i < HS; i++) dot += qh[i] * k[i];
+                for (int i = 0; i < HS; i++) dot += qh[i] * kv_at(kc, f16, k + i);
                 const float p = expf(dot * scale - max);
                 sum += p;
-                for (int i = 0; i < HS; i++) oh[i] += p * v[i];
+                for (int i = 0; i < HS; i++) oh[i] += p * kv_at(vc, f16, k + i);
             }
             for (int i = 0; i < HS; i++) oh[i] /= sum;
         }
     }
+}
+
+void attention_forward_ref(float *out, const float *q, const float *kc, const float *vc,
+                           int pos0, int T, int NH, int NKV, int HS) {
+    attention_any_ref(out, q, kc, vc, 0, pos0, T, NH, NKV, HS);
+}
+
+void attention_forward_f16_ref(float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                               int pos0, int T, int NH, int NKV, int HS) {
+    attention_any_ref(out, q, kc, vc, 1, pos0, T, NH, NKV, HS);
+}
+
+void f32_to_f16_row_ref(uint16_t *out, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = herd_f32_to_f16(x[i]);
 }
 
 /* Meta's feed_forward middle: silu(w1 x) * (w3 x), silu(x) = x / (1 + exp(-x)). */

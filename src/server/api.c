@@ -1,0 +1,671 @@
+/* api.c - the OpenAI API shapes: request bodies -> srv_req (every field checked,
+ * errors as OpenAI error objects) and the responses the scheduler writes
+ * (chat.completion / text_completion objects, SSE chunks, usage, logprobs,
+ * tool_calls). No model work happens here except tokenizing the prompt.
+ *
+ * Sampling fields: temperature (0..2; 0 = greedy), top_p (0..1], seed,
+ * frequency_penalty / presence_penalty (-2..2, OpenAI's definition over the
+ * generated tokens). Defaults: the model's generation_config.json, else
+ * temperature 0.6 / top_p 0.9 (Meta's). n must be 1; echo and best_of > 1 are not
+ * supported (400). tool_choice "none" drops the tools; other values are accepted
+ * but not enforced (the model decides).
+ */
+#include "server/server.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- buffers and requests ------------------------------------------------------ */
+
+void buf_put(srv_buf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) abort(); /* out of memory: no sane way to answer */
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+void buf_str(srv_buf *b, const char *s) { buf_put(b, s, strlen(s)); }
+
+void buf_printf(srv_buf *b, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (k < 0) return;
+    if ((size_t)k < sizeof tmp) { buf_put(b, tmp, (size_t)k); return; }
+    char *big = malloc((size_t)k + 1);
+    if (!big) abort();
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)k + 1, fmt, ap);
+    va_end(ap);
+    buf_put(b, big, (size_t)k);
+    free(big);
+}
+
+void buf_free(srv_buf *b) {
+    free(b->p);
+    b->p = NULL;
+    b->n = b->cap = 0;
+}
+
+void buf_utf8(srv_buf *b, const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = u[i];
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len > 0 && i + (size_t)len <= n;
+        for (int k = 1; ok && k < len; k++) ok = (u[i + k] & 0xC0) == 0x80;
+        if (ok && len == 2) ok = c >= 0xC2;
+        if (ok && len == 3) {
+            unsigned cp = ((c & 15u) << 12) | ((u[i + 1] & 63u) << 6) | (u[i + 2] & 63u);
+            ok = cp >= 0x800 && !(cp >= 0xD800 && cp <= 0xDFFF);
+        }
+        if (ok && len == 4) {
+            unsigned cp = ((c & 7u) << 18) | ((u[i + 1] & 63u) << 12) | ((u[i + 2] & 63u) << 6) | (u[i + 3] & 63u);
+            ok = cp >= 0x10000 && cp <= 0x10FFFF;
+        }
+        if (ok) {
+            buf_put(b, s + i, (size_t)len);
+            i += (size_t)len;
+        } else {
+            buf_put(b, "\xEF\xBF\xBD", 3);
+            i++;
+        }
+    }
+    buf_put(b, "", 0);
+}
+
+srv_req *req_new(void) {
+    srv_req *r = calloc(1, sizeof *r);
+    if (!r) abort();
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->refs = 1;
+    r->status = 200;
+    return r;
+}
+
+void req_release(srv_req *r) {
+    if (!r) return;
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left) return;
+    free(r->prompt);
+    for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
+    buf_free(&r->out);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+void req_emit(srv_req *r, const char *s, size_t n, int done) {
+    pthread_mutex_lock(&r->mu);
+    if (n) buf_put(&r->out, s, n);
+    if (done) r->done = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- errors --------------------------------------------------------------------- */
+
+char *api_error_json(const char *message, const char *type, const char *param, const char *code) {
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddStringToObject(e, "type", type ? type : "invalid_request_error");
+    if (param) cJSON_AddStringToObject(e, "param", param);
+    else cJSON_AddNullToObject(e, "param");
+    if (code) cJSON_AddStringToObject(e, "code", code);
+    else cJSON_AddNullToObject(e, "code");
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!s) abort();
+    return s;
+}
+
+typedef struct {
+    int status;
+    char msg[600];
+    const char *param, *code;
+} perr;
+
+static int fail(perr *e, int status, const char *param, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int fail(perr *e, int status, const char *param, const char *code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->status = status;
+    e->param = param;
+    e->code = code;
+    return -1;
+}
+
+static const char *type_name(const cJSON *x) {
+    return cJSON_IsString(x) ? "a string" : cJSON_IsNumber(x) ? "a number" : cJSON_IsBool(x) ? "a boolean"
+         : cJSON_IsArray(x) ? "an array" : cJSON_IsObject(x) ? "an object" : "null";
+}
+
+/* Optional number field in [lo, hi]; absent or null keeps *v. */
+static int get_num(const cJSON *root, const char *name, double lo, double hi, double *v, perr *e) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (!x || cJSON_IsNull(x)) return 0;
+    if (!cJSON_IsNumber(x))
+        return fail(e, 400, name, "invalid_type", "Invalid type for '%s': expected a number, but got %s "
+                    "instead.", name, type_name(x));
+    if (!(x->valuedouble >= lo && x->valuedouble <= hi))
+        return fail(e, 400, name, "invalid_value", "Invalid '%s': expected a value in [%g, %g], but got "
+                    "%g instead.", name, lo, hi, x->valuedouble);
+    *v = x->valuedouble;
+    return 0;
+}
+
+static int get_int(const cJSON *root, const char *name, double lo, double hi, double *v, perr *e) {
+    double d = *v;
+    if (get_num(root, name, lo, hi, &d, e)) return -1;
+    if (d != (double)(long long)d)
+        return fail(e, 400, name, "invalid_type", "Invalid type for '%s': expected an integer, but got "
+                    "%g instead.", name, d);
+    *v = d;
+    return 0;
+}
+
+static int get_bool(const cJSON *root, const char *name, int *v, perr *e) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (!x || cJSON_IsNull(x)) return 0;
+    if (!cJSON_IsBool(x))
+        return fail(e, 400, name, "invalid_type", "Invalid type for '%s': expected a boolean, but got %s "
+                    "instead.", name, type_name(x));
+    *v = cJSON_IsTrue(x);
+    return 0;
+}
+
+/* ---- request parsing ------------------------------------------------------------- */
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t fresh_random(void) {
+    static uint64_t counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 0x2545F4914F6CDD1Dull ^
+                 (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32);
+    return splitmix(&x);
+}
+
+static int parse_stop(const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, "stop");
+    if (!x || cJSON_IsNull(x)) return 0;
+    if (cJSON_IsString(x)) x = x; /* one string */
+    else if (!cJSON_IsArray(x))
+        return fail(e, 400, "stop", "invalid_type", "Invalid type for 'stop': expected a string or an "
+                    "array of strings, but got %s instead.", type_name(x));
+    if (cJSON_IsArray(x) && cJSON_GetArraySize(x) > SRV_MAX_STOPS)
+        return fail(e, 400, "stop", "invalid_value", "Invalid 'stop': at most %d sequences, got %d.",
+                    SRV_MAX_STOPS, cJSON_GetArraySize(x));
+    const cJSON *s;
+    if (cJSON_IsString(x)) {
+        if (x->valuestring[0]) r->stops[r->n_stops++] = strdup(x->valuestring);
+        return 0;
+    }
+    cJSON_ArrayForEach(s, x) {
+        if (!cJSON_IsString(s))
+            return fail(e, 400, "stop", "invalid_type", "Invalid type for 'stop[%d]': expected a string, "
+                        "but got %s instead.", r->n_stops, type_name(s));
+        if (s->valuestring[0]) r->stops[r->n_stops++] = strdup(s->valuestring);
+    }
+    return 0;
+}
+
+static int parse_tools(const cJSON *root, const cJSON **tools_out, perr *e) {
+    *tools_out = NULL;
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
+    if (!tools || cJSON_IsNull(tools)) return 0;
+    if (!cJSON_IsArray(tools))
+        return fail(e, 400, "tools", "invalid_type", "Invalid type for 'tools': expected an array, but got "
+                    "%s instead.", type_name(tools));
+    int i = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(t, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        if (!cJSON_IsObject(t) || !cJSON_IsString(ty) || strcmp(ty->valuestring, "function") ||
+            !cJSON_IsObject(fn) || !cJSON_IsString(nm))
+            return fail(e, 400, "tools", "invalid_value", "Invalid 'tools[%d]': expected {\"type\": "
+                        "\"function\", \"function\": {\"name\": string, ...}}.", i);
+        i++;
+    }
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "tool_choice");
+    if (tc && !cJSON_IsNull(tc)) {
+        if (cJSON_IsString(tc)) {
+            if (!strcmp(tc->valuestring, "none")) return 0;
+            if (strcmp(tc->valuestring, "auto") && strcmp(tc->valuestring, "required"))
+                return fail(e, 400, "tool_choice", "invalid_value", "Invalid 'tool_choice': expected "
+                            "'none', 'auto', 'required' or an object, got '%.40s'.", tc->valuestring);
+        } else if (!cJSON_IsObject(tc))
+            return fail(e, 400, "tool_choice", "invalid_type", "Invalid type for 'tool_choice': expected "
+                        "a string or an object, but got %s instead.", type_name(tc));
+    }
+    if (i) *tools_out = tools;
+    return 0;
+}
+
+static int chat_prompt(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    if (!msgs) return fail(e, 400, "messages", "missing_required_parameter", "Missing required parameter: "
+                           "'messages'.");
+    if (!cJSON_IsArray(msgs))
+        return fail(e, 400, "messages", "invalid_type", "Invalid type for 'messages': expected an array, "
+                    "but got %s instead.", type_name(msgs));
+    if (cJSON_GetArraySize(msgs) == 0)
+        return fail(e, 400, "messages", "empty_array", "Invalid 'messages': empty array. Expected an array "
+                    "with minimum length 1.");
+    const cJSON *tools;
+    if (parse_tools(root, &tools, e)) return -1;
+    r->tools = tools != NULL;
+    herd_chat_message *m;
+    size_t n;
+    herd_error err;
+    if (tc_build_messages(msgs, tools, &m, &n, &err))
+        return fail(e, 400, "messages", "invalid_value", "%s", err.msg);
+    size_t n_ids;
+    herd_status st = herd_chat_render(herd_model_tokenizer(a->model), m, n, 1, &r->prompt, &n_ids, &err);
+    herd_chat_messages_free(m, n);
+    if (st) return fail(e, 400, "messages", "invalid_value", "%s", err.msg);
+    r->n_prompt = (int)n_ids;
+    return 0;
+}
+
+static int completion_prompt(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (!p) return fail(e, 400, "prompt", "missing_required_parameter", "Missing required parameter: 'prompt'.");
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(p->child)) p = p->child;
+    const herd_tokenizer *t = herd_model_tokenizer(a->model);
+    if (cJSON_IsString(p)) {
+        size_t n;
+        herd_error err;
+        if (herd_tokenize(t, p->valuestring, strlen(p->valuestring), 1, 0, &r->prompt, &n, &err))
+            return fail(e, 400, "prompt", "invalid_value", "%s", err.msg);
+        r->n_prompt = (int)n;
+        return 0;
+    }
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsArray(p->child)) p = p->child;
+    int n = cJSON_GetArraySize(p), V = herd_tokenizer_n_vocab(t);
+    if (!cJSON_IsArray(p) || n == 0 || !cJSON_IsNumber(p->child))
+        return fail(e, 400, "prompt", "invalid_value", "Invalid 'prompt': expected a string, an array of "
+                    "token ids, or an array with one of those (one prompt per request).");
+    r->prompt = malloc((size_t)n * sizeof *r->prompt);
+    if (!r->prompt) abort();
+    const cJSON *x;
+    cJSON_ArrayForEach(x, p) {
+        if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= V || x->valuedouble != (int)x->valuedouble)
+            return fail(e, 400, "prompt", "invalid_value", "Invalid 'prompt[%d]': token ids are integers in "
+                        "[0, %d).", r->n_prompt, V);
+        r->prompt[r->n_prompt++] = (int32_t)x->valuedouble;
+    }
+    return 0;
+}
+
+static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!model) return fail(e, 400, "model", "missing_required_parameter", "Missing required parameter: 'model'.");
+    if (!cJSON_IsString(model))
+        return fail(e, 400, "model", "invalid_type", "Invalid type for 'model': expected a string, but got %s "
+                    "instead.", type_name(model));
+    if (strcmp(model->valuestring, a->model_id))
+        return fail(e, 404, "model", "model_not_found", "The model '%.100s' does not exist; this server "
+                    "serves '%s'.", model->valuestring, a->model_id);
+    const herd_config *c = herd_model_config(a->model);
+    double temp = c->default_temperature >= 0 ? c->default_temperature : 0.6;
+    double top_p = c->default_top_p > 0 ? c->default_top_p : 0.9;
+    double fp = 0, pp = 0, n = 1, seed = -1, max_tokens = -1, mct = -1;
+    if (get_num(root, "temperature", 0, 2, &temp, e) || get_num(root, "top_p", 0, 1, &top_p, e) ||
+        get_num(root, "frequency_penalty", -2, 2, &fp, e) || get_num(root, "presence_penalty", -2, 2, &pp, e) ||
+        get_int(root, "n", 1, 1, &n, e) || get_int(root, "seed", -9.2e18, 9.2e18, &seed, e) ||
+        get_int(root, "max_tokens", 1, 1e9, &max_tokens, e) ||
+        get_int(root, "max_completion_tokens", 1, 1e9, &mct, e) || get_bool(root, "stream", &r->stream, e) ||
+        parse_stop(root, r, e))
+        return -1;
+    if (top_p <= 0) top_p = 1e-6; /* keep only the top token, as OpenAI does for 0 */
+    r->temperature = (float)temp;
+    r->top_p = (float)top_p;
+    r->freq_penalty = (float)fp;
+    r->pres_penalty = (float)pp;
+    r->seed = seed >= 0 ? (uint64_t)seed : seed < -1 ? (uint64_t)(int64_t)seed : fresh_random();
+    if (mct > 0) max_tokens = mct;
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    if (so && !cJSON_IsNull(so)) {
+        if (!cJSON_IsObject(so))
+            return fail(e, 400, "stream_options", "invalid_type", "Invalid type for 'stream_options': expected "
+                        "an object, but got %s instead.", type_name(so));
+        if (!r->stream)
+            return fail(e, 400, "stream_options", "invalid_value", "The 'stream_options' parameter is only "
+                        "allowed when 'stream' is enabled.");
+        if (get_bool(so, "include_usage", &r->include_usage, e)) return -1;
+    }
+    if (kind == REQ_CHAT) {
+        int lp = 0;
+        double top = 0;
+        if (get_bool(root, "logprobs", &lp, e) || get_int(root, "top_logprobs", 0, 20, &top, e)) return -1;
+        if (top > 0 && !lp)
+            return fail(e, 400, "top_logprobs", "invalid_value", "'top_logprobs' requires 'logprobs' to be true.");
+        r->logprobs = lp;
+        r->top_logprobs = (int)top;
+        const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+        const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rf, "type");
+        if (rf && !cJSON_IsNull(rf) && !(cJSON_IsString(rt) && !strcmp(rt->valuestring, "text")))
+            return fail(e, 400, "response_format", "invalid_value", "Invalid 'response_format': only "
+                        "{\"type\": \"text\"} is supported.");
+        if (chat_prompt(a, root, r, e)) return -1;
+    } else {
+        double lp = -1, best_of = 1;
+        int echo = 0;
+        if (get_int(root, "logprobs", 0, 5, &lp, e) || get_int(root, "best_of", 1, 1, &best_of, e) ||
+            get_bool(root, "echo", &echo, e))
+            return -1;
+        if (echo) return fail(e, 400, "echo", "invalid_value", "'echo' is not supported by this server.");
+        const cJSON *sfx = cJSON_GetObjectItemCaseSensitive(root, "suffix");
+        if (sfx && !cJSON_IsNull(sfx))
+            return fail(e, 400, "suffix", "invalid_value", "'suffix' is not supported by this server.");
+        r->logprobs = lp >= 0;
+        r->top_logprobs = lp > 0 ? (int)lp : 0;
+        if (completion_prompt(a, root, r, e)) return -1;
+    }
+    const char *pparam = kind == REQ_CHAT ? "messages" : "prompt";
+    if (r->n_prompt >= a->n_ctx)
+        return fail(e, 400, pparam, "context_length_exceeded", "This model's maximum context length is %d "
+                    "tokens. However, your %s resulted in %d tokens. Please reduce the length of the %s.",
+                    a->n_ctx, kind == REQ_CHAT ? "messages" : "prompt", r->n_prompt, pparam);
+    if (max_tokens > 0 && r->n_prompt + max_tokens > a->n_ctx)
+        return fail(e, 400, "max_tokens", "context_length_exceeded", "This model's maximum context length "
+                    "is %d tokens. However, you requested %.0f tokens (%d in the %s, %.0f in the completion). "
+                    "Please reduce the length of the %s or completion.", a->n_ctx, r->n_prompt + max_tokens,
+                    r->n_prompt, pparam, max_tokens, pparam);
+    r->max_tokens = max_tokens > 0 ? (int)max_tokens : a->n_ctx - r->n_prompt;
+    return 0;
+}
+
+srv_req *api_parse_request(const srv_api *a, int kind, const char *body, size_t len, int *status,
+                           char **error_body) {
+    perr e = { 0 };
+    *error_body = NULL;
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    srv_req *r = NULL;
+    if (!root || !cJSON_IsObject(root)) {
+        fail(&e, 400, NULL, "invalid_json", "We could not parse the JSON body of your request: %s. (HINT: "
+             "send a JSON object with Content-Type: application/json.)", root ? "expected an object" :
+             "invalid JSON");
+    } else {
+        r = req_new();
+        r->kind = kind;
+        if (parse_fields(a, kind, root, r, &e)) {
+            req_release(r);
+            r = NULL;
+        }
+    }
+    cJSON_Delete(root);
+    if (!r) {
+        *status = e.status;
+        *error_body = api_error_json(e.msg, e.status == 404 ? "invalid_request_error" : "invalid_request_error",
+                                     e.param, e.code);
+        return NULL;
+    }
+    static const char hex[] = "0123456789abcdef";
+    uint64_t x = fresh_random(), y = fresh_random();
+    snprintf(r->id, sizeof r->id, "%s", kind == REQ_CHAT ? "chatcmpl-" : "cmpl-");
+    size_t k = strlen(r->id);
+    for (int i = 0; i < 24; i++) r->id[k + i] = hex[(i < 16 ? x >> (4 * i) : y >> (4 * (i - 16))) & 15];
+    r->id[k + 24] = 0;
+    r->created = (long)time(NULL);
+    r->model_id = a->model_id;
+    *status = 200;
+    return r;
+}
+
+/* ---- responses ------------------------------------------------------------------- */
+
+void out_init(srv_out *o, const srv_req *r) {
+    memset(o, 0, sizeof *o);
+    o->holding_tool = r->tools;
+}
+
+void out_free(srv_out *o) {
+    buf_free(&o->text);
+    cJSON_Delete(o->lp);
+    o->lp = NULL;
+}
+
+static cJSON *token_json(const herd_tokenizer *t, int32_t id, float lp, int with_bytes) {
+    size_t n = 0;
+    const char *b = herd_token_bytes(t, id, &n);
+    srv_buf s = { 0 };
+    buf_utf8(&s, b ? b : "", b ? n : 0);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "token", s.p);
+    cJSON_AddNumberToObject(o, "logprob", lp);
+    if (with_bytes) {
+        cJSON *arr = cJSON_AddArrayToObject(o, "bytes");
+        for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber((unsigned char)b[i]));
+    }
+    buf_free(&s);
+    return o;
+}
+
+void out_add_logprob(srv_out *o, const srv_req *r, const herd_tokenizer *t, int32_t id, float lp,
+                     const int32_t *top_ids, const float *top_lps, int k, size_t text_offset) {
+    if (!r->logprobs) return;
+    if (r->kind == REQ_CHAT) {
+        if (!o->lp) o->lp = cJSON_CreateArray();
+        cJSON *e = token_json(t, id, lp, 1);
+        cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
+        for (int i = 0; i < k; i++) cJSON_AddItemToArray(top, token_json(t, top_ids[i], top_lps[i], 1));
+        cJSON_AddItemToArray(o->lp, e);
+        return;
+    }
+    if (!o->lp) {
+        o->lp = cJSON_CreateObject();
+        cJSON_AddArrayToObject(o->lp, "tokens");
+        cJSON_AddArrayToObject(o->lp, "token_logprobs");
+        cJSON_AddArrayToObject(o->lp, "top_logprobs");
+        cJSON_AddArrayToObject(o->lp, "text_offset");
+    }
+    cJSON *tok = token_json(t, id, lp, 0);
+    cJSON_AddItemToArray(cJSON_GetObjectItem(o->lp, "tokens"),
+                         cJSON_CreateString(cJSON_GetObjectItem(tok, "token")->valuestring));
+    cJSON_Delete(tok);
+    cJSON_AddItemToArray(cJSON_GetObjectItem(o->lp, "token_logprobs"), cJSON_CreateNumber(lp));
+    cJSON *top = cJSON_CreateObject();
+    for (int i = 0; i < k; i++) {
+        cJSON *tj = token_json(t, top_ids[i], top_lps[i], 0);
+        const char *s = cJSON_GetObjectItem(tj, "token")->valuestring;
+        if (!cJSON_GetObjectItemCaseSensitive(top, s)) cJSON_AddNumberToObject(top, s, top_lps[i]);
+        cJSON_Delete(tj);
+    }
+    cJSON_AddItemToArray(cJSON_GetObjectItem(o->lp, "top_logprobs"), top);
+    cJSON_AddItemToArray(cJSON_GetObjectItem(o->lp, "text_offset"), cJSON_CreateNumber((double)text_offset));
+}
+
+/* The logprobs value of a choice: takes o->lp (NULL -> JSON null). */
+static cJSON *take_logprobs(srv_out *o, const srv_req *r) {
+    if (!r->logprobs) return cJSON_CreateNull();
+    cJSON *lp = o->lp;
+    o->lp = NULL;
+    if (r->kind == REQ_CHAT) {
+        cJSON *w = cJSON_CreateObject();
+        cJSON_AddItemToObject(w, "content", lp ? lp : cJSON_CreateArray());
+        return w;
+    }
+    return lp ? lp : cJSON_CreateNull();
+}
+
+static cJSON *envelope(const srv_req *r, const char *object) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", r->id);
+    cJSON_AddStringToObject(o, "object", object);
+    cJSON_AddNumberToObject(o, "created", (double)r->created);
+    cJSON_AddStringToObject(o, "model", r->model_id);
+    cJSON_AddStringToObject(o, "system_fingerprint", "herd");
+    return o;
+}
+
+static cJSON *usage_json(const srv_req *r, const srv_out *o) {
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", o->n_gen);
+    cJSON_AddNumberToObject(u, "total_tokens", r->n_prompt + o->n_gen);
+    return u;
+}
+
+static void send_event(srv_req *r, cJSON *obj, int done) {
+    char *s = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    if (!s) abort();
+    srv_buf b = { 0 };
+    buf_str(&b, "data: ");
+    buf_str(&b, s);
+    buf_str(&b, "\n\n");
+    free(s);
+    req_emit(r, b.p, b.n, done);
+    buf_free(&b);
+}
+
+/* One streamed chunk: chat delta (takes ownership) or completion text. */
+static void send_chunk(srv_out *o, srv_req *r, cJSON *delta, const char *text, size_t n,
+                       const char *finish, int with_lp) {
+    int chat = r->kind == REQ_CHAT;
+    cJSON *c = envelope(r, chat ? "chat.completion.chunk" : "text_completion");
+    cJSON *choices = cJSON_AddArrayToObject(c, "choices"), *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", 0);
+    if (chat) cJSON_AddItemToObject(ch, "delta", delta);
+    else {
+        srv_buf s = { 0 };
+        buf_utf8(&s, text ? text : "", text ? n : 0);
+        cJSON_AddStringToObject(ch, "text", s.p);
+        buf_free(&s);
+    }
+    cJSON_AddItemToObject(ch, "logprobs", with_lp ? take_logprobs(o, r) : cJSON_CreateNull());
+    if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(choices, ch);
+    if (r->include_usage) cJSON_AddNullToObject(c, "usage");
+    send_event(r, c, 0);
+}
+
+static void ensure_role(srv_out *o, srv_req *r) {
+    if (o->role_sent || r->kind != REQ_CHAT) return;
+    o->role_sent = 1;
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "role", "assistant");
+    cJSON_AddStringToObject(d, "content", "");
+    send_chunk(o, r, d, NULL, 0, NULL, 0);
+}
+
+static void send_text(srv_out *o, srv_req *r, const char *s, size_t n) {
+    if (r->kind == REQ_CHAT) {
+        srv_buf t = { 0 };
+        buf_utf8(&t, s, n);
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "content", t.p);
+        buf_free(&t);
+        send_chunk(o, r, d, NULL, 0, NULL, 1);
+    } else send_chunk(o, r, NULL, s, n, NULL, 1);
+}
+
+void out_stream_text(srv_out *o, srv_req *r, size_t upto) {
+    if (!r->stream) return;
+    ensure_role(o, r);
+    if (o->holding_tool) {
+        if (tc_maybe_call(o->text.p ? o->text.p : "", o->text.n)) return;
+        o->holding_tool = 0;
+    }
+    if (upto > o->text.n) upto = o->text.n;
+    if (upto <= o->sent) return;
+    send_text(o, r, o->text.p + o->sent, upto - o->sent);
+    o->sent = upto;
+}
+
+void out_finish(srv_out *o, srv_req *r, const char *reason) {
+    tc_call *calls = NULL;
+    int n_calls = r->tools ? tc_parse(o->text.p ? o->text.p : "", o->text.n, &calls) : 0;
+    if (n_calls) reason = "tool_calls";
+    int chat = r->kind == REQ_CHAT;
+    if (r->stream) {
+        ensure_role(o, r);
+        if (n_calls) {
+            cJSON *arr = tc_to_openai(calls, n_calls, r->id + 9, 1), *c;
+            int i = 0;
+            cJSON_ArrayForEach(c, arr) { /* name first, then the arguments, as OpenAI streams them */
+                cJSON *f = cJSON_GetObjectItem(c, "function");
+                char *args = strdup(cJSON_GetObjectItem(f, "arguments")->valuestring);
+                cJSON_ReplaceItemInObject(f, "arguments", cJSON_CreateString(""));
+                cJSON *d = cJSON_CreateObject(), *l = cJSON_AddArrayToObject(d, "tool_calls");
+                cJSON_AddItemToArray(l, cJSON_Duplicate(c, 1));
+                send_chunk(o, r, d, NULL, 0, NULL, 0);
+                d = cJSON_CreateObject();
+                l = cJSON_AddArrayToObject(d, "tool_calls");
+                cJSON *t = cJSON_CreateObject();
+                cJSON_AddNumberToObject(t, "index", i++);
+                cJSON_AddStringToObject(cJSON_AddObjectToObject(t, "function"), "arguments", args);
+                cJSON_AddItemToArray(l, t);
+                send_chunk(o, r, d, NULL, 0, NULL, 0);
+                free(args);
+            }
+            cJSON_Delete(arr);
+        } else if (o->text.n > o->sent) {
+            send_text(o, r, o->text.p + o->sent, o->text.n - o->sent);
+            o->sent = o->text.n;
+        }
+        send_chunk(o, r, chat ? cJSON_CreateObject() : NULL, "", 0, reason, 1);
+        if (r->include_usage) {
+            cJSON *c = envelope(r, chat ? "chat.completion.chunk" : "text_completion");
+            cJSON_AddArrayToObject(c, "choices");
+            cJSON_AddItemToObject(c, "usage", usage_json(r, o));
+            send_event(r, c, 0);
+        }
+        req_emit(r, "data: [DONE]\n\n", 14, 1);
+    } else {
+        cJSON *c = envelope(r, chat ? "chat.completion" : "text_completion");
+        cJSON *choices = cJSON_AddArrayToObject(c, "choices"), *ch = cJSON_CreateObject();
+        cJSON_AddNumberToObject(ch, "index", 0);
+        srv_buf t = { 0 };
+        buf_utf8(&t, o->text.p ? o->text.p : "", o->text.n);
+        if (chat) {
+            cJSON *m = cJSON_AddObjectToObject(ch, "message");
+            cJSON_AddStringToObject(m, "role", "assistant");
+            if (n_calls) {
+                cJSON_AddNullToObject(m, "content");
+                cJSON_AddItemToObject(m, "tool_calls", tc_to_openai(calls, n_calls, r->id + 9, 0));
+            } else cJSON_AddStringToObject(m, "content", t.p);
+            cJSON_AddNullToObject(m, "refusal");
+        } else cJSON_AddStringToObject(ch, "text", t.p);
+        buf_free(&t);
+        cJSON_AddItemToObject(ch, "logprobs", take_logprobs(o, r));
+        cJSON_AddStringToObject(ch, "finish_reason", reason);
+        cJSON_AddItemToArray(choices, ch);
+        cJSON_AddItemToObject(c, "usage", usage_json(r, o));
+        char *s = cJSON_PrintUnformatted(c);
+        cJSON_Delete(c);
+        if (!s) abort();
+        req_emit(r, s, strlen(s), 1);
+        free(s);
+    }
+    tc_free(calls, n_calls);
+}

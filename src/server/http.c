@@ -1,0 +1,413 @@
+/* http.c - the HTTP side of `herd serve` on libmicrohttpd: one thread per
+ * connection, request bodies accumulated up to a limit (413 beyond it), routes,
+ * Bearer auth, /health, /metrics, /v1/models, and the shutdown sequence.
+ *
+ * Threads: connection threads parse and validate (api.c), enqueue (sched.c) and
+ * then wait on the request's condition variable: a non-streamed request waits for
+ * the whole body; a streamed one is an MHD callback response whose reader blocks
+ * until the scheduler appended bytes. When the response is destroyed (sent, or the
+ * client went away and the write failed), its free callback marks an unfinished
+ * request cancelled; the scheduler then drops the sequence and frees its slot.
+ *
+ * Shutdown (SIGINT / SIGTERM, taken with sigwait on the main thread): stop
+ * accepting connections, answer 503 to new requests on open ones, let the
+ * scheduler finish every queued and running request, wait for the responses to
+ * be sent, stop the daemon.
+ */
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    srv_params p;
+    herd_model *m;
+    srv_sched *sched;
+    srv_api api;
+    char model_id[256];
+    long created;
+    volatile int stopping;
+    pthread_mutex_t mu;        /* active, status counters */
+    pthread_cond_t cv;
+    int active;                /* requests whose HTTP side is not finished */
+    uint64_t by_status[6];     /* 2xx, 400, 401, 404/405, 413/429/503, 5xx */
+} server;
+
+typedef struct {
+    srv_buf body;
+    int too_big;
+} conn_ctx;
+
+static void count_status(server *sv, int status) {
+    int k = status < 300 ? 0 : status == 400 ? 1 : status == 401 ? 2 : status == 404 || status == 405 ? 3
+          : status < 500 || status == 503 ? 4 : 5;
+    pthread_mutex_lock(&sv->mu);
+    sv->by_status[k]++;
+    pthread_mutex_unlock(&sv->mu);
+}
+
+static enum MHD_Result send_body(server *sv, struct MHD_Connection *c, int status, const char *type,
+                                 const char *body, size_t len, const char *retry_after) {
+    struct MHD_Response *res = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!res) return MHD_NO;
+    MHD_add_response_header(res, "Content-Type", type);
+    if (retry_after) MHD_add_response_header(res, "Retry-After", retry_after);
+    enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, res);
+    MHD_destroy_response(res);
+    count_status(sv, status);
+    return rc;
+}
+
+static enum MHD_Result send_json(server *sv, struct MHD_Connection *c, int status, const char *json) {
+    return send_body(sv, c, status, "application/json", json, strlen(json), NULL);
+}
+
+static enum MHD_Result send_error(server *sv, struct MHD_Connection *c, int status, const char *msg,
+                                  const char *type, const char *param, const char *code) {
+    char *e = api_error_json(msg, type, param, code);
+    enum MHD_Result rc = send_body(sv, c, status, "application/json", e, strlen(e),
+                                   status == 429 || status == 503 ? "1" : NULL);
+    free(e);
+    return rc;
+}
+
+/* ---- streaming ------------------------------------------------------------------- */
+
+static void active_done(server *sv) {
+    pthread_mutex_lock(&sv->mu);
+    sv->active--;
+    pthread_cond_broadcast(&sv->cv);
+    pthread_mutex_unlock(&sv->mu);
+}
+
+typedef struct {
+    server *sv;
+    srv_req *r;
+} stream_ctx;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    srv_req *r = ((stream_ctx *)cls)->r;
+    (void)pos;
+    pthread_mutex_lock(&r->mu);
+    while (r->out_read == r->out.n && !r->done) pthread_cond_wait(&r->cv, &r->mu);
+    size_t k = r->out.n - r->out_read;
+    if (k > max) k = max;
+    if (k) {
+        memcpy(buf, r->out.p + r->out_read, k);
+        r->out_read += k;
+        if (r->out_read == r->out.n) r->out_read = r->out.n = 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return k ? (ssize_t)k : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void stream_free(void *cls) {
+    stream_ctx *sc = cls;
+    srv_req *r = sc->r;
+    pthread_mutex_lock(&r->mu);
+    if (!r->done) r->cancelled = 1; /* the client is gone before the end */
+    pthread_mutex_unlock(&r->mu);
+    req_release(r);
+    active_done(sc->sv);
+    free(sc);
+}
+
+/* ---- endpoints ------------------------------------------------------------------- */
+
+static enum MHD_Result completions(server *sv, struct MHD_Connection *c, int kind, conn_ctx *cc) {
+    int status;
+    char *err;
+    srv_req *r = api_parse_request(&sv->api, kind, cc->body.p ? cc->body.p : "", cc->body.n, &status, &err);
+    if (!r) {
+        enum MHD_Result rc = send_json(sv, c, status, err);
+        free(err);
+        return rc;
+    }
+    int q = sv->stopping ? 503 : sched_submit(sv->sched, r);
+    if (q) {
+        req_release(r);
+        return q == 429 ? send_error(sv, c, 429, "The server is busy: the request queue is full. Retry "
+                                     "after a moment.", "rate_limit_error", NULL, "rate_limit_exceeded")
+                        : send_error(sv, c, 503, "The server is shutting down.", "server_error", NULL,
+                                     "service_unavailable");
+    }
+    pthread_mutex_lock(&sv->mu);
+    sv->active++;
+    pthread_mutex_unlock(&sv->mu);
+    if (r->stream) {
+        stream_ctx *sc = malloc(sizeof *sc);
+        if (!sc) abort();
+        sc->sv = sv;
+        sc->r = r;
+        struct MHD_Response *res = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read,
+                                                                     sc, stream_free);
+        if (!res) {
+            stream_free(sc);
+            return MHD_NO;
+        }
+        MHD_add_response_header(res, "Content-Type", "text/event-stream");
+        MHD_add_response_header(res, "Cache-Control", "no-cache");
+        enum MHD_Result rc = MHD_queue_response(c, 200, res);
+        MHD_destroy_response(res);
+        count_status(sv, 200);
+        return rc;
+    }
+    pthread_mutex_lock(&r->mu);
+    while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    enum MHD_Result rc = send_body(sv, c, r->status, "application/json", r->out.p ? r->out.p : "", r->out.n, NULL);
+    req_release(r);
+    active_done(sv);
+    return rc;
+}
+
+static cJSON *model_json(server *sv) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", sv->model_id);
+    cJSON_AddStringToObject(o, "object", "model");
+    cJSON_AddNumberToObject(o, "created", (double)sv->created);
+    cJSON_AddStringToObject(o, "owned_by", "herd");
+    return o;
+}
+
+static enum MHD_Result send_cjson(server *sv, struct MHD_Connection *c, int status, cJSON *o) {
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s) abort();
+    enum MHD_Result rc = send_json(sv, c, status, s);
+    free(s);
+    return rc;
+}
+
+static enum MHD_Result models(server *sv, struct MHD_Connection *c, const char *url) {
+    if (!strcmp(url, "/v1/models")) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "object", "list");
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), model_json(sv));
+        return send_cjson(sv, c, 200, o);
+    }
+    const char *id = url + strlen("/v1/models/");
+    if (strcmp(id, sv->model_id)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "The model '%.200s' does not exist; this server serves '%s'.", id, sv->model_id);
+        return send_error(sv, c, 404, msg, "invalid_request_error", "model", "model_not_found");
+    }
+    return send_cjson(sv, c, 200, model_json(sv));
+}
+
+static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
+    srv_stats st;
+    sched_stats(sv->sched, &st);
+    uint64_t bs[6];
+    pthread_mutex_lock(&sv->mu);
+    memcpy(bs, sv->by_status, sizeof bs);
+    pthread_mutex_unlock(&sv->mu);
+    srv_buf b = { 0 };
+#define METRIC(name, type, help, fmt, val) \
+    buf_printf(&b, "# HELP " name " " help "\n# TYPE " name " " type "\n" name " " fmt "\n", val)
+    METRIC("herd_requests_total", "counter", "Completion requests accepted into the queue.", "%llu",
+           (unsigned long long)st.requests);
+    METRIC("herd_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", "%llu",
+           (unsigned long long)st.prompt_tokens);
+    METRIC("herd_prompt_tokens_reused_total", "counter", "Prompt tokens served from a slot's cached prefix.",
+           "%llu", (unsigned long long)st.reused_tokens);
+    METRIC("herd_generated_tokens_total", "counter", "Tokens generated.", "%llu",
+           (unsigned long long)st.generated_tokens);
+    METRIC("herd_requests_cancelled_total", "counter", "Sequences cancelled because the client went away.",
+           "%llu", (unsigned long long)st.cancelled);
+    METRIC("herd_queue_depth", "gauge", "Requests waiting for a slot.", "%d", st.queue_depth);
+    METRIC("herd_running_sequences", "gauge", "Sequences being prefilled or decoded.", "%d", st.running);
+    METRIC("herd_slots", "gauge", "Sequence slots (--parallel).", "%d", st.n_slots);
+    METRIC("herd_kv_tokens_in_use", "gauge", "Tokens held in the KV caches (cached prefixes included).", "%ld",
+           st.kv_tokens_in_use);
+    METRIC("herd_kv_tokens_capacity", "gauge", "KV cache capacity in tokens (slots x context).", "%ld",
+           st.kv_tokens_capacity);
+    METRIC("herd_generation_tokens_per_second", "gauge", "Aggregate generation rate over the last second.",
+           "%.3f", st.tokens_per_s);
+#undef METRIC
+    static const char *const cls[6] = { "2xx", "400", "401", "404", "4xx_busy", "5xx" };
+    buf_str(&b, "# HELP herd_http_responses_total HTTP responses by status class.\n"
+                "# TYPE herd_http_responses_total counter\n");
+    for (int i = 0; i < 6; i++)
+        buf_printf(&b, "herd_http_responses_total{status=\"%s\"} %llu\n", cls[i], (unsigned long long)bs[i]);
+    enum MHD_Result rc = send_body(sv, c, 200, "text/plain; version=0.0.4", b.p, b.n, NULL);
+    buf_free(&b);
+    return rc;
+}
+
+static int authorized(server *sv, struct MHD_Connection *c) {
+    if (!sv->p.api_key) return 1;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7)) return 0;
+    h += 7;
+    while (*h == ' ') h++;
+    size_t n = strlen(h), k = strlen(sv->p.api_key);
+    unsigned diff = n != k;
+    for (size_t i = 0; i < n && i < k; i++) diff |= (unsigned char)(h[i] ^ sv->p.api_key[i]);
+    return diff == 0;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    server *sv = cls;
+    (void)version;
+    conn_ctx *cc = *con_cls;
+    if (!cc) {
+        cc = calloc(1, sizeof *cc);
+        if (!cc) return MHD_NO;
+        *con_cls = cc;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!cc->too_big && cc->body.n + *upload_size > sv->p.max_body) {
+            cc->too_big = 1;
+            buf_free(&cc->body);
+        }
+        if (!cc->too_big) buf_put(&cc->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    if (!strcmp(url, "/") && get) {
+        return send_body(sv, c, 200, "text/html; charset=utf-8", srv_web_page, strlen(srv_web_page), NULL);
+    }
+    if (!strcmp(url, "/health") && get)
+        return sv->stopping ? send_json(sv, c, 503, "{\"status\":\"shutting down\"}")
+                            : send_json(sv, c, 200, "{\"status\":\"ok\"}");
+    if (!strcmp(url, "/metrics") && get) return metrics(sv, c);
+    int is_v1 = !strncmp(url, "/v1/", 4);
+    if (is_v1 && !authorized(sv, c))
+        return send_error(sv, c, 401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
+                          "invalid_request_error", NULL, "invalid_api_key");
+    int chat = !strcmp(url, "/v1/chat/completions"), compl = !strcmp(url, "/v1/completions");
+    int mdl = !strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11);
+    if ((chat || compl) && !post) return send_error(sv, c, 405, "Use POST for this endpoint.",
+                                                    "invalid_request_error", NULL, "method_not_allowed");
+    if (mdl && !get) return send_error(sv, c, 405, "Use GET for this endpoint.", "invalid_request_error", NULL,
+                                       "method_not_allowed");
+    if (cc->too_big) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu bytes.", sv->p.max_body);
+        return send_error(sv, c, 413, msg, "invalid_request_error", NULL, "request_too_large");
+    }
+    if (chat || compl) return completions(sv, c, chat ? REQ_CHAT : REQ_COMPLETION, cc);
+    if (mdl) return models(sv, c, url);
+    char msg[300];
+    snprintf(msg, sizeof msg, "Unknown request URL: %.8s %.200s.", method, url);
+    return send_error(sv, c, 404, msg, "invalid_request_error", NULL, "unknown_url");
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t) {
+    (void)cls; (void)c; (void)t;
+    conn_ctx *cc = *con_cls;
+    if (!cc) return;
+    buf_free(&cc->body);
+    free(cc);
+    *con_cls = NULL;
+}
+
+/* ---- run --------------------------------------------------------------------------- */
+
+static void model_id_from_path(char *out, size_t cap, const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/') b--;
+    snprintf(out, cap, "%.*s", (int)(n - b), path + b);
+}
+
+int srv_run(const srv_params *p, herd_error *err) {
+    server *sv = calloc(1, sizeof *sv);
+    if (!sv) abort();
+    sv->p = *p;
+    pthread_mutex_init(&sv->mu, NULL);
+    pthread_cond_init(&sv->cv, NULL);
+    sv->created = (long)time(NULL);
+    model_id_from_path(sv->model_id, sizeof sv->model_id, p->model_path);
+    int rc = -1;
+    struct MHD_Daemon *d = NULL;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } addr;
+    memset(&addr, 0, sizeof addr);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
+    if (inet_pton(AF_INET, p->host, &addr.v4.sin_addr) == 1) {
+        addr.v4.sin_family = AF_INET;
+        addr.v4.sin_port = htons((uint16_t)p->port);
+    } else if (inet_pton(AF_INET6, p->host, &addr.v6.sin6_addr) == 1) {
+        addr.v6.sin6_family = AF_INET6;
+        addr.v6.sin6_port = htons((uint16_t)p->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err->msg, sizeof err->msg, "--host '%s' is not an IPv4 or IPv6 address", p->host);
+        goto out;
+    }
+    if (herd_model_load(&sv->m, p->model_path, err)) goto out;
+    if (sched_new(&sv->sched, sv->m, p->n_parallel, p->n_ctx, p->n_threads, p->queue_max, err)) goto out;
+    sv->api.model = sv->m;
+    sv->api.model_id = sv->model_id;
+    sv->api.n_ctx = sched_n_ctx(sv->sched);
+
+    /* signals go to sigwait below, never to the worker threads created after this */
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    signal(SIGPIPE, SIG_IGN);
+    if (sched_start(sv->sched)) {
+        snprintf(err->msg, sizeof err->msg, "cannot start the scheduler thread");
+        goto out;
+    }
+    d = MHD_start_daemon(flags, (uint16_t)p->port, NULL, NULL, handler, sv, MHD_OPTION_SOCK_ADDR, &addr.sa,
+                         MHD_OPTION_NOTIFY_COMPLETED, completed, sv, MHD_OPTION_CONNECTION_LIMIT, 512u,
+                         MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
+    if (!d) {
+        snprintf(err->msg, sizeof err->msg, "cannot listen on %s:%d (address in use, or not permitted); pick "
+                 "another --port", p->host, p->port);
+        sched_drain(sv->sched);
+        goto out;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    int port = di ? di->port : p->port;
+    fprintf(stderr, "herd serve: model '%s', %d slots x %d tokens; listening on http://%s%s%s:%d/\n",
+            sv->model_id, p->n_parallel, sv->api.n_ctx, strchr(p->host, ':') ? "[" : "", p->host,
+            strchr(p->host, ':') ? "]" : "", port);
+    fflush(stderr);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "herd serve: %s, finishing in-flight requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    sv->stopping = 1;
+    MHD_socket lfd = MHD_quiesce_daemon(d);
+    sched_drain(sv->sched);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    pthread_mutex_lock(&sv->mu);
+    while (sv->active > 0)
+        if (pthread_cond_timedwait(&sv->cv, &sv->mu, &until)) break;
+    pthread_mutex_unlock(&sv->mu);
+    MHD_stop_daemon(d);
+    if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    d = NULL;
+    fprintf(stderr, "herd serve: stopped\n");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rc = 0;
+out:
+    if (d) MHD_stop_daemon(d);
+    sched_free(sv->sched);
+    herd_model_free(sv->m);
+    pthread_mutex_destroy(&sv->mu);
+    pthread_cond_destroy(&sv->cv);
+    free(sv);
+    return rc;
+}

@@ -1,0 +1,473 @@
+/* sched.c - the request queue and the scheduler thread: continuous batching over
+ * --parallel slots, each slot one herd_session with its own -c context.
+ *
+ * One step:
+ *   1. drop cancelled sequences (client gone) and free their slots;
+ *   2. admit queued requests into free slots, picking the free slot whose cached
+ *      tokens share the longest prefix with the prompt (herd_session_rewind to it,
+ *      so a common system prompt is not recomputed);
+ *   3. one herd_session_eval_batch over every running slot: the next token of each
+ *      decoding sequence and a chunk (<= PREFILL_CHUNK, <= PREFILL_BUDGET in all)
+ *      of each prompt still being prefilled, so long prompts do not stall others;
+ *   4. sample each sequence that has logits for a new token, stream its text,
+ *      finish it on an end id, a stop string, max_tokens or a full context.
+ *
+ * Invariants:
+ *   - Only this thread touches the model, the sessions and the slots.
+ *   - slot.cache[0 .. n_cache) are exactly the tokens in the session's KV
+ *     (n_cache == herd_session_pos). They stay after a request ends, for reuse.
+ *   - A slot with r != NULL holds one scheduler reference to r, released once
+ *     the response is complete (req_emit(..., done = 1)).
+ * Sampling: frequency/presence penalties are applied here to a copy of the logits
+ * (OpenAI's definition, over this request's generated tokens), then
+ * herd_sampler_sample does temperature / top-p / seed (temperature 0: argmax).
+ * logprobs are log-softmax of the model's raw logits.
+ * Not here: HTTP, JSON (api.c), a paged KV cache shared between slots.
+ */
+#define _GNU_SOURCE /* memmem */
+#include "server/server.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PREFILL_CHUNK 64
+#define PREFILL_BUDGET 128
+#define MAX_TOP 20
+
+typedef struct {
+    herd_session *s;
+    int32_t *cache;     /* (n_ctx) tokens in the KV cache */
+    int n_cache;
+    srv_req *r;         /* NULL: free */
+    int n_done;         /* prompt tokens in the cache */
+    int32_t next;       /* sampled, not yet evaluated */
+    int decoding;
+    herd_sampler *smp;
+    herd_detok dt;
+    srv_out out;
+    float *work;        /* (V) penalised logits */
+    int *counts;        /* (V) generated-token counts, zero between requests */
+    int32_t *gen;       /* (n_ctx) generated ids */
+} slot;
+
+struct srv_sched {
+    const herd_model *m;
+    int n_slots, n_ctx, V, queue_max;
+    slot *slots;
+    pthread_t th;
+    int started;
+    pthread_mutex_t mu;      /* queue, draining */
+    pthread_cond_t cv;
+    srv_req *head, *tail;
+    int n_queued, draining;
+    pthread_mutex_t stats_mu;
+    srv_stats st;
+    double win_start;
+    uint64_t win_tokens;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int sched_n_ctx(const srv_sched *s) { return s->n_ctx; }
+
+int sched_new(srv_sched **out, const herd_model *m, int n_slots, int n_ctx, int n_threads, int queue_max,
+              herd_error *err) {
+    *out = NULL;
+    srv_sched *s = calloc(1, sizeof *s);
+    if (!s) abort();
+    s->m = m;
+    s->n_slots = n_slots;
+    s->queue_max = queue_max;
+    s->V = herd_model_config(m)->vocab_size;
+    const herd_config *c = herd_model_config(m);
+    if (n_ctx <= 0) n_ctx = c->max_seq_len < 4096 ? c->max_seq_len : 4096;
+    s->n_ctx = n_ctx;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_mutex_init(&s->stats_mu, NULL);
+    s->slots = calloc((size_t)n_slots, sizeof *s->slots);
+    if (!s->slots) abort();
+    herd_session_params sp = herd_session_default_params();
+    sp.n_ctx = n_ctx;
+    sp.n_threads = n_threads;
+    for (int i = 0; i < n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (herd_session_new(&sl->s, m, sp, err)) {
+            sched_free(s);
+            return -1;
+        }
+        sl->cache = malloc((size_t)n_ctx * sizeof *sl->cache);
+        sl->gen = malloc((size_t)n_ctx * sizeof *sl->gen);
+        sl->work = malloc((size_t)s->V * sizeof *sl->work);
+        sl->counts = calloc((size_t)s->V, sizeof *sl->counts);
+        if (!sl->cache || !sl->gen || !sl->work || !sl->counts) abort();
+    }
+    s->st.n_slots = n_slots;
+    s->st.kv_tokens_capacity = (long)n_slots * n_ctx;
+    s->win_start = now_s();
+    *out = s;
+    return 0;
+}
+
+void sched_free(srv_sched *s) {
+    if (!s) return;
+    for (int i = 0; s->slots && i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        herd_session_free(sl->s);
+        herd_sampler_free(sl->smp);
+        out_free(&sl->out);
+        free(sl->cache);
+        free(sl->gen);
+        free(sl->work);
+        free(sl->counts);
+    }
+    free(s->slots);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->stats_mu);
+    free(s);
+}
+
+void sched_stats(srv_sched *s, srv_stats *st) {
+    pthread_mutex_lock(&s->stats_mu);
+    *st = s->st;
+    pthread_mutex_unlock(&s->stats_mu);
+    pthread_mutex_lock(&s->mu);
+    st->queue_depth = s->n_queued;
+    pthread_mutex_unlock(&s->mu);
+    if (st->running == 0) st->tokens_per_s = 0;
+}
+
+int sched_submit(srv_sched *s, srv_req *r) {
+    pthread_mutex_lock(&s->mu);
+    int rc = s->draining ? 503 : s->n_queued >= s->queue_max ? 429 : 0;
+    if (!rc) {
+        pthread_mutex_lock(&r->mu);
+        r->refs++;
+        pthread_mutex_unlock(&r->mu);
+        r->next = NULL;
+        if (s->tail) s->tail->next = r;
+        else s->head = r;
+        s->tail = r;
+        s->n_queued++;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.requests++;
+    pthread_mutex_unlock(&s->stats_mu);
+    return rc;
+}
+
+/* ---- per-sequence work ----------------------------------------------------------- */
+
+static int is_cancelled(srv_req *r) {
+    pthread_mutex_lock(&r->mu);
+    int c = r->cancelled;
+    pthread_mutex_unlock(&r->mu);
+    return c;
+}
+
+static void release_slot(srv_sched *s, slot *sl) {
+    for (int i = 0; i < sl->out.n_gen && i < s->n_ctx; i++) sl->counts[sl->gen[i]] = 0;
+    out_free(&sl->out);
+    herd_sampler_free(sl->smp);
+    sl->smp = NULL;
+    req_release(sl->r);
+    sl->r = NULL;
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.running--;
+    pthread_mutex_unlock(&s->stats_mu);
+}
+
+static void finish(srv_sched *s, slot *sl, const char *reason) {
+    size_t n;
+    const char *rest = herd_detok_flush(&sl->dt, &n);
+    buf_put(&sl->out.text, rest, n);
+    out_finish(&sl->out, sl->r, reason);
+    release_slot(s, sl);
+}
+
+static void fail_slot(srv_sched *s, slot *sl, const char *msg) {
+    char *e = api_error_json(msg, "server_error", NULL, "internal_error");
+    srv_req *r = sl->r;
+    if (r->stream) {
+        srv_buf b = { 0 };
+        buf_printf(&b, "data: %s\n\ndata: [DONE]\n\n", e);
+        req_emit(r, b.p, b.n, 1);
+        buf_free(&b);
+    } else {
+        pthread_mutex_lock(&r->mu);
+        r->status = 500;
+        r->out.n = 0;
+        pthread_mutex_unlock(&r->mu);
+        req_emit(r, e, strlen(e), 1);
+    }
+    free(e);
+    release_slot(s, sl);
+}
+
+static int admit(srv_sched *s, srv_req *r) {
+    int best = -1, best_common = -1;
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->r) continue;
+        int lim = sl->n_cache < r->n_prompt - 1 ? sl->n_cache : r->n_prompt - 1, k = 0;
+        while (k < lim && sl->cache[k] == r->prompt[k]) k++;
+        if (k > best_common) best = i, best_common = k;
+    }
+    if (best < 0) return 0;
+    slot *sl = &s->slots[best];
+    herd_session_rewind(sl->s, best_common);
+    sl->n_cache = best_common;
+    sl->n_done = best_common;
+    sl->decoding = 0;
+    sl->r = r;
+    herd_detok_init(&sl->dt);
+    out_init(&sl->out, r);
+    herd_sampler_params sp = herd_sampler_default_params();
+    sp.temperature = r->temperature;
+    sp.top_p = r->top_p;
+    sp.top_k = 0;
+    sp.min_p = 0;
+    sp.repeat_penalty = 1;
+    sp.repeat_last_n = 0;
+    sp.seed = r->seed;
+    herd_error err;
+    if (herd_sampler_new(&sl->smp, sp, s->V, &err)) {
+        pthread_mutex_lock(&s->stats_mu);
+        s->st.running++;
+        pthread_mutex_unlock(&s->stats_mu);
+        fail_slot(s, sl, err.msg);
+        return 1;
+    }
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.running++;
+    s->st.prompt_tokens += (uint64_t)r->n_prompt;
+    s->st.reused_tokens += (uint64_t)best_common;
+    pthread_mutex_unlock(&s->stats_mu);
+    return 1;
+}
+
+/* Length of the longest proper prefix of a stop string that the text ends with:
+ * that much must be held back while streaming. */
+static size_t stop_holdback(const srv_req *r, const srv_buf *t) {
+    size_t hold = 0;
+    for (int i = 0; i < r->n_stops; i++) {
+        size_t sl = strlen(r->stops[i]);
+        for (size_t k = sl - 1; k > hold; k--)
+            if (k <= t->n && memcmp(t->p + t->n - k, r->stops[i], k) == 0) { hold = k; break; }
+    }
+    return hold;
+}
+
+/* Cuts the text at the first stop string that starts at or after from - (len - 1). */
+static int cut_stop(const srv_req *r, srv_buf *t, size_t from) {
+    size_t best = (size_t)-1;
+    for (int i = 0; i < r->n_stops; i++) {
+        size_t sl = strlen(r->stops[i]), start = from >= sl ? from - sl + 1 : 0;
+        if (t->n < start + sl) continue;
+        const char *p = memmem(t->p + start, t->n - start, r->stops[i], sl);
+        if (p && (size_t)(p - t->p) < best) best = (size_t)(p - t->p);
+    }
+    if (best == (size_t)-1) return 0;
+    t->n = best;
+    t->p[best] = 0;
+    return 1;
+}
+
+static void add_logprobs(srv_sched *s, slot *sl, const float *logits, int32_t id, size_t offset) {
+    const srv_req *r = sl->r;
+    float mx = logits[0];
+    for (int i = 1; i < s->V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < s->V; i++) sum += exp((double)(logits[i] - mx));
+    float lse = mx + (float)log(sum);
+    int32_t top[MAX_TOP];
+    float top_lp[MAX_TOP];
+    int k = 0, want = r->top_logprobs < MAX_TOP ? r->top_logprobs : MAX_TOP;
+    for (int i = 0; i < s->V && want > 0; i++) { /* insertion into a small sorted list */
+        float v = logits[i];
+        if (k == want && v <= top_lp[k - 1]) continue;
+        int j = k < want ? k++ : k - 1;
+        while (j > 0 && top_lp[j - 1] < v) top[j] = top[j - 1], top_lp[j] = top_lp[j - 1], j--;
+        top[j] = i;
+        top_lp[j] = v;
+    }
+    for (int i = 0; i < k; i++) top_lp[i] -= lse;
+    out_add_logprob(&sl->out, r, herd_model_tokenizer(s->m), id, logits[id] - lse, top, top_lp, k, offset);
+}
+
+static int is_eos(const herd_config *c, int32_t id) {
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] == id) return 1;
+    return 0;
+}
+
+/* Samples the next token of a slot whose session holds fresh logits. Returns 1
+ * when the sequence goes on (sl->next set), 0 when it finished. */
+static int sample_and_emit(srv_sched *s, slot *sl) {
+    srv_req *r = sl->r;
+    const float *logits = herd_session_logits(sl->s), *l = logits;
+    if (r->freq_penalty != 0 || r->pres_penalty != 0) {
+        memcpy(sl->work, logits, (size_t)s->V * sizeof *sl->work);
+        for (int i = 0; i < sl->out.n_gen; i++) { /* each distinct id once */
+            int32_t t = sl->gen[i];
+            if (sl->counts[t] <= 0) continue;
+            sl->work[t] -= r->freq_penalty * (float)sl->counts[t] + r->pres_penalty;
+            sl->counts[t] = -sl->counts[t];
+        }
+        for (int i = 0; i < sl->out.n_gen; i++)
+            if (sl->counts[sl->gen[i]] < 0) sl->counts[sl->gen[i]] = -sl->counts[sl->gen[i]];
+        l = sl->work;
+    }
+    int32_t id = herd_sampler_sample(sl->smp, l, NULL, 0);
+    if (is_eos(herd_model_config(s->m), id)) {
+        finish(s, sl, "stop");
+        return 0;
+    }
+    srv_out *o = &sl->out;
+    if (r->logprobs) add_logprobs(s, sl, logits, id, o->text.n);
+    sl->gen[o->n_gen++] = id;
+    sl->counts[id]++;
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.generated_tokens++;
+    s->win_tokens++;
+    pthread_mutex_unlock(&s->stats_mu);
+    size_t n, before = o->text.n;
+    const char *txt = herd_detok_push(&sl->dt, herd_model_tokenizer(s->m), id, &n);
+    buf_put(&o->text, txt, n);
+    if (r->n_stops && cut_stop(r, &o->text, before)) {
+        finish(s, sl, "stop");
+        return 0;
+    }
+    if (o->n_gen >= r->max_tokens || sl->n_cache >= s->n_ctx) {
+        finish(s, sl, "length");
+        return 0;
+    }
+    out_stream_text(o, r, o->text.n - stop_holdback(r, &o->text));
+    sl->next = id;
+    sl->decoding = 1;
+    return 1;
+}
+
+/* ---- the loop -------------------------------------------------------------------- */
+
+static void step(srv_sched *s) {
+    herd_session *ss[s->n_slots];
+    const int32_t *ids[s->n_slots];
+    int n_ids[s->n_slots], who[s->n_slots], n = 0, budget = PREFILL_BUDGET;
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->r) continue;
+        if (sl->decoding) {
+            ids[n] = &sl->next;
+            n_ids[n] = 1;
+        } else {
+            int k = sl->r->n_prompt - sl->n_done;
+            k = k < PREFILL_CHUNK ? k : PREFILL_CHUNK;
+            k = k < budget ? k : budget;
+            if (k <= 0) continue;
+            budget -= k;
+            ids[n] = sl->r->prompt + sl->n_done;
+            n_ids[n] = k;
+        }
+        ss[n] = sl->s;
+        who[n++] = i;
+    }
+    if (!n) return;
+    herd_error err;
+    if (herd_session_eval_batch(ss, ids, n_ids, n, &err)) {
+        /* a failed batch leaves the sessions' state unknown: reset them */
+        for (int j = 0; j < n; j++) {
+            slot *sl = &s->slots[who[j]];
+            herd_session_reset(sl->s);
+            sl->n_cache = 0;
+            fail_slot(s, sl, err.msg);
+        }
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        slot *sl = &s->slots[who[j]];
+        memcpy(sl->cache + sl->n_cache, ids[j], (size_t)n_ids[j] * sizeof *ids[j]);
+        sl->n_cache += n_ids[j];
+        if (!sl->decoding) {
+            sl->n_done += n_ids[j];
+            if (sl->n_done < sl->r->n_prompt) continue;
+        }
+        sample_and_emit(s, sl);
+    }
+}
+
+static void *loop(void *arg) {
+    srv_sched *s = arg;
+    for (;;) {
+        int running = 0;
+        for (int i = 0; i < s->n_slots; i++) running += s->slots[i].r != NULL;
+        pthread_mutex_lock(&s->mu);
+        while (!s->head && !running && !s->draining) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->draining && !s->head && !running) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        /* admit in FIFO order while slots are free; cancelled requests are dropped */
+        while (s->head && running < s->n_slots) {
+            srv_req *r = s->head;
+            s->head = r->next;
+            if (!s->head) s->tail = NULL;
+            s->n_queued--;
+            if (is_cancelled(r)) {
+                req_emit(r, NULL, 0, 1);
+                req_release(r);
+                continue;
+            }
+            admit(s, r);
+            running++;
+        }
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < s->n_slots; i++) {
+            slot *sl = &s->slots[i];
+            if (sl->r && is_cancelled(sl->r)) {
+                req_emit(sl->r, NULL, 0, 1);
+                release_slot(s, sl);
+                pthread_mutex_lock(&s->stats_mu);
+                s->st.cancelled++;
+                pthread_mutex_unlock(&s->stats_mu);
+            }
+        }
+        step(s);
+        long kv = 0;
+        for (int i = 0; i < s->n_slots; i++) kv += s->slots[i].n_cache;
+        double t = now_s();
+        pthread_mutex_lock(&s->stats_mu);
+        s->st.kv_tokens_in_use = kv;
+        if (t - s->win_start >= 1.0) {
+            s->st.tokens_per_s = (double)s->win_tokens / (t - s->win_start);
+            s->win_tokens = 0;
+            s->win_start = t;
+        }
+        pthread_mutex_unlock(&s->stats_mu);
+    }
+    return NULL;
+}
+
+int sched_start(srv_sched *s) {
+    if (pthread_create(&s->th, NULL, loop, s)) return -1;
+    s->started = 1;
+    return 0;
+}
+
+void sched_drain(srv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->draining = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->started) pthread_join(s->th, NULL);
+    s->started = 0;
+}

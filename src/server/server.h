@@ -1,0 +1,193 @@
+/* server.h - private header of `herd serve` (src/server/): the OpenAI-compatible
+ * HTTP server. Only tools/cmd_serve.c and the server's own files include it; the
+ * server itself uses nothing but the public herd.h.
+ *
+ * Pieces:
+ *   http.c      libmicrohttpd daemon (thread per connection), routes, auth, body
+ *               limits, /health, /metrics, /v1/models, shutdown (srv_run)
+ *   api.c       request JSON -> srv_req (validation, OpenAI error objects) and the
+ *               response JSON / SSE chunks the scheduler writes
+ *   sched.c     the request queue and the one scheduler thread that owns the model,
+ *               the sessions (one per slot) and sampling
+ *   toolcall.c  Llama 3.1 tool calls: tools -> prompt messages, model text -> calls
+ *   web.c       the chat page served at GET /
+ *
+ * Request lifecycle (invariants):
+ *   - An HTTP thread parses and validates, then enqueues; from then on the request
+ *     is shared by two owners (refs = 2): the HTTP side (released when the response
+ *     is destroyed) and the scheduler (released when the sequence finishes).
+ *   - Only the scheduler writes out/done; only the HTTP side sets cancelled. Both
+ *     under req->mu; the HTTP side waits on req->cv.
+ *   - done is set exactly once, after the last byte of the response is in out.
+ */
+#ifndef HERD_SERVER_H
+#define HERD_SERVER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "herd.h"
+
+typedef struct {
+    const char *model_path;
+    const char *host;       /* "127.0.0.1" */
+    int port;               /* 0: any free port (printed on stderr) */
+    const char *api_key;    /* NULL: no auth */
+    int n_parallel;         /* slots: sequences decoded together */
+    int n_ctx;              /* context per slot; 0: min(model, 4096) */
+    int n_threads;          /* 0: all cores */
+    int queue_max;          /* queued requests before 429 */
+    size_t max_body;        /* bytes; larger bodies get 413 */
+} srv_params;
+
+/* Loads the model, serves until SIGINT/SIGTERM, drains in-flight requests and
+ * returns 0; non-zero with a message in err when it cannot start. */
+int srv_run(const srv_params *p, herd_error *err);
+
+/* ---- growable byte buffer ---------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} srv_buf;
+void buf_put(srv_buf *b, const char *s, size_t n); /* aborts on OOM (our invariant) */
+void buf_str(srv_buf *b, const char *s);
+void buf_printf(srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(srv_buf *b);
+/* Appends s as valid UTF-8 (invalid bytes become U+FFFD). */
+void buf_utf8(srv_buf *b, const char *s, size_t n);
+
+/* ---- requests ----------------------------------------------------------------- */
+
+enum { REQ_CHAT, REQ_COMPLETION };
+#define SRV_MAX_STOPS 4
+
+typedef struct srv_req {
+    /* set by the HTTP thread before enqueue, read-only afterwards */
+    int kind, stream, include_usage;
+    int32_t *prompt;
+    int n_prompt;
+    int max_tokens;          /* already clamped to the context */
+    float temperature, top_p, freq_penalty, pres_penalty;
+    uint64_t seed;
+    int logprobs, top_logprobs; /* chat: bool + 0..20; completions: logprobs = N (0..5) + 1 */
+    char *stops[SRV_MAX_STOPS];
+    int n_stops;
+    int tools;               /* tools were given: parse the output for tool calls */
+    char id[48];
+    long created;
+    const char *model_id;
+    struct srv_req *next;    /* queue link (under the queue's mutex) */
+
+    /* shared, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    srv_buf out;             /* response bytes not yet sent (stream) or the whole body */
+    size_t out_read;
+    int done, cancelled, refs;
+    int status;              /* HTTP status of a non-streamed response */
+} srv_req;
+
+srv_req *req_new(void);
+void req_release(srv_req *r); /* drops one reference; frees at zero */
+
+/* Appends bytes to the response and wakes the HTTP side. */
+void req_emit(srv_req *r, const char *s, size_t n, int done);
+
+/* ---- api.c -------------------------------------------------------------------- */
+
+typedef struct {
+    const herd_model *model;
+    const char *model_id;
+    int n_ctx;
+} srv_api;
+
+/* An OpenAI error body: {"error": {"message", "type", "param", "code"}}. */
+char *api_error_json(const char *message, const char *type, const char *param, const char *code);
+
+/* Parses and validates a request body into a new srv_req. On failure returns NULL,
+ * sets *status (400, 404) and *error_body (malloc'd OpenAI error JSON). */
+srv_req *api_parse_request(const srv_api *a, int kind, const char *body, size_t len, int *status,
+                           char **error_body);
+
+/* Per-sequence output state kept by the scheduler and formatted by api.c. */
+typedef struct {
+    srv_buf text;            /* all generated text (after stop-string cuts) */
+    size_t sent;             /* bytes of text already streamed */
+    int n_gen;
+    int role_sent;
+    int holding_tool;        /* streaming: text held back while it may be a tool call */
+    /* logprobs not yet sent (streaming) or all (non-streaming): chat: an array of
+     * {token, logprob, bytes, top_logprobs}; completions: the legacy object
+     * {tokens, token_logprobs, top_logprobs, text_offset}. NULL when none. */
+    cJSON *lp;
+} srv_out;
+
+void out_init(srv_out *o, const srv_req *r);
+void out_free(srv_out *o);
+/* Records one sampled token's logprob data (lp: its log-prob; top ids/lps: k best). */
+void out_add_logprob(srv_out *o, const srv_req *r, const herd_tokenizer *t, int32_t id, float lp,
+                     const int32_t *top_ids, const float *top_lps, int k, size_t text_offset);
+/* Streams text[sent .. upto) as a content chunk (if non-empty). */
+void out_stream_text(srv_out *o, srv_req *r, size_t upto);
+/* Finishes the response: reason "stop" / "length"; parses tool calls when asked. */
+void out_finish(srv_out *o, srv_req *r, const char *reason);
+
+/* ---- toolcall.c --------------------------------------------------------------- */
+
+typedef struct {
+    char *name;
+    char *arguments;         /* a JSON object as text */
+} tc_call;
+
+/* Parses a model's reply as Llama 3.1 tool calls. Returns the number of calls
+ * (0: not a call; *calls NULL). Free with tc_free. */
+int tc_parse(const char *text, size_t len, tc_call **calls);
+void tc_free(tc_call *calls, int n);
+/* 1 when text (the reply so far) could still turn out to be a tool call. */
+int tc_maybe_call(const char *text, size_t len);
+/* The OpenAI "tool_calls" array for calls; ids "call_<prefix>_<i>". */
+cJSON *tc_to_openai(const tc_call *calls, int n, const char *id_prefix, int streaming);
+
+/* Builds the message list for herd_chat_render from an OpenAI messages array and
+ * an optional tools array, as the Llama 3.1 HF template renders tools: a system
+ * message with "Environment: ipython" and the dates, the tool definitions (JSON,
+ * indent 4) and instructions in the first user message. Returns 0 or sets
+ * err->msg and returns -1. Free *msgs with herd_chat_messages_free. */
+int tc_build_messages(const cJSON *messages, const cJSON *tools, herd_chat_message **msgs,
+                      size_t *n, herd_error *err);
+
+/* ---- sched.c ------------------------------------------------------------------ */
+
+typedef struct srv_sched srv_sched;
+
+typedef struct {
+    /* counters (read with the scheduler's stats lock) */
+    uint64_t requests, prompt_tokens, generated_tokens, cancelled, reused_tokens;
+    int queue_depth, running, n_slots;
+    long kv_tokens_in_use, kv_tokens_capacity;
+    double tokens_per_s;
+} srv_stats;
+
+int sched_new(srv_sched **out, const herd_model *m, int n_slots, int n_ctx, int n_threads,
+              int queue_max, herd_error *err);
+/* Starts the thread. */
+int sched_start(srv_sched *s);
+/* Queues r (taking the scheduler's reference). Returns 0, 429 when the queue is
+ * full, 503 when draining. */
+int sched_submit(srv_sched *s, srv_req *r);
+/* Stops admitting new requests, finishes every queued and running one, joins. */
+void sched_drain(srv_sched *s);
+void sched_free(srv_sched *s);
+void sched_stats(srv_sched *s, srv_stats *st);
+int sched_n_ctx(const srv_sched *s);
+
+/* ---- web.c -------------------------------------------------------------------- */
+
+extern const char srv_web_page[];
+
+#endif

@@ -1,0 +1,179 @@
+#!/bin/bash
+# End-to-end tests of `herd serve` on a model herd writes itself (byte vocabulary):
+# endpoints and their JSON / SSE shapes, OpenAI error objects (400, 401, 404, 405,
+# 413, 429), prompt too long, /metrics, temperature-0 determinism alone vs among
+# concurrent requests, stop strings, cancellation on disconnect, SIGTERM drain,
+# and the official openai npm client when tests/openai_client/node_modules exists.
+# Bounded: every curl has --max-time, servers are killed on exit.
+HERD=${HERD:-build/herd}
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+pass=0; fail=0
+ok()   { pass=$((pass+1)); }
+bad()  { fail=$((fail+1)); echo "cli_serve: FAILED: $*" >&2; }
+check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+has()  { grep -q -- "$2" "$1"; }                  # has FILE PATTERN
+C()    { curl -s --max-time 20 "$@"; }
+
+# start_server NAME ARGS...: starts herd serve on a free port; sets URL
+start_server() {
+    local name=$1; shift
+    $HERD serve --port 0 -t 1 "$@" 2>"$T/$name.log" &
+    local pid=$!; PIDS+=("$pid"); eval "${name}_pid=$pid"
+    for _ in $(seq 100); do
+        local port; port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\)\/$/\1/p' "$T/$name.log")
+        if [ -n "$port" ] && C "http://127.0.0.1:$port/health" | grep -q '"ok"'; then
+            URL="http://127.0.0.1:$port"; return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    bad "server $name did not start: $(cat "$T/$name.log")"; return 1
+}
+
+$HERD init -o "$T/m" --seed 1 --dim 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 >/dev/null 2>&1
+check "init" test -f "$T/m/config.json"
+start_server main -m "$T/m" --parallel 4 -c 1024 --max-body 65536 || exit 1
+B=$URL
+
+# health, models, web page, metrics
+check "health" bash -c "curl -s --max-time 5 $B/health | grep -q '{\"status\":\"ok\"}'"
+C $B/v1/models > "$T/models"
+check "models list" has "$T/models" '^{"object":"list","data":\[{"id":"m","object":"model","created":[0-9]*,"owned_by":"herd"}\]}$'
+C $B/v1/models/m > "$T/model1"
+check "model by id" has "$T/model1" '"id":"m","object":"model"'
+C -o "$T/page" -w '%{http_code} %{content_type}' $B/ > "$T/page.st"
+check "web page" bash -c "grep -q '200 text/html' $T/page.st && grep -q '/v1/chat/completions' $T/page && grep -q 'getReader' $T/page"
+
+# chat, not streamed (logprobs)
+C $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"max_tokens":6,"temperature":0,"logprobs":true,"top_logprobs":3}' > "$T/chat"
+check "chat object" has "$T/chat" '^{"id":"chatcmpl-[0-9a-f]*","object":"chat.completion","created":[0-9]*,"model":"m"'
+check "chat message" has "$T/chat" '"message":{"role":"assistant","content":"'
+check "chat finish_reason" grep -Eq '"finish_reason":"(stop|length)"' "$T/chat"
+check "chat usage" grep -Eq '"usage":\{"prompt_tokens":[0-9]+,"completion_tokens":[0-9]+,"total_tokens":[0-9]+\}' "$T/chat"
+check "chat logprobs" has "$T/chat" '"logprobs":{"content":\[{"token":"[^"]*","logprob":-\?[0-9.e-]*,"bytes":\[[0-9,]*\],"top_logprobs":\[{'
+
+# chat, streamed, with usage
+C -N $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}' > "$T/sse"
+check "sse role chunk first" bash -c "head -1 $T/sse | grep -q '^data: {\"id\":\"chatcmpl-[0-9a-f]*\",\"object\":\"chat.completion.chunk\".*\"delta\":{\"role\":\"assistant\",\"content\":\"\"}'"
+check "sse ends with DONE" bash -c "tail -2 $T/sse | head -1 | grep -qx 'data: \[DONE\]'"
+check "sse events separated by blank lines" bash -c "awk 'NR%2==0 && \$0!=\"\" {bad=1} NR%2==1 && !/^data: / {bad=1} END {exit bad}' $T/sse"
+check "sse finish chunk" grep -Eq '"delta":\{\},"logprobs":null,"finish_reason":"(stop|length)"\}\],"usage":null' "$T/sse"
+check "sse usage chunk" grep -Eq '"choices":\[\],"usage":\{"prompt_tokens":[0-9]+' "$T/sse"
+
+# completions, plain and streamed; same text both ways at temperature 0
+C $B/v1/completions -d '{"model":"m","prompt":"hello","max_tokens":12,"temperature":0,"logprobs":2}' > "$T/cmpl"
+check "completion object" has "$T/cmpl" '"object":"text_completion"'
+check "completion logprobs" has "$T/cmpl" '"logprobs":{"tokens":\[.*"token_logprobs":\[.*"top_logprobs":\[{.*"text_offset":\[0,'
+C -N $B/v1/completions -d '{"model":"m","prompt":"hello","max_tokens":12,"temperature":0,"stream":true}' > "$T/csse"
+check "completion sse" bash -c "grep -q '\"object\":\"text_completion\"' $T/csse && tail -2 $T/csse | grep -q 'data: \[DONE\]'"
+C $B/v1/completions -d '{"model":"m","prompt":[256,104,105],"max_tokens":3,"temperature":0}' > "$T/cids"
+check "completion from token ids" has "$T/cids" '"prompt_tokens":3'
+
+# temperature-0 determinism: alone vs among 12 concurrent streams
+req() { echo "{\"model\":\"m\",\"prompt\":\"$1\",\"max_tokens\":48,\"temperature\":0}"; }
+C $B/v1/completions -d "$(req 'The quick brown fox')" | sed 's/.*"text":\("[^"]*"\).*/\1/' > "$T/alone"
+cp=()
+for i in $(seq 12); do
+    C -N $B/v1/completions -d "{\"model\":\"m\",\"prompt\":\"other $i\",\"max_tokens\":64,\"temperature\":1,\"seed\":$i,\"stream\":true}" > /dev/null &
+    cp+=($!)
+    if [ "$i" = 6 ]; then C $B/v1/completions -d "$(req 'The quick brown fox')" | sed 's/.*"text":\("[^"]*"\).*/\1/' > "$T/among" & cp+=($!); fi
+done
+wait "${cp[@]}"
+check "temperature 0 alone == among concurrent ($(cat "$T/alone") vs $(cat "$T/among"))" cmp -s "$T/alone" "$T/among"
+check "determinism output non-empty" test -s "$T/alone"
+s1=$(C $B/v1/completions -d '{"model":"m","prompt":"x","max_tokens":16,"temperature":1,"seed":42}' | sed 's/.*"text":\("[^"]*"\).*/\1/')
+s2=$(C $B/v1/completions -d '{"model":"m","prompt":"x","max_tokens":16,"temperature":1,"seed":42}' | sed 's/.*"text":\("[^"]*"\).*/\1/')
+check "same seed, same text" test "$s1" = "$s2"
+
+# stop strings: cut before the first occurrence, finish_reason stop
+full=$(C $B/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":200,"temperature":1,"seed":3}')
+ch=$(echo "$full" | sed 's/.*"text":"\([^"]*\)".*/\1/' | grep -o '[a-zA-Z0-9]' | sed -n 3p)
+if [ -n "$ch" ]; then
+    C $B/v1/completions -d "{\"model\":\"m\",\"prompt\":\"abc\",\"max_tokens\":200,\"temperature\":1,\"seed\":3,\"stop\":[\"$ch\"]}" > "$T/stop"
+    check "stop string ends the text" bash -c "sed 's/.*\"text\":\"\([^\"]*\)\".*/\1/' $T/stop | grep -vq '$ch' && grep -q '\"finish_reason\":\"stop\"' $T/stop"
+    C -N $B/v1/completions -d "{\"model\":\"m\",\"prompt\":\"abc\",\"max_tokens\":200,\"temperature\":1,\"seed\":3,\"stop\":\"$ch\",\"stream\":true}" > "$T/stops"
+    check "stop string in a stream" bash -c "! grep '\"text\"' $T/stops | sed 's/.*\"text\":\"\([^\"]*\)\".*/\1/' | grep -q '$ch'"
+fi
+
+# errors: OpenAI error objects with the right status
+err() { # err WHAT STATUS CODE-PATTERN CURL-ARGS...
+    local what=$1 st=$2 pat=$3; shift 3
+    local got; got=$(C -o "$T/err" -w '%{http_code}' "$@")
+    if [ "$got" = "$st" ] && grep -q '^{"error":{"message":".*","type":"[a-z_]*","param":' "$T/err" && grep -q -- "$pat" "$T/err"; then ok
+    else bad "$what: HTTP $got, $(head -c 300 "$T/err")"; fi
+}
+err "malformed JSON" 400 '"code":"invalid_json"' $B/v1/chat/completions -d '{"model": "m", "messages": [}'
+err "not an object" 400 invalid_json $B/v1/chat/completions -d '[1,2]'
+err "empty body" 400 invalid_json -X POST $B/v1/completions
+err "wrong type" 400 '"param":"temperature","code":"invalid_type"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}'
+err "out of range" 400 '"param":"top_p"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":7}'
+err "missing messages" 400 '"param":"messages"' $B/v1/chat/completions -d '{"model":"m"}'
+err "bad role" 400 "role" $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"wizard","content":"x"}]}'
+err "n > 1" 400 '"param":"n"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}'
+err "bad stop" 400 '"param":"stop"' $B/v1/completions -d '{"model":"m","prompt":"x","stop":5}'
+err "bad tools" 400 '"param":"tools"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"nope"}]}'
+err "unknown model" 404 model_not_found $B/v1/chat/completions -d '{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}'
+err "unknown model id" 404 model_not_found $B/v1/models/gpt-9
+err "unknown route" 404 unknown_url $B/v2/nothing
+err "wrong method" 405 method_not_allowed $B/v1/chat/completions
+long=$(head -c 1100 /dev/zero | tr '\0' 'a')
+err "prompt too long" 400 context_length_exceeded $B/v1/completions -d "{\"model\":\"m\",\"prompt\":\"$long\"}"
+err "prompt + max_tokens too long" 400 '"param":"max_tokens"' $B/v1/completions -d '{"model":"m","prompt":"hi","max_tokens":1100}'
+head -c 100000 /dev/zero | tr '\0' 'a' > "$T/big"
+err "body too large" 413 request_too_large $B/v1/completions -H 'Content-Type: application/json' --data-binary @"$T/big"
+printf '{"model":"m","messages":[{"role":"user","content":"\xff\xfe"}],"max_tokens":2}' > "$T/bin"
+check "invalid UTF-8 in a body does not crash" bash -c "curl -s --max-time 10 -o /dev/null -w '%{http_code}' $B/v1/chat/completions --data-binary @$T/bin | grep -Eq '200|400'"
+check "still healthy after bad bodies" bash -c "curl -s --max-time 5 $B/health | grep -q ok"
+
+# tools in the request: accepted, answer has a chat.completion shape
+C $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"Weather in Paris?"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],"max_tokens":8,"temperature":0}' > "$T/tools"
+check "chat with tools" grep -Eq '"finish_reason":"(stop|length|tool_calls)"' "$T/tools"
+
+# client disconnect cancels the sequence and frees the slot
+C -N $B/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":480,"temperature":1,"seed":3,"stream":true}' | head -c 400 > /dev/null
+sleep 0.5
+C $B/metrics > "$T/metrics"
+check "disconnect cancels" grep -Eq '^herd_requests_cancelled_total [1-9]' "$T/metrics"
+check "slots free again" grep -q '^herd_running_sequences 0' "$T/metrics"
+for m in herd_requests_total herd_prompt_tokens_total herd_generated_tokens_total herd_queue_depth herd_kv_tokens_in_use herd_generation_tokens_per_second; do
+    check "metrics $m" grep -q "^# TYPE $m " "$T/metrics"
+done
+
+# the official openai npm client
+if command -v node >/dev/null && [ -d tests/openai_client/node_modules/openai ]; then
+    if HERD_URL="$B/v1" HERD_MODEL=m timeout 60 node tests/openai_client/test.mjs > "$T/node.log" 2>&1; then ok
+    else bad "openai client: $(tail -20 "$T/node.log")"; fi
+else
+    echo "cli_serve: SKIP openai npm client (needs node and tests/openai_client/node_modules: npm ci there)"
+fi
+kill -TERM "$main_pid"; wait "$main_pid"; check "SIGTERM exits 0" test $? -eq 0
+
+# --api-key, 429, and a SIGTERM that drains an in-flight request
+start_server auth -m "$T/m" --parallel 1 -c 512 --queue 1 --api-key s3cret || exit 1
+A=$URL
+err "no key" 401 invalid_api_key $A/v1/models
+err "wrong key" 401 invalid_api_key -H 'Authorization: Bearer nope' $A/v1/models
+check "right key" bash -c "curl -s --max-time 5 -H 'Authorization: Bearer s3cret' $A/v1/models | grep -q '\"object\":\"list\"'"
+check "health needs no key" bash -c "curl -s --max-time 5 $A/health | grep -q ok"
+cp=()
+for i in $(seq 6); do
+    curl -s --max-time 20 -D "$T/h$i" -o "$T/b$i" -H 'Authorization: Bearer s3cret' $A/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":400,"temperature":1,"seed":3}' &
+    cp+=($!)
+done
+wait "${cp[@]}"
+check "queue full gives 429 + Retry-After" bash -c "grep -l '^HTTP/1.1 429' $T/h* | head -1 | xargs grep -qi '^Retry-After: 1'"
+check "429 body" bash -c "grep -l 'rate_limit_exceeded' $T/b* | grep -q ."
+check "some requests served" bash -c "grep -l '^HTTP/1.1 200' $T/h* | grep -q ."
+curl -s --max-time 20 -H 'Authorization: Bearer s3cret' $A/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":400,"temperature":1,"seed":3}' > "$T/drain" &
+cpid=$!
+sleep 0.05
+kill -TERM "$auth_pid"; wait "$auth_pid"; rc=$?
+wait $cpid
+check "SIGTERM with a request in flight exits 0" test $rc -eq 0
+check "in-flight request finished during drain" has "$T/drain" '"object":"text_completion"'
+
+echo "cli_serve: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

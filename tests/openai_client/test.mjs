@@ -1,0 +1,74 @@
+// test.mjs - the official `openai` npm package against a running `herd serve`
+// (HERD_URL = base URL ending in /v1, HERD_MODEL = model id; tests/cli_serve.sh
+// sets both). Exits non-zero on the first failed check.
+import OpenAI from 'openai';
+import assert from 'node:assert/strict';
+
+const client = new OpenAI({ baseURL: process.env.HERD_URL, apiKey: process.env.HERD_API_KEY || 'none' });
+const model = process.env.HERD_MODEL;
+const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Say hi.' }];
+
+const models = await client.models.list();
+assert.ok(models.data.some((m) => m.id === model), 'models.list has the model');
+
+const chat = await client.chat.completions.create({ model, messages, max_tokens: 8, temperature: 0 });
+assert.equal(chat.object, 'chat.completion');
+assert.equal(chat.choices[0].message.role, 'assistant');
+assert.equal(typeof chat.choices[0].message.content, 'string');
+assert.ok(['stop', 'length'].includes(chat.choices[0].finish_reason));
+assert.equal(chat.usage.total_tokens, chat.usage.prompt_tokens + chat.usage.completion_tokens);
+
+const stream = await client.chat.completions.create({
+  model, messages, max_tokens: 8, temperature: 0, stream: true, stream_options: { include_usage: true },
+});
+let text = '', finish = null, usage = null, chunks = 0;
+for await (const chunk of stream) {
+  chunks++;
+  assert.equal(chunk.object, 'chat.completion.chunk');
+  if (chunk.usage) usage = chunk.usage;
+  const c = chunk.choices[0];
+  if (!c) continue;
+  if (c.delta.content) text += c.delta.content;
+  if (c.finish_reason) finish = c.finish_reason;
+}
+assert.ok(chunks >= 3, 'several chunks');
+assert.equal(text, chat.choices[0].message.content, 'streamed text == non-streamed text at temperature 0');
+assert.ok(['stop', 'length'].includes(finish));
+assert.equal(usage.completion_tokens, chat.usage.completion_tokens);
+
+const cmpl = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
+assert.equal(cmpl.object, 'text_completion');
+assert.equal(typeof cmpl.choices[0].text, 'string');
+const cstream = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0, stream: true });
+let ctext = '';
+for await (const chunk of cstream) ctext += chunk.choices[0]?.text ?? '';
+assert.equal(ctext, cmpl.choices[0].text);
+
+const tools = [{
+  type: 'function',
+  function: {
+    name: 'get_weather', description: 'Current weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
+}];
+const tchat = await client.chat.completions.create({
+  model, messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, max_tokens: 8, temperature: 0,
+});
+assert.ok(['stop', 'length', 'tool_calls'].includes(tchat.choices[0].finish_reason));
+const tstream = await client.chat.completions.create({
+  model, messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, max_tokens: 8, temperature: 0, stream: true,
+});
+for await (const chunk of tstream) assert.equal(chunk.object, 'chat.completion.chunk');
+// a tool result going back in (assistant tool_calls + tool message)
+const back = await client.chat.completions.create({
+  model, tools, max_tokens: 4, temperature: 0, messages: [
+    { role: 'user', content: 'Weather in Paris?' },
+    { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+    { role: 'tool', tool_call_id: 'call_1', content: '{"temperature": 21}' },
+  ],
+});
+assert.equal(back.object, 'chat.completion');
+
+await assert.rejects(client.chat.completions.create({ model: 'no-such-model', messages }), (e) => e.status === 404);
+await assert.rejects(client.chat.completions.create({ model, messages, temperature: 9 }), (e) => e.status === 400);
+console.log('openai client: all checks passed');
