@@ -777,6 +777,10 @@ static const char *HELP =
     "  info        a model's architecture, hyperparameters and tensor types\n"
     "  init        write a random-weight model (HF directory and GGUF)\n"
     "  quantize    rewrite a model as a GGUF of another type (Q8_0, Q4_K_M, ...)\n"
+    "  serve       OpenAI-compatible HTTP server with continuous batching\n"
+    "  train       train from scratch or fine-tune (AdamW, checkpoints, --resume)\n"
+    "  data        tokenize text or JSONL into a token file for train\n"
+    "  tokenizer   train a byte-level BPE vocabulary (herd tokenizer train)\n"
     "MODEL is a Hugging Face directory or a .gguf file; without -m, " DEFAULT_MODEL ".\n";
 
 int main(int argc, char **argv) {
