@@ -71,8 +71,10 @@ typedef struct {
 
 extern const mm_isa mm_isa_scalar, mm_isa_avx2, mm_isa_avx512;
 
-/* AVX-512 prefill GEMM (gemm_avx512.c), used for T >= GEMM_MIN_T tokens: the
- * mm_isa trio of matmul_avx512.c hands over to these. x is packed in tiles of
+/* AVX-512 GEMM (gemm_avx512.c), used for every T (one summation order per
+ * output whatever T: batch invariance): the mm_isa trio of matmul_avx512.c
+ * hands over to these. GEMM_MIN_T: the smallest T that fills a float token
+ * tile's 8-wide kernel (tests use it to reach every token tile). x is packed in tiles of
  * GEMM_QT (int8) or GEMM_FT (f32) tokens; the last tile is padded. */
 #define GEMM_MIN_T 8
 #define GEMM_QT 6

@@ -1,4 +1,5 @@
-/* gemm_avx512.c - the prefill matmul (T >= GEMM_MIN_T tokens) on AVX-512: a
+/* gemm_avx512.c - the matmul on AVX-512, for every T (decode too, so that each
+ * output's summation order never depends on T: see matmul_avx512.c): a
  * cache-blocked GEMM, called by matmul_avx512.c's rows for its row range.
  *
  * Each thread walks its rows in panels of MR = 32 (two zmm of output rows) and
@@ -51,8 +52,8 @@ static _Thread_local union {
 } panel __attribute__((aligned(64)));
 
 int gemm_z_supports(int type, int T) {
-    return T >= GEMM_MIN_T && (type == HERD_Q8_0 || type == HERD_Q4_0 || type == HERD_F32 ||
-                               type == HERD_F16 || type == HERD_BF16);
+    return T >= 1 && (type == HERD_Q8_0 || type == HERD_Q4_0 || type == HERD_F32 ||
+                      type == HERD_F16 || type == HERD_BF16);
 }
 
 static __m512i row_offsets(size_t rb) {
