@@ -169,6 +169,24 @@ const float *herd_session_logits(const herd_session *s); /* (V) */
 herd_status herd_session_eval_batch(herd_session *const *s, const int32_t *const *ids,
                                     const int *n_ids, int n_seq, herd_error *err);
 
+/* KV pools: one KV cache of fixed-size pages shared by many sessions (a server's
+ * slots), with prefix sharing. p gives each session's context (n_ctx), the KV
+ * element type and the threads; n_seqs is how many sessions are evaluated together
+ * (it sizes the batch workspace); n_pages = 0: n_seqs * (ceil(n_ctx / page) + 1).
+ * Free every session of a pool before the pool. A standalone session
+ * (herd_session_new) owns a private pool. One thread at a time evaluates the
+ * sessions of a pool; herd_session_eval_batch uses the pool of its first session. */
+typedef struct herd_kv_pool herd_kv_pool;
+herd_status herd_kv_pool_new(herd_kv_pool **out, const herd_model *m, herd_session_params p,
+                             int n_seqs, int n_pages, herd_error *err);
+void herd_kv_pool_free(herd_kv_pool *p);
+herd_status herd_session_new_on_pool(herd_session **out, herd_kv_pool *pool, herd_error *err);
+/* dst forgets everything and takes src's first n_pos positions (n_pos <= src's
+ * position; same pool): whole pages are shared, not copied or recomputed, and
+ * dst's position becomes n_pos. dst's logits are not set. */
+herd_status herd_session_share_prefix(herd_session *dst, const herd_session *src, int n_pos,
+                                      herd_error *err);
+
 /* ---- sampling ------------------------------------------------------------- */
 
 typedef struct {
@@ -305,6 +323,9 @@ typedef struct {
     int log_json;            /* one JSON object per step instead of a progress line */
     int n_threads;           /* 0: all cores */
     FILE *log;               /* progress output; NULL: quiet */
+    int from_scratch;        /* 1: keep init_path's shape and tokenizer, but start from a
+                                seeded training initialisation (N(0, 0.02), residual
+                                projections / sqrt(2L), norms 1) instead of its weights */
 } herd_train_params;
 
 /* B 8, T 256, accum 1, lr 3e-4, wd 0.1, clip 1, betas 0.9 / 0.95, eps 1e-8, no

@@ -1,14 +1,194 @@
-/* batch.c - herd_session_eval_batch. For now each session is evaluated in turn
- * (correct, but each weight is read once per session); the batched forward that
- * reads weights once per step replaces this loop. */
-#include "model.h"
+/* batch.c - the forward pass (Meta's model.py Transformer.forward) over the new
+ * tokens of many sequences at once: herd_session_eval_batch, and herd_session_eval
+ * as its batch of one.
+ *
+ * The rows of every sequence are concatenated (at most pool->max_rows per round;
+ * longer batches are split into rounds, a sequence's tokens possibly spanning
+ * two), so each weight matrix is read once per round for all of them. Only RoPE,
+ * the KV store and attention are done per sequence, at that sequence's positions.
+ * The output projection runs on each sequence's last row (or on all its rows when
+ * the caller wants every logit).
+ *
+ * Batch invariance: every op here computes a row from that row alone (embedding,
+ * rmsnorm, RoPE, swiglu, residual) or relies on the kernels' promise that a row
+ * of matmul_forward and of attention does not depend on the other rows or T, so
+ * a sequence gets bitwise the same logits alone or in any batch
+ * (tests/test_batch.c checks it).
+ * Not here: sessions and pools (forward.c), sampling, scheduling.
+ */
+#include <omp.h>
+#include <string.h>
+
+#include "session.h"
+
+static void add_inplace(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* Layer l for one segment: store its keys / values, then causal attention of its
+ * queries over positions 0 .. pos0+n-1. q (n, NH*HS), k / v (n, NKV*HS), out (n, NH*HS). */
+static void seg_attend(const fwd_seg *g, int l, const float *q, const float *k, const float *v,
+                       float *out, float *scratch) {
+    const herd_session *s = g->s;
+    const herd_config *c = &s->m->config;
+    int NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim, KVD = NKV * HS;
+    int pos = g->pos0, T = g->n;
+    size_t es = s->pool->kv_type == HERD_F16 ? 2 : 4;
+    size_t layer = (size_t)l * s->n_ctx * KVD * es;
+    uint8_t *kc = (uint8_t *)s->kc + layer, *vc = (uint8_t *)s->vc + layer;
+    if (s->pool->kv_type == HERD_F16) {
+        uint16_t *k16 = (uint16_t *)kc, *v16 = (uint16_t *)vc;
+        f32_to_f16_row(k16 + (size_t)pos * KVD, k, (int64_t)T * KVD);
+        f32_to_f16_row(v16 + (size_t)pos * KVD, v, (int64_t)T * KVD);
+        attention_forward_f16(out, q, k16, v16, pos, T, NH, NKV, HS, scratch);
+    } else {
+        memcpy(kc + (size_t)pos * KVD * 4, k, (size_t)T * KVD * sizeof(float));
+        memcpy(vc + (size_t)pos * KVD * 4, v, (size_t)T * KVD * sizeof(float));
+        attention_forward(out, q, (const float *)kc, (const float *)vc, pos, T, NH, NKV, HS, scratch);
+    }
+}
+
+/* Final norm and output projection of rows x (T, C) into out (T, V). */
+static void project(herd_kv_pool *P, float *out, const float *x, int T) {
+    const herd_model *m = P->m;
+    const herd_config *c = &m->config;
+    rmsnorm_forward(P->xb, x, m->out_norm, T, c->dim, c->norm_eps);
+    matmul_forward(out, P->xb, &m->output, T, P->mm_scratch);
+}
+
+/* The logits of a round: all rows of segments that want them, the last row of
+ * each sequence's last segment, max_out rows per projection. */
+static void round_logits(herd_kv_pool *P, int n_seg) {
+    const herd_config *c = &P->m->config;
+    int C = c->dim, V = c->vocab_size;
+    for (int i = 0; i < n_seg; i++) {
+        const fwd_seg *g = &P->segs[i];
+        if (!g->all_logits) continue;
+        for (int r = 0; r < g->n; r += P->max_rows) /* max_rows bounds the xb rows */
+            project(P, g->all_logits + (size_t)r * V, P->x + (size_t)(g->row0 + r) * C,
+                    g->n - r < P->max_rows ? g->n - r : P->max_rows);
+        if (g->last) memcpy(g->s->logits, g->all_logits + (size_t)(g->n - 1) * V, (size_t)V * sizeof(float));
+    }
+    int who[P->max_out], k = 0;
+    for (int i = 0; i <= n_seg; i++) {
+        if (k == P->max_out || (i == n_seg && k > 0)) {
+            project(P, P->logits, P->xo, k);
+            for (int j = 0; j < k; j++)
+                memcpy(P->segs[who[j]].s->logits, P->logits + (size_t)j * V, (size_t)V * sizeof(float));
+            k = 0;
+        }
+        if (i == n_seg) break;
+        const fwd_seg *g = &P->segs[i];
+        if (!g->last || g->all_logits) continue;
+        memcpy(P->xo + (size_t)k * C, P->x + (size_t)(g->row0 + g->n - 1) * C, (size_t)C * sizeof(float));
+        who[k++] = i;
+    }
+}
+
+/* One round: T rows in n_seg segments (P->segs). */
+static void forward_round(herd_kv_pool *P, int n_seg, int T) {
+    const herd_model *m = P->m;
+    const herd_config *c = &m->config;
+    int C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim, F = c->ffn_dim;
+    int QD = NH * HS, KVD = NKV * HS;
+    void *scr = P->mm_scratch;
+    size_t erow = herd_type_row_size(m->tok_embd.type, C);
+
+    for (int i = 0; i < n_seg; i++) {
+        const fwd_seg *g = &P->segs[i];
+        for (int t = 0; t < g->n; t++)
+            dequant_row(P->x + (size_t)(g->row0 + t) * C,
+                        (const uint8_t *)m->tok_embd.data + (size_t)g->ids[t] * erow, m->tok_embd.type, C);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const herd_layer *L = &m->layers[l];
+        /* attention */
+        rmsnorm_forward(P->xb, P->x, L->attn_norm, T, C, c->norm_eps);
+        matmul_forward(P->q, P->xb, &L->wq, T, scr);
+        matmul_forward(P->k, P->xb, &L->wk, T, scr);
+        matmul_forward(P->v, P->xb, &L->wv, T, scr);
+        for (int i = 0; i < n_seg; i++) {
+            const fwd_seg *g = &P->segs[i];
+            float *q = P->q + (size_t)g->row0 * QD, *k = P->k + (size_t)g->row0 * KVD;
+            rope_forward(q, m->rope_freqs, g->pos0, g->n, NH, HS, m->rope_interleaved);
+            rope_forward(k, m->rope_freqs, g->pos0, g->n, NKV, HS, m->rope_interleaved);
+            seg_attend(g, l, q, k, P->v + (size_t)g->row0 * KVD, P->att + (size_t)g->row0 * QD,
+                       P->att_scratch);
+        }
+        matmul_forward(P->xb2, P->att, &L->wo, T, scr);
+        add_inplace(P->x, P->xb2, (size_t)T * C);
+        /* feed_forward */
+        rmsnorm_forward(P->xb, P->x, L->ffn_norm, T, C, c->norm_eps);
+        matmul_forward(P->hb, P->xb, &L->w1, T, scr);
+        matmul_forward(P->hb2, P->xb, &L->w3, T, scr);
+        swiglu_forward(P->hb, P->hb, P->hb2, T, F);
+        matmul_forward(P->xb2, P->hb, &L->w2, T, scr);
+        add_inplace(P->x, P->xb2, (size_t)T * C);
+    }
+    round_logits(P, n_seg);
+    for (int i = 0; i < n_seg; i++) P->segs[i].s->pos += P->segs[i].n;
+}
+
+static herd_status validate(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
+                            int n_seq, herd_error *err) {
+    herd_kv_pool *P = s[0]->pool;
+    const herd_config *c = &P->m->config;
+    herd_status st = HERD_OK;
+    for (int j = 0; j < n_seq && !st; j++) {
+        int n = n_ids[j];
+        if (!s[j] || !ids[j]) st = herd_errf(err, HERD_ERR_ARG, "batch sequence %d: NULL session or ids", j);
+        else if (s[j]->m != P->m)
+            st = herd_errf(err, HERD_ERR_ARG, "batch sequence %d belongs to another model; a batch "
+                           "evaluates sessions of one model", j);
+        else if (s[j]->mark)
+            st = herd_errf(err, HERD_ERR_ARG, "batch sequence %d: the session appears twice in the batch", j);
+        else if (n <= 0) st = herd_errf(err, HERD_ERR_ARG, "eval of %d tokens; need at least one", n);
+        else if (n > s[j]->n_ctx - s[j]->pos)
+            st = herd_errf(err, HERD_ERR_RANGE, "%d tokens do not fit: %d of the %d-token context "
+                           "are used; pass a larger -c (the model allows %d) or a shorter prompt",
+                           n, s[j]->pos, s[j]->n_ctx, c->max_seq_len);
+        else if (s[j]->n_ctx > P->n_ctx)
+            st = herd_errf(err, HERD_ERR_ARG, "batch sequence %d has a %d-token context, longer than "
+                           "the %d of the first session's pool", j, s[j]->n_ctx, P->n_ctx);
+        for (int i = 0; i < n && !st; i++)
+            if (ids[j][i] < 0 || ids[j][i] >= c->vocab_size)
+                st = herd_errf(err, HERD_ERR_RANGE, "token id %d at position %d is out of range; "
+                               "the vocabulary has ids 0 .. %d", ids[j][i], i, c->vocab_size - 1);
+        if (s[j] && !st) s[j]->mark = 1;
+    }
+    for (int j = 0; j < n_seq; j++)
+        if (s[j]) s[j]->mark = 0;
+    return st;
+}
+
+herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
+                          float *const *all_logits, int n_seq, herd_error *err) {
+    if (n_seq < 1) return herd_errf(err, HERD_ERR_ARG, "batch of %d sequences; need at least one", n_seq);
+    if (!s || !ids || !n_ids || !s[0]) return herd_errf(err, HERD_ERR_ARG, "batch: NULL argument");
+    herd_status st = validate(s, ids, n_ids, n_seq, err);
+    if (st) return st;
+    herd_kv_pool *P = s[0]->pool;
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(P->n_threads);
+    int j = 0, off = 0;
+    while (j < n_seq) {
+        int rows = 0, n_seg = 0;
+        while (j < n_seq && rows < P->max_rows) {
+            int take = n_ids[j] - off < P->max_rows - rows ? n_ids[j] - off : P->max_rows - rows;
+            float *al = all_logits && all_logits[j] ? all_logits[j] + (size_t)off * P->m->config.vocab_size : NULL;
+            P->segs[n_seg++] = (fwd_seg){ s[j], ids[j] + off, take, rows, s[j]->pos, al,
+                                          off + take == n_ids[j] };
+            rows += take;
+            off += take;
+            if (off == n_ids[j]) j++, off = 0;
+        }
+        forward_round(P, n_seg, rows);
+    }
+    omp_set_num_threads(saved);
+    return HERD_OK;
+}
 
 herd_status herd_session_eval_batch(herd_session *const *s, const int32_t *const *ids,
                                     const int *n_ids, int n_seq, herd_error *err) {
-    if (n_seq < 0) return herd_errf(err, HERD_ERR_ARG, "batch of %d sequences", n_seq);
-    for (int i = 0; i < n_seq; i++) {
-        herd_status st = herd_session_eval(s[i], ids[i], n_ids[i], NULL, err);
-        if (st) return st;
-    }
-    return HERD_OK;
+    return forward_batch(s, ids, n_ids, NULL, n_seq, err);
 }

@@ -1,0 +1,63 @@
+/* session.h - the insides of a session and of a KV pool, shared by forward.c
+ * (their lifetimes, the public calls) and batch.c (the batched forward pass).
+ * Not public: herd.h has the opaque handles.
+ *
+ * Invariants:
+ *   - Every session lives on a pool; a standalone session (herd_session_new)
+ *     owns a private pool sized for its context, others share one
+ *     (herd_kv_pool_new + herd_session_new_on_pool).
+ *   - The pool owns the batch workspace: activations for max_rows token rows,
+ *     allocated once; a forward never allocates. One thread at a time evaluates
+ *     the sessions of a pool (the workspace is not shared between calls).
+ *   - The KV cache holds keys (after RoPE) and values for
+ *     positions 0 .. pos-1.
+ */
+#ifndef HERD_SESSION_H
+#define HERD_SESSION_H
+
+#include "kvcache.h"
+#include "model.h"
+
+/* One piece of one sequence inside a forward round: rows row0 .. row0+n-1 of the
+ * workspace hold its tokens ids[0 .. n) at positions pos0 .. pos0+n-1. */
+typedef struct {
+    herd_session *s;
+    const int32_t *ids;
+    int n, row0, pos0;
+    float *all_logits;       /* (n, V) or NULL */
+    int last;                /* the sequence's last piece: its logits are wanted */
+} fwd_seg;
+
+struct herd_kv_pool {
+    const herd_model *m;
+    int n_ctx, n_threads, kv_type;
+    int max_rows, max_out;   /* rows per round; rows per output projection */
+    /* workspace (max_rows rows unless noted) */
+    float *x, *xb, *xb2;     /* (R, C) */
+    float *q, *att;          /* (R, NH*HS) */
+    float *k, *v;            /* (R, NKV*HS) */
+    float *hb, *hb2;         /* (R, F) */
+    float *xo;               /* (max_out, C) last rows, normed */
+    float *logits;           /* (max_out, V) */
+    float *att_scratch;      /* attention_scratch_size(R, n_ctx, NH) */
+    void *mm_scratch;
+    fwd_seg *segs;           /* (R) */
+};
+
+struct herd_session {
+    const herd_model *m;
+    herd_kv_pool *pool;
+    int owns_pool;
+    int n_ctx, pos;
+    void *kc, *vc;           /* (L, n_ctx, NKV*HS) of kv_type: contiguous until the paged cache */
+    float *logits;           /* (V) the last evaluated token's */
+    int mark;                /* batch.c: set while the session is in a batch */
+};
+
+/* batch.c: evaluates n sequences' new tokens together (validated, chunked into
+ * rounds of at most pool->max_rows rows). all_logits may be NULL or hold one
+ * pointer (or NULL) per sequence. */
+herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
+                          float *const *all_logits, int n_seq, herd_error *err);
+
+#endif

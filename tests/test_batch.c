@@ -1,0 +1,200 @@
+/* test_batch.c - the batched forward (src/batch.c): for random herd-init models of
+ * several weight types and both KV types, sequences evaluated together (mixed
+ * prefill chunks and decode rows, sequences joining late, batches split into
+ * rounds) give logits BITWISE identical to each sequence evaluated alone with the
+ * same chunks; a sequence's logits do not depend on how its prompt was chunked;
+ * all_logits rows equal the step-by-step logits; prefix sharing gives the logits
+ * of recomputing; bad batches are refused without changing any session.
+ */
+#include <omp.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "herd.h"
+#include "test.h"
+
+enum { NSEQ = 6, MAXLEN = 700, NCTX = 768 };
+
+static uint64_t rng = 88172645463325252ull;
+static int rnd(int n) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (int)(rng % (uint64_t)n);
+}
+
+typedef struct {
+    int32_t ids[MAXLEN];
+    int len;                 /* tokens in all */
+    int start;               /* step at which it joins the batch */
+    int chunk[MAXLEN];       /* tokens evaluated at each step (0: none) */
+    int n_steps;
+} seqplan;
+
+/* A plan: sequence j joins at step start, prefills in random chunks, then decodes
+ * one token a step. Sequence 0 has a long prompt (more than one round). */
+static void make_plan(seqplan *p, int V) {
+    for (int j = 0; j < NSEQ; j++) {
+        seqplan *q = &p[j];
+        q->len = j == 0 ? 600 + rnd(60) : 20 + rnd(120);
+        q->start = j == 0 ? 0 : rnd(6);
+        for (int i = 0; i < q->len; i++) q->ids[i] = rnd(V);
+        int prompt = q->len - 8 - rnd(8), done = 0, st = 0;
+        for (; st < q->start; st++) q->chunk[st] = 0;
+        while (done < q->len) {
+            int k = done < prompt ? 1 + rnd(j == 0 ? 600 : 48) : 1;
+            if (k > q->len - done) k = q->len - done;
+            q->chunk[st++] = k;
+            done += k;
+        }
+        q->n_steps = st;
+    }
+}
+
+static int bitwise_eq(const float *a, const float *b, int n) { return memcmp(a, b, (size_t)n * sizeof(float)) == 0; }
+
+static void test_model_type(const char *dir, int type, int kv_type) {
+    char gguf[256];
+    snprintf(gguf, sizeof gguf, "%s/m_%s.gguf", dir, herd_type_name(type));
+    herd_error err;
+    herd_model *m;
+    if (access(gguf, R_OK) != 0) {
+        herd_init_params ip = { .seed = 11 };
+        herd_config_default(&ip.config);
+        ip.config.dim = 64; ip.config.n_layers = 2; ip.config.n_heads = 4; ip.config.n_kv_heads = 2;
+        ip.config.head_dim = 16; ip.config.ffn_dim = 128; ip.config.tie_embeddings = 0;
+        char hf[256];
+        snprintf(hf, sizeof hf, "%s/hf_%s", dir, herd_type_name(type));
+        if (herd_init_model(&ip, hf, gguf, type, &err)) { CHECKF(0, "init %s: %s", gguf, err.msg); return; }
+    }
+    if (herd_model_load(&m, gguf, &err)) { CHECKF(0, "load %s: %s", gguf, err.msg); return; }
+    int V = herd_model_config(m)->vocab_size;
+    seqplan plan[NSEQ];
+    make_plan(plan, V);
+    int max_steps = 0;
+    for (int j = 0; j < NSEQ; j++) max_steps = plan[j].n_steps > max_steps ? plan[j].n_steps : max_steps;
+    herd_session_params sp = herd_session_default_params();
+    sp.n_ctx = NCTX;
+    sp.kv_type = kv_type;
+
+    /* alone: each sequence in its own standalone session, logits after each step */
+    float *ref = malloc((size_t)NSEQ * MAXLEN * V * sizeof(float));
+    for (int j = 0; j < NSEQ; j++) {
+        herd_session *s;
+        if (herd_session_new(&s, m, sp, &err)) { CHECKF(0, "%s", err.msg); continue; }
+        int done = 0;
+        for (int st = 0; st < plan[j].n_steps; st++) {
+            int k = plan[j].chunk[st];
+            if (!k) continue;
+            CHECKF(herd_session_eval(s, plan[j].ids + done, k, NULL, &err) == HERD_OK, "%s", err.msg);
+            memcpy(ref + ((size_t)j * MAXLEN + st) * V, herd_session_logits(s), (size_t)V * sizeof(float));
+            done += k;
+        }
+        herd_session_free(s);
+    }
+
+    /* together: one pool, one herd_session_eval_batch per step */
+    herd_kv_pool *pool;
+    herd_session *ss[NSEQ];
+    CHECKF(herd_kv_pool_new(&pool, m, sp, NSEQ, 0, &err) == HERD_OK, "%s", err.msg);
+    for (int j = 0; j < NSEQ; j++) CHECK(herd_session_new_on_pool(&ss[j], pool, &err) == HERD_OK);
+    int done[NSEQ] = { 0 }, n_bad = 0, n_cmp = 0;
+    for (int st = 0; st < max_steps; st++) {
+        herd_session *bs[NSEQ];
+        const int32_t *bi[NSEQ];
+        int bn[NSEQ], who[NSEQ], n = 0;
+        for (int j = 0; j < NSEQ; j++) {
+            if (st >= plan[j].n_steps || !plan[j].chunk[st]) continue;
+            bs[n] = ss[j], bi[n] = plan[j].ids + done[j], bn[n] = plan[j].chunk[st], who[n++] = j;
+        }
+        if (!n) continue;
+        CHECKF(herd_session_eval_batch(bs, bi, bn, n, &err) == HERD_OK, "%s", err.msg);
+        for (int i = 0; i < n; i++) {
+            int j = who[i];
+            done[j] += bn[i];
+            n_cmp++;
+            if (!bitwise_eq(herd_session_logits(ss[j]), ref + ((size_t)j * MAXLEN + st) * V, V)) {
+                if (n_bad++ < 3)
+                    fprintf(stderr, "test_batch: %s kv %s: sequence %d step %d (%d rows of %d in the batch): "
+                            "logits differ from alone\n", herd_type_name(type), herd_type_name(kv_type),
+                            j, st, bn[i], n);
+            }
+        }
+    }
+    CHECKF(n_bad == 0, "%s kv %s: %d of %d batched logits differ from evaluating alone",
+           herd_type_name(type), herd_type_name(kv_type), n_bad, n_cmp);
+
+    /* chunking: sequence 1 token by token, and its whole prompt in one call with
+     * all logits, give the same logits at every position as the plan's chunks */
+    {
+        const seqplan *q = &plan[1];
+        herd_session *a, *b;
+        CHECK(herd_session_new(&a, m, sp, &err) == HERD_OK);
+        CHECK(herd_session_new(&b, m, sp, &err) == HERD_OK);
+        float *all = malloc((size_t)q->len * V * sizeof(float));
+        CHECKF(herd_session_eval(b, q->ids, q->len, all, &err) == HERD_OK, "%s", err.msg);
+        CHECK(bitwise_eq(herd_session_logits(b), all + (size_t)(q->len - 1) * V, V));
+        int bad_one = 0, bad_all = 0, pos = 0;
+        for (int st = 0; st < q->n_steps; st++) {
+            if (!q->chunk[st]) continue;
+            for (int i = 0; i < q->chunk[st]; i++)
+                herd_session_eval(a, q->ids + pos + i, 1, NULL, &err);
+            pos += q->chunk[st];
+            const float *r = ref + ((size_t)1 * MAXLEN + st) * V;
+            bad_one += !bitwise_eq(herd_session_logits(a), r, V);
+            bad_all += !bitwise_eq(all + (size_t)(pos - 1) * V, r, V);
+        }
+        CHECKF(bad_one == 0, "%s kv %s: token-by-token logits differ from chunked at %d steps",
+               herd_type_name(type), herd_type_name(kv_type), bad_one);
+        CHECKF(bad_all == 0, "%s kv %s: all_logits rows differ from chunked at %d steps",
+               herd_type_name(type), herd_type_name(kv_type), bad_all);
+        free(all);
+        herd_session_free(a);
+        herd_session_free(b);
+    }
+
+    /* prefix sharing: ss[2] takes ss[1]'s first 70 positions, then evaluates the
+     * rest of sequence 1; its logits equal ss[1]'s own */
+    {
+        const seqplan *q = &plan[1];
+        int n_pos = q->len > 70 ? 70 : q->len - 1;
+        CHECKF(herd_session_share_prefix(ss[2], ss[1], n_pos, &err) == HERD_OK, "%s", err.msg);
+        CHECK(herd_session_pos(ss[2]) == n_pos);
+        CHECKF(herd_session_eval(ss[2], q->ids + n_pos, q->len - n_pos, NULL, &err) == HERD_OK, "%s", err.msg);
+        CHECKF(bitwise_eq(herd_session_logits(ss[2]), herd_session_logits(ss[1]), V),
+               "%s kv %s: logits after a shared prefix differ", herd_type_name(type), herd_type_name(kv_type));
+        CHECK(herd_session_share_prefix(ss[2], ss[1], herd_session_pos(ss[1]) + 1, &err) == HERD_ERR_RANGE);
+        CHECK(herd_session_share_prefix(ss[2], ss[2], 1, &err) == HERD_ERR_ARG);
+    }
+
+    /* bad batches change nothing */
+    {
+        int p0 = herd_session_pos(ss[3]), p1 = herd_session_pos(ss[4]);
+        int32_t ok = 1, bad = V;
+        herd_session *dup[2] = { ss[3], ss[3] }, *two[2] = { ss[3], ss[4] };
+        const int32_t *ids2[2] = { &ok, &ok }, *idsb[2] = { &ok, &bad };
+        int n1[2] = { 1, 1 }, nbig[2] = { 1, NCTX };
+        CHECK(herd_session_eval_batch(dup, ids2, n1, 2, &err) == HERD_ERR_ARG);
+        CHECK(strstr(err.msg, "twice") != NULL);
+        CHECK(herd_session_eval_batch(two, idsb, n1, 2, &err) == HERD_ERR_RANGE);
+        CHECK(herd_session_eval_batch(two, ids2, nbig, 2, &err) == HERD_ERR_RANGE);
+        CHECK(herd_session_eval_batch(two, ids2, n1, 0, &err) == HERD_ERR_ARG);
+        CHECK(herd_session_pos(ss[3]) == p0 && herd_session_pos(ss[4]) == p1);
+    }
+    for (int j = 0; j < NSEQ; j++) herd_session_free(ss[j]);
+    herd_kv_pool_free(pool);
+    free(ref);
+    herd_model_free(m);
+}
+
+int main(void) {
+    char dir[] = "/tmp/herd_test_batch_XXXXXX";
+    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
+    const int types[] = { HERD_F32, HERD_Q8_0, HERD_Q4_0, HERD_BF16 };
+    for (int i = 0; i < 4; i++) {
+        test_model_type(dir, types[i], HERD_F32);
+        if (types[i] == HERD_Q4_0 || types[i] == HERD_F32) test_model_type(dir, types[i], HERD_F16);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    TEST_MAIN_END("test_batch");
+}
