@@ -4,8 +4,10 @@
  * mask, rope's norm preservation and the interleaved / rotate-half equivalence.
  *
  * Tolerances: err = ||fast - ref||_2 / ||ref||_2 over the whole output.
- *  - F32 / F16 / K-quant weights: 1e-5 (float summation order only).
+ *  - F32 / F16 weights: 1e-5 (float summation order only).
  *  - BF16: widened exactly to f32 on every path, x unrounded: 1e-5 as F32.
+ *  - K-quants quantize x to int8 per 256 (as llama.cpp's Q8_K): 2e-2 vs the f32
+ *    reference, 1e-5 vs the reference on the quantized-then-dequantized x.
  *  - Q8_0 / Q4_0 quantize x to int8 per 32-block (step amax/127 ~ 0.017 for
  *    Gaussian x: error std ~0.5% of a dot): 2e-2 (4 sigma for a single output)
  *    vs the f32 reference, and 1e-5 vs the reference applied to the
@@ -171,6 +173,15 @@ static void test_matmul_case(int type, int64_t ic, int64_t oc, int T) {
                 for (int j = 0; j < QK; j++) xr[b * QK + j] = (float)q[j] * d;
             }
             tol_f32 = 2e-2;
+        } else if (type == HERD_Q4_K || type == HERD_Q5_K || type == HERD_Q6_K) {
+            /* every path quantizes x per 256 (cpu.h), amax / 127, nearest even */
+            for (int64_t b = 0; b < (int64_t)T * ic / 256; b++) {
+                float amax = 0.0f;
+                for (int j = 0; j < 256; j++) amax = fmaxf(amax, fabsf(x[b * 256 + j]));
+                const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+                for (int j = 0; j < 256; j++) xr[b * 256 + j] = (float)lrintf(x[b * 256 + j] * id) * d;
+            }
+            tol_f32 = 2e-2;
         }
         matmul_forward_ref(ref_r, xr, &w, T);
         memset(scratch, 0xAA, ssz); /* stale scratch must not leak into results */
@@ -211,6 +222,7 @@ static void test_matmul(void) {
     for (int k = 0; k < 3; k++) {
         test_matmul_case(ktypes[k], 256, 13, 1);
         test_matmul_case(ktypes[k], 512, 37, 3);
+        test_matmul_case(ktypes[k], 2304, 70, 9); /* AVX2: 4-token tiles and single tokens */
     }
     /* F32 with IC not a multiple of 8 or 16 (plain types have no blocks) */
     test_matmul_case(HERD_F32, 45, 19, 5);

@@ -52,6 +52,7 @@ typedef struct {
     const float *d;       /* (T, nb) scale of each block */
     const float *dl;      /* (T, nb, 8) scale expanded to SIMD lanes, ISA order */
     const int32_t *corr;  /* (T, nb, 8) integer correction that starts each lane */
+    const int16_t *xs;    /* K-quants: (T, IC/16) sum of each 16 quantized x (q, d per 256) */
     int64_t ic, nb;
     int gemm;             /* 1: the ISA's prefill GEMM runs (natural x order) */
 } mm_act;
@@ -88,6 +89,25 @@ int32_t z_quantize_block(int8_t *q, float *d, const float *x);
 
 /* Bytes of scratch any ISA's layout may use (dispatch.c's matmul_scratch_size). */
 size_t mm_scratch_bytes(int type, int T, int64_t ic);
+
+/* K-quant weights (Q4_K, Q5_K, Q6_K), every ISA: x is quantized per 256 (one
+ * super-block: q (T, IC) int8, d (T, IC/256), xs (T, IC/16)) by the shared
+ * scalar code below, so all ISAs see the same integers. Per super-block and
+ * output, the exact integer dot sum_j scale_j * dot(q_j, x_j) (Q6_K with its
+ * -32 folded in) becomes isum * d * dx, and Q4_K / Q5_K's min term
+ * msum = sum_j m_j * sum(x_j) becomes msum * dmin * dx, subtracted at the end.
+ * Prep units: super-blocks of all tokens. */
+#define QKK 256
+int mm_is_kquant(int type);
+int64_t mm_kq_layout(mm_act *a, const float *x, int T, int64_t ic, void *scratch);
+void mm_kq_prep(const mm_act *a, const float *x, int T, int64_t i0, int64_t i1);
+/* The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block. */
+static inline void kq_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) { *sc = q[j] & 63; *m = q[j + 4] & 63; }
+    else { *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
+}
+/* AVX2 K-quant rows (kquant_avx2.c). */
+void kq_rows_avx2(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
 
 /* Shared scratch carving (scalar.c): 64-byte aligned pieces. */
 void *mm_carve(uint8_t **p, size_t bytes);

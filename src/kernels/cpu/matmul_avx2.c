@@ -8,6 +8,7 @@
  *   Q4_0: q (0..15) x x, corrected by -8 * sum(x) (precomputed per block, corr).
  * F16: vcvtph2ps; BF16: shift to f32 (x stays f32 here, not rounded). FMA in f32.
  * Tiles: R rows x TT tokens share every load (4 x 1 for decode, 1 x 4 prefill).
+ * K-quants: kquant_avx2.c.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -19,10 +20,12 @@
 #define UNROLL _Pragma("GCC unroll 4")
 
 static int a2_supports(int type) {
-    return type == HERD_F32 || type == HERD_F16 || type == HERD_BF16 || type == HERD_Q8_0 || type == HERD_Q4_0;
+    return type == HERD_F32 || type == HERD_F16 || type == HERD_BF16 || type == HERD_Q8_0 || type == HERD_Q4_0 ||
+           mm_is_kquant(type);
 }
 
 static int64_t a2_layout(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch) {
+    if (mm_is_kquant(type)) return mm_kq_layout(a, x, T, ic, scratch); /* kquant_avx2.c */
     memset(a, 0, sizeof *a);
     a->f32 = x;
     a->ic = ic;
@@ -36,6 +39,10 @@ static int64_t a2_layout(mm_act *a, const float *x, int type, int T, int64_t ic,
 }
 
 static void a2_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1) {
+    if (mm_is_kquant(type)) {
+        mm_kq_prep(a, x, T, i0, i1);
+        return;
+    }
     for (int64_t b = i0; b < i1; b++) {
         int8_t *q = (int8_t *)a->q + b * QK;
         mm_quantize_block_q8(q, (float *)a->d + b, x + b * QK);
@@ -165,6 +172,10 @@ TILES(tiles_f16, f_tile, HERD_F16)
 TILES(tiles_bf16, f_tile, HERD_BF16)
 
 static void a2_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
+    if (mm_is_kquant(w->type)) {
+        kq_rows_avx2(out, a, w, T, r0, r1);
+        return;
+    }
     const tile_set *k = w->type == HERD_Q8_0 ? &tiles_q8 : w->type == HERD_Q4_0 ? &tiles_q4
                       : w->type == HERD_F32 ? &tiles_f32 : w->type == HERD_F16 ? &tiles_f16 : &tiles_bf16;
     const int64_t chunk = T > 1 ? 64 : 16;

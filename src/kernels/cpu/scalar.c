@@ -4,8 +4,9 @@
  * activation quantizer, silu, the scratch size).
  *
  * Unlike the reference it computes what the SIMD paths compute: Q8_0 / Q4_0
- * weights are dotted with x quantized to int8 blocks (exact integer block dots),
- * so SIMD-vs-scalar differences are float summation order only. BF16 weights
+ * weights are dotted with x quantized to int8 blocks of 32, K-quants with x
+ * quantized per 256 (exact integer dots; see cpu.h), so SIMD-vs-scalar
+ * differences are float summation order only. BF16 weights
  * are dotted with unrounded f32 x, as on every path.
  */
 #include <math.h>
@@ -30,6 +31,7 @@ size_t mm_scratch_bytes(int type, int T, int64_t ic) {
     size_t rows = n + nb * (4 + 32 + 32) + 5 * 64, gq = tq * (size_t)ic + tq * (size_t)(ic / QK) * 8 + 3 * 64;
     switch (type) {
     case HERD_Q8_0: case HERD_Q4_0: return rows > gq ? rows : gq;
+    case HERD_Q4_K: case HERD_Q5_K: case HERD_Q6_K: return n + n / QKK * 4 + n / 16 * 2 + 4 * 64;
     case HERD_F32: case HERD_F16: case HERD_BF16: return tf * (size_t)ic * 4 + 64;
     default: return 64;
     }
@@ -47,6 +49,96 @@ void mm_quantize_block_q8(int8_t *q, float *d, const float *x) {
 
 float silu_scalar(float x) { return x / (1.0f + expf(-x)); }
 
+/* ---- K-quant activations ------------------------------------------------------ */
+
+int mm_is_kquant(int type) { return type == HERD_Q4_K || type == HERD_Q5_K || type == HERD_Q6_K; }
+
+int64_t mm_kq_layout(mm_act *a, const float *x, int T, int64_t ic, void *scratch) {
+    memset(a, 0, sizeof *a);
+    a->f32 = x;
+    a->ic = ic;
+    a->nb = ic / QK;
+    uint8_t *p = scratch;
+    a->q = mm_carve(&p, (size_t)T * ic);
+    a->d = mm_carve(&p, (size_t)T * (ic / QKK) * sizeof(float));
+    a->xs = mm_carve(&p, (size_t)T * (ic / 16) * sizeof(int16_t));
+    return (int64_t)T * (ic / QKK);
+}
+
+/* Super-blocks [i0, i1) of all tokens (x is (T, IC) contiguous): the formula and
+ * rounding of mm_quantize_block_q8 over 256 values. */
+void mm_kq_prep(const mm_act *a, const float *x, int T, int64_t i0, int64_t i1) {
+    for (int64_t b = i0; b < i1; b++) {
+        const float *xb = x + b * QKK;
+        int8_t *q = (int8_t *)a->q + b * QKK;
+        float amax = 0.0f;
+        for (int j = 0; j < QKK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int j = 0; j < QKK; j++) q[j] = (int8_t)lrintf(xb[j] * id);
+        ((float *)a->d)[b] = d;
+        int16_t *xs = (int16_t *)a->xs + b * (QKK / 16);
+        for (int g = 0; g < QKK / 16; g++) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += q[16 * g + j];
+            xs[g] = (int16_t)s;
+        }
+    }
+}
+
+/* The 6-bit (Q6_K) / 5-bit (Q5_K) / 4-bit (Q4_K) unsigned quant of element i of
+ * a super-block, and the scale index of its group (sub-block of 32, Q6_K: 16). */
+static int kq_elem(const uint8_t *blk, int type, int i, int *group) {
+    if (type == HERD_Q6_K) {
+        const block_q6_K *b = (const block_q6_K *)blk;
+        const int h = i / 128, r = i % 128, quarter = r / 32, l = r % 32;
+        const uint8_t ql = b->ql[64 * h + l + (quarter & 1) * 32], qh = b->qh[32 * h + l];
+        *group = i / 16;
+        return ((quarter < 2 ? ql & 0xF : ql >> 4) | (((qh >> (2 * quarter)) & 3) << 4));
+    }
+    const int j = i / 32, l = i % 32;
+    const uint8_t *qs = type == HERD_Q4_K ? ((const block_q4_K *)blk)->qs : ((const block_q5_K *)blk)->qs;
+    const uint8_t q = qs[32 * (j / 2) + l];
+    *group = j;
+    int v = j & 1 ? q >> 4 : q & 0xF;
+    if (type == HERD_Q5_K && (((const block_q5_K *)blk)->qh[l] >> j & 1)) v += 16;
+    return v;
+}
+
+/* One output of a K-quant row: per super-block the exact integer dots, then
+ * sum += isum * (d dx), msum * (dmin dx) kept apart and subtracted at the end. */
+static float dot_kq_row(const uint8_t *row, int type, const int8_t *xq, const float *xd,
+                        const int16_t *xs, int64_t nsb) {
+    const size_t bb = type == HERD_Q4_K ? 144 : type == HERD_Q5_K ? 176 : 210;
+    float sum = 0.0f, msum_f = 0.0f;
+    for (int64_t b = 0; b < nsb; b++, xq += QKK, xs += QKK / 16) {
+        const uint8_t *blk = row + b * bb;
+        int32_t dots[16] = { 0 };
+        for (int i = 0; i < QKK; i++) {
+            int g;
+            const int q = kq_elem(blk, type, i, &g);
+            dots[g] += q * xq[i];
+        }
+        int32_t isum = 0, msum = 0;
+        if (type == HERD_Q6_K) {
+            const block_q6_K *k = (const block_q6_K *)blk;
+            for (int g = 0; g < 16; g++) isum += k->scales[g] * (dots[g] - 32 * xs[g]);
+            sum += (float)isum * (herd_f16_to_f32(k->d) * xd[b]);
+            continue;
+        }
+        const uint8_t *scales = type == HERD_Q4_K ? ((const block_q4_K *)blk)->scales : ((const block_q5_K *)blk)->scales;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            kq_scale_min(j, scales, &sc, &m);
+            isum += sc * dots[j];
+            msum += m * (xs[2 * j] + xs[2 * j + 1]);
+        }
+        const uint16_t *dd = (const uint16_t *)blk; /* d, dmin */
+        sum += (float)isum * (herd_f16_to_f32(dd[0]) * xd[b]);
+        msum_f += (float)msum * (herd_f16_to_f32(dd[1]) * xd[b]);
+    }
+    return sum - msum_f;
+}
+
 /* ---- matmul ---------------------------------------------------------------- */
 
 static int sc_supports(int type) {
@@ -56,6 +148,7 @@ static int sc_supports(int type) {
 }
 
 static int64_t sc_layout(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch) {
+    if (mm_is_kquant(type)) return mm_kq_layout(a, x, T, ic, scratch);
     memset(a, 0, sizeof *a);
     a->f32 = x;
     a->ic = ic;
@@ -68,6 +161,10 @@ static int64_t sc_layout(mm_act *a, const float *x, int type, int T, int64_t ic,
 }
 
 static void sc_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1) {
+    if (mm_is_kquant(type)) {
+        mm_kq_prep(a, x, T, i0, i1);
+        return;
+    }
     for (int64_t b = i0; b < i1; b++) /* block b of all tokens: x is (T, IC) contiguous */
         mm_quantize_block_q8((int8_t *)a->q + b * QK, (float *)a->d + b, x + b * QK);
 }
@@ -105,7 +202,16 @@ static void sc_rows(float *out, const mm_act *a, const herd_weight *w, int T, in
         }
         return;
     }
-    /* other types: dequantize 256 weights at a time, used by up to 8 tokens */
+    if (mm_is_kquant(w->type)) {
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *row = (const uint8_t *)w->data + r * row_bytes;
+            for (int t = 0; t < T; t++)
+                out[(size_t)t * oc + r] = dot_kq_row(row, w->type, a->q + (size_t)t * ic, a->d + (size_t)t * (ic / QKK),
+                                                     a->xs + (size_t)t * (ic / 16), ic / QKK);
+        }
+        return;
+    }
+    /* float types: convert 256 weights at a time, used by up to 8 tokens */
     int bs; size_t bbytes;
     kern_block_geom(w->type, &bs, &bbytes);
     const int chunk = 256;
