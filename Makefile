@@ -33,6 +33,7 @@ $(BUILD)/libherd.a: $(OBJ)
 # Per-file extra flags: SIMD kernels are compiled for their ISA and chosen at run time.
 $(BUILD)/src/kernels/cpu/%_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c -mavx2
 $(BUILD)/src/kernels/cpu/%_avx2.o: CFLAGS += -mavx2 -mfma -mf16c
+$(BUILD)/src/train/%_avx2.o: CFLAGS += -mavx2 -mfma
 
 $(BUILD)/%.o: %.c $(shell find include src -name '*.h')
 	@mkdir -p $(dir $@)

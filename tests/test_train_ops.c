@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include "kernels/kernels.h"
 #include "test.h"
 #include "train/train.h"
 
@@ -207,6 +208,50 @@ static void test_crossentropy(void) {
     free(c.logits); free(c.losses); free(d);
 }
 
+/* Every path of the matmuls (scalar OpenMP and, when the CPU has it, AVX2) against
+ * the references, at shapes with full register tiles and every kind of tail, with 1
+ * and 2 threads (results must not depend on the thread count). Relative tolerance:
+ * the paths sum in different orders. */
+static void test_matmul_paths(void) {
+    static const int shapes[][3] = { { 7, 13, 37 }, { 64, 64, 48 }, { 37, 45, 29 }, { 9, 256, 50 },
+                                     { 130, 33, 17 }, { 300, 24, 35 } };
+    for (int isa = HERD_ISA_SCALAR; isa <= HERD_ISA_AVX2; isa++) {
+        herd_cpu_force_isa(isa);
+        if (herd_cpu_isa() != isa) continue; /* CPU without AVX2 */
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            const int N = shapes[s][0], IC = shapes[s][1], OC = shapes[s][2];
+            size_t nx = (size_t)N * IC, nw = (size_t)OC * IC, no = (size_t)N * OC;
+            float *x = fbuf(nx), *w = fbuf(nw), *g = fbuf(no), *o = fbuf(no), *ro = fbuf(no);
+            float *dx = fbuf(nx), *rdx = fbuf(nx), *dw = fbuf(nw), *rdw = fbuf(nw);
+            float *o2 = fbuf(no), *dx2 = fbuf(nx), *dw2 = fbuf(nw);
+            randn(x, nx, 1); randn(w, nw, 1); randn(g, no, 1);
+            randn(dx, nx, 1); randn(dw, nw, 1);
+            memcpy(rdx, dx, nx * sizeof(float)); memcpy(rdw, dw, nw * sizeof(float));
+            memcpy(dx2, dx, nx * sizeof(float)); memcpy(dw2, dw, nw * sizeof(float));
+            matmul_train_forward(o, x, w, N, IC, OC);
+            matmul_train_forward_ref(ro, x, w, N, IC, OC);
+            matmul_backward(dx, dw, g, x, w, N, IC, OC, 1);
+            matmul_backward_ref(rdx, rdw, g, x, w, N, IC, OC, 1);
+            double md = 0;
+            for (size_t i = 0; i < no; i++) md = fmax(md, fabs(ro[i] - o[i]) / (1 + fabs(ro[i])));
+            for (size_t i = 0; i < nx; i++) md = fmax(md, fabs(rdx[i] - dx[i]) / (1 + fabs(rdx[i])));
+            for (size_t i = 0; i < nw; i++) md = fmax(md, fabs(rdw[i] - dw[i]) / (1 + fabs(rdw[i])));
+            CHECKF(md < 1e-5, "matmul %s (N %d, IC %d, OC %d) vs ref: max rel diff %g (tol 1e-5)",
+                   isa ? "avx2" : "scalar", N, IC, OC, md);
+            omp_set_num_threads(2);
+            matmul_train_forward(o2, x, w, N, IC, OC);
+            matmul_backward(dx2, dw2, g, x, w, N, IC, OC, 1);
+            omp_set_num_threads(1);
+            CHECKF(!memcmp(o, o2, no * 4) && !memcmp(dx, dx2, nx * 4) && !memcmp(dw, dw2, nw * 4),
+                   "matmul %s (N %d, IC %d, OC %d): 1 and 2 threads give identical bits",
+                   isa ? "avx2" : "scalar", N, IC, OC);
+            free(x); free(w); free(g); free(o); free(ro); free(dx); free(rdx); free(dw); free(rdw);
+            free(o2); free(dx2); free(dw2);
+        }
+    }
+    herd_cpu_force_isa(-1);
+}
+
 /* ---- whole model ------------------------------------------------------------ */
 
 typedef struct { train_model *tm; int32_t *ids, *tg; } model_ctx;
@@ -299,6 +344,7 @@ int main(void) {
     test_embedding();
     test_rmsnorm();
     test_matmul();
+    test_matmul_paths();
     test_rope(0);
     test_rope(1);
     test_attention();

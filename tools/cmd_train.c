@@ -14,6 +14,8 @@ static void usage(FILE *f) {
           "master copies) on a token file from `herd data` with AdamW. Writes DIR/checkpoint.bin\n"
           "(every --save-every steps and at the end), DIR/hf (safetensors F32), DIR/model.gguf\n"
           "(F32) and DIR/loss.svg.\n"
+          "  --from-scratch       use MODEL's shape and tokenizer but a training initialisation\n"
+          "                       (N(0, 0.02); o/down projections / sqrt(2L); norms 1; --seed)\n"
           "  --wd WD              decoupled weight decay on 2-D weights (default 0.1)\n"
           "  --warmup W           linear warmup steps (default 0)\n"
           "  --schedule S         cosine (to 0.1 LR at step N, default) or constant\n"
@@ -63,6 +65,7 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(a, "--no-shuffle")) { p.shuffle = 0; continue; }
         if (!strcmp(a, "--resume")) { p.resume = 1; continue; }
         if (!strcmp(a, "--log-json")) { p.log_json = 1; continue; }
+        if (!strcmp(a, "--from-scratch")) { p.from_scratch = 1; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "herd: %s: unknown flag or missing value (see herd train --help)\n", a);
             return 2;

@@ -43,6 +43,12 @@ void matmul_train_forward_ref(float *out, const float *x, const float *w, int N,
 void matmul_backward_ref(float *dx, float *dw, const float *dout, const float *x, const float *w,
                          int N, int IC, int OC, int accumulate);
 
+/* AVX2 + FMA versions (matmul_train_avx2.c); the two above call them when
+ * herd_cpu_isa() allows AVX2. */
+void matmul_train_forward_avx2(float *out, const float *x, const float *w, int N, int IC, int OC);
+void matmul_backward_avx2(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                          int N, int IC, int OC, int accumulate);
+
 /* Rotary tables for positions 0 .. T-1: cos, sin (T, HS/2) of pos * freqs[i]. */
 void rope_tables(float *cos_t, float *sin_t, const float *freqs, int T, int HS);
 /* In place on x (B, T, NH, HS), positions 0 .. T-1 in every sequence. */
@@ -135,6 +141,9 @@ herd_status train_model_new(train_model *tm, const herd_config *c, const float *
 void train_model_free(train_model *tm);
 /* Dequantizes a loaded model's weights into tm->params (float32 master copy). */
 herd_status train_model_load(train_model *tm, const herd_model *m, herd_error *err);
+/* Replaces the parameters with a from-scratch initialisation (seeded): 2-D weights
+ * N(0, 0.02^2), o_proj and down_proj N(0, (0.02/sqrt(2L))^2), norm gains 1. */
+void train_model_init_scratch(train_model *tm, uint64_t seed);
 /* Forward over ids (B, T) with targets (B, T): returns the mean cross-entropy and
  * leaves per-token losses in tm->losses. */
 double train_forward(train_model *tm, const int32_t *ids, const int32_t *targets);

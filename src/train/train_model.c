@@ -9,6 +9,7 @@
  * logits, turning them into dlogits). Tied output: w.output == w.tok_embd, and
  * both gradients land in dw.tok_embd.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,4 +239,30 @@ void train_model_each_tensor(const train_model *tm, train_tensor_fn fn, void *ct
     fn(ctx, "model.norm.weight", "output_norm.weight", 1, 1, C, tm->w.out_norm, 0);
     if (!c->tie_embeddings)
         fn(ctx, "lm_head.weight", "output.weight", 2, V, C, tm->w.output, 0);
+}
+
+/* GPT-2 / llm.c style initialisation for training from scratch: 2-D weights
+ * N(0, 0.02^2), the projections onto the residual stream (o_proj, down_proj) scaled
+ * by 1/sqrt(2L) so the stream's variance does not grow with depth, norm gains 1.
+ * Tensors are filled in checkpoint order from one RNG, so a seed gives one model. */
+typedef struct { herd_rng rng; int n_layers; } scratch_ctx;
+
+static void scratch_tensor(void *vctx, const char *hf, const char *gg, int n_dims, int64_t rows,
+                           int64_t cols, float *data, int qk) {
+    scratch_ctx *s = vctx;
+    size_t n = (size_t)rows * (size_t)cols;
+    if (n_dims == 1) {
+        for (size_t i = 0; i < n; i++) data[i] = 1.0f;
+        return;
+    }
+    double std = 0.02;
+    if (strstr(hf, "o_proj") || strstr(hf, "down_proj")) std /= sqrt(2.0 * s->n_layers);
+    for (size_t i = 0; i < n; i++) data[i] = (float)(herd_rng_normal(&s->rng) * std);
+}
+
+void train_model_init_scratch(train_model *tm, uint64_t seed) {
+    scratch_ctx s;
+    herd_rng_seed(&s.rng, seed);
+    s.n_layers = tm->c.n_layers;
+    train_model_each_tensor(tm, scratch_tensor, &s);
 }

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "train/train.h"
 
 /* ---- embedding ---------------------------------------------------------------- */
@@ -101,6 +102,10 @@ enum { MB_N = 4, MB_O = 32 };
 /* Tiles of MB_O weight rows (kept in cache) x MB_N input rows; the inner kernel
  * computes MB_N dot products against one weight row at once. */
 void matmul_train_forward(float *out, const float *x, const float *w, int N, int IC, int OC) {
+    if (herd_cpu_isa() >= HERD_ISA_AVX2) {
+        matmul_train_forward_avx2(out, x, w, N, IC, OC);
+        return;
+    }
     const int n_ob = (OC + MB_O - 1) / MB_O, n_nb = (N + MB_N - 1) / MB_N;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int ob = 0; ob < n_ob; ob++)
@@ -139,6 +144,10 @@ void matmul_train_forward(float *out, const float *x, const float *w, int N, int
  * o). Both inner loops are axpys over contiguous rows. */
 void matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                      int N, int IC, int OC, int accumulate) {
+    if (herd_cpu_isa() >= HERD_ISA_AVX2) {
+        matmul_backward_avx2(dx, dw, dout, x, w, N, IC, OC, accumulate);
+        return;
+    }
     if (dx) {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
@@ -225,6 +234,7 @@ void attention_train_forward(float *out, float *att, const float *q, const float
                 for (int s = 0; s <= t; s++) {
                     const float *ks = k + ((size_t)b * T + s) * KVD + (size_t)kvh * HS;
                     float dot = 0.0f;
+#pragma omp simd reduction(+:dot)
                     for (int i = 0; i < HS; i++) dot += qt[i] * ks[i];
                     p[s] = dot * scale;
                     if (p[s] > max) max = p[s];
@@ -272,7 +282,9 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         const float *vs = v + ((size_t)b * T + s) * KVD + (size_t)kvh * HS;
                         float *dvs = dv + ((size_t)b * T + s) * KVD + (size_t)kvh * HS;
                         float d = 0.0f;
-                        for (int i = 0; i < HS; i++) { d += dot_[i] * vs[i]; dvs[i] += p[s] * dot_[i]; }
+                        const float ps = p[s];
+#pragma omp simd reduction(+:d)
+                        for (int i = 0; i < HS; i++) { d += dot_[i] * vs[i]; dvs[i] += ps * dot_[i]; }
                         dp[s] = d;
                         wsum += p[s] * d;
                     }

@@ -214,6 +214,7 @@ herd_status herd_train(const herd_train_params *p, herd_error *err) {
     if ((st = train_model_new(&r.tm, c, r.model->rope_freqs, r.model->rope_interleaved, p->batch,
                               p->seq, err))) goto restore;
     if ((st = train_model_load(&r.tm, r.model, err))) goto restore;
+    if (p->from_scratch) train_model_init_scratch(&r.tm, p->seed);
     size_t P = r.tm.n_params;
     r.m = calloc(P, sizeof(float));
     r.v = calloc(P, sizeof(float));
