@@ -4,8 +4,8 @@
  *
  * Invariants:
  *   - A page holds KV_PAGE consecutive positions of every layer, keys and values,
- *     in the pool's element type (F32, F16 or Q8_0): for layer l, position p of the
- *     page, the keys are (NKV, HS) elements at page_k(page, l, p).
+ *     in the pool's element type (F32, F16 or Q8_0), as per-kv-head tiles (the
+ *     layout is kernels.h's attn_paged_kv; only kvcache.c and the kernels read it).
  *   - A sequence's page i holds its positions i*KV_PAGE .. (i+1)*KV_PAGE-1;
  *     kv_seq.n_pos positions are valid.
  *   - Pages are reference-counted. A page referenced by more than one sequence is
@@ -37,7 +37,7 @@ typedef struct {
 
 /* A pool of n_pages pages for a model of n_layers layers, NKV kv heads of HS
  * (HS a multiple of 32 for Q8_0), of element type (HERD_F32, HERD_F16, HERD_Q8_0).
- * One allocation; never grows. */
+ * n_pages pages can be handed out (ids 1 .. n_pages). One allocation; never grows. */
 herd_status kv_pool_new(kv_pool **out, int type, int n_layers, int NKV, int HS, int n_pages,
                         herd_error *err);
 void kv_pool_free(kv_pool *p);
@@ -50,9 +50,12 @@ size_t kv_pool_bytes(const kv_pool *p);
 herd_status kv_seq_init(kv_seq *s, kv_pool *p, int n_ctx, herd_error *err);
 /* Releases every page and the table. */
 void kv_seq_free(kv_seq *s);
-/* Makes positions 0 .. n_pos-1 writable: allocates pages up to n_pos, and
- * copies a shared page that positions >= s->n_pos fall in. HERD_ERR_NOMEM
- * with a message when the pool is out of pages; nothing changes then. */
+/* Makes positions s->n_pos .. n_pos-1 writable and sets s->n_pos = n_pos (no-op
+ * when n_pos <= s->n_pos): allocates pages up to n_pos, and copies a shared page
+ * that positions >= s->n_pos fall in. HERD_ERR_NOMEM with a message when the
+ * pool is out of pages, HERD_ERR_RANGE past the sequence's n_ctx; nothing
+ * changes then. Call it before kv_attend of positions pos0 .. pos0+T-1 with
+ * n_pos = pos0 + T. */
 herd_status kv_seq_reserve(kv_seq *s, int n_pos, herd_error *err);
 /* Forgets positions >= n_pos (rewind); releases pages no longer needed. */
 void kv_seq_truncate(kv_seq *s, int n_pos);

@@ -99,6 +99,37 @@ void attention_forward_f16_ref(float *out, const float *q, const uint16_t *kc, c
 void attention_forward_f16(float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
                            int pos0, int T, int NH, int NKV, int HS, float *scratch);
 
+/* Paged attention: the same causal GQA attention over a KV cache held in pages
+ * of ATTN_PAGE positions (kvcache.c owns the pages; kvcache.h the page tables).
+ * Layer l's part of a page holds, for each kv head g, a K tile then (after all
+ * NKV K tiles) a V tile, each tile_bytes long, in the cache's element type:
+ *   F32 / F16: K (HS, ATTN_PAGE) transposed: key p's element d at d * ATTN_PAGE + p;
+ *              V (ATTN_PAGE, HS): value p's element d at p * HS + d.
+ *   Q8_0:      each key / value quantized per 32 elements exactly as GGUF's
+ *              block_q8_0 (f16 scale d, 32 int8 q, x = q * d), laid out as
+ *              K: int8 q (HS, ATTN_PAGE) transposed, then f16 d (HS / 32, ATTN_PAGE);
+ *              V: block_q8_0 (ATTN_PAGE, HS / 32).
+ * The fast kernel is tiled flash attention (online softmax, one page at a time,
+ * no (T, S) score matrix); a query row's result is bitwise the same whatever T
+ * is and whatever other rows are in the call. Its reference is kv_attend_ref
+ * (kvcache.h): pages dequantized to f32, then attention_forward_ref. */
+enum { ATTN_PAGE = 64 };
+typedef struct {
+    int type;               /* HERD_F32, HERD_F16 or HERD_Q8_0 */
+    int NKV, HS;            /* HS a multiple of 32 for Q8_0 */
+    const uint8_t *base;    /* page id i >= 1 starts at base + (i - 1) * page_bytes */
+    size_t page_bytes;
+    size_t layer_off;       /* this layer's tiles start at page + layer_off */
+    size_t tile_bytes;      /* ATTN_PAGE positions of one kv head, K or V */
+    const int32_t *pages;   /* (ceil(S / ATTN_PAGE)) page ids of positions 0 .. S-1 */
+} attn_paged_kv;
+/* out (T, NH*HS), q (T, NH, HS): queries at positions pos0 .. pos0+T-1 over the
+ * keys / values at positions 0 .. pos0+T-1, all already stored in the pages.
+ * scratch: attention_paged_scratch_size(T, NH) floats. */
+size_t attention_paged_scratch_size(int T, int NH);
+void attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv, int pos0, int T,
+                             int NH, float *scratch);
+
 /* out (n) f16 = x (n) rounded to nearest even (KV cache stores). */
 void f32_to_f16_row_ref(uint16_t *out, const float *x, int64_t n);
 void f32_to_f16_row(uint16_t *out, const float *x, int64_t n);

@@ -1,0 +1,41 @@
+/* attn.h - internal interface between attn_paged.c (the work split, OpenMP, the
+ * ISA choice) and the per-ISA page kernels (attn_avx512.c, attn_avx2.c,
+ * attn_scalar.c). Not part of kernels.h.
+ *
+ * A page kernel advances the online softmax of nr <= 4 query rows (heads of one
+ * query position sharing one kv head) by one page of nk <= ATTN_PAGE keys:
+ *   s_k   = (q . key_k) * scale                          k < nk
+ *   m'    = max(m, max_k s_k)
+ *   l'    = l * exp(m - m') + sum_k exp(s_k - m')
+ *   acc'  = acc * exp(m - m') + sum_k exp(s_k - m') value_k
+ * Starting from m = -inf, l = 0, acc = 0 and dividing acc by l after the last
+ * page gives softmax attention. A row's arithmetic depends only on its own q,
+ * the pages and nk: never on the other rows of the call (batch invariance).
+ */
+#ifndef HERD_KERNELS_CPU_ATTN_H
+#define HERD_KERNELS_CPU_ATTN_H
+
+#include <stdint.h>
+
+#include "herd.h"
+
+#include "kernels/kernels.h"
+
+/* acc (nr, HS), m (nr), l (nr), q (nr, HS); kt / vt: the page's K / V tiles of
+ * the kv head (layouts in kernels.h). */
+typedef void (*attn_page_fn)(float *acc, float *m, float *l, const float *q, const uint8_t *kt,
+                             const uint8_t *vt, int nr, int nk, int HS, float scale);
+
+typedef struct {
+    const char *name;
+    int (*supports)(int type, int HS);
+    attn_page_fn page[3]; /* by attn_type_index: F32, F16, Q8_0 */
+} attn_isa;
+
+static inline int attn_type_index(int type) {
+    return type == HERD_F16 ? 1 : type == HERD_Q8_0 ? 2 : 0;
+}
+
+extern const attn_isa attn_isa_scalar, attn_isa_avx2;
+
+#endif

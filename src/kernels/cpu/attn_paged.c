@@ -1,0 +1,72 @@
+/* attn_paged.c - attention_paged_forward (kernels.h): causal GQA attention over a
+ * paged KV cache, flash-attention style. Splits the work into items (kv head g,
+ * block of query rows) run by OpenMP threads; an item walks the pages in order
+ * and, while a page's K / V tiles of head g are hot in L1, advances the online
+ * softmax of every query row of the block for every query head that shares g
+ * (GQA reuse) through the per-ISA page kernel (attn.h).
+ *
+ * Batch invariance: a row's result is made by the same page-kernel calls, in the
+ * same order (pages 0, 1, ...; nk keys of the last), with the same group of heads,
+ * whatever T, pos0 of the other rows, the block size or the thread count are.
+ * Memory: out holds the running sums; scratch the running max and normaliser,
+ * 2 * T * NH floats. No (T, S) score matrix; nothing allocated.
+ */
+#include <math.h>
+#include <omp.h>
+
+#include "kernels/cpu/attn.h"
+#include "kernels/kernels.h"
+
+static const attn_isa *attn_pick(int type, int HS) {
+    const int isa = herd_cpu_isa();
+    if (isa >= HERD_ISA_AVX2 && attn_isa_avx2.supports(type, HS)) return &attn_isa_avx2;
+    return &attn_isa_scalar;
+}
+
+size_t attention_paged_scratch_size(int T, int NH) { return 2 * (size_t)T * (size_t)NH; }
+
+enum { HEAD_GROUP = 4 }; /* query heads per page-kernel call (attn.h: nr <= 4) */
+
+void attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv, int pos0, int T,
+                             int NH, float *scratch) {
+    const attn_page_fn page = attn_pick(kv->type, kv->HS)->page[attn_type_index(kv->type)];
+    const int NKV = kv->NKV, HS = kv->HS, rep = NH / NKV;
+    const float scale = 1.0f / sqrtf((float)HS);
+    float *m = scratch, *l = scratch + (size_t)T * NH; /* (T, NH) each */
+    /* rows per item: up to 16 (one page's tiles serve 16 * rep query rows), fewer
+     * when that would leave threads idle */
+    int rb = T * NKV / (4 * omp_get_max_threads());
+    rb = rb < 1 ? 1 : rb > 16 ? 16 : rb;
+    const int n_blocks = (T + rb - 1) / rb, n_items = n_blocks * NKV;
+#pragma omp parallel for schedule(dynamic, 1) if (n_items > 1)
+    for (int it = 0; it < n_items; it++) {
+        const int g = it % NKV, t0 = (it / NKV) * rb, t1 = t0 + rb < T ? t0 + rb : T;
+        for (int t = t0; t < t1; t++)
+            for (int h = g * rep; h < (g + 1) * rep; h++) {
+                const size_t i = (size_t)t * NH + h;
+                m[i] = -INFINITY;
+                l[i] = 0.0f;
+                for (int e = 0; e < HS; e++) out[i * HS + e] = 0.0f;
+            }
+        const int n_pages = (pos0 + t1 - 1) / ATTN_PAGE + 1;
+        for (int j = 0; j < n_pages; j++) {
+            const uint8_t *pg = kv->base + (size_t)(kv->pages[j] - 1) * kv->page_bytes + kv->layer_off;
+            const uint8_t *kt = pg + (size_t)g * kv->tile_bytes, *vt = pg + (size_t)(NKV + g) * kv->tile_bytes;
+            for (int t = t0; t < t1; t++) {
+                int nk = pos0 + t + 1 - j * ATTN_PAGE; /* keys of this page row t sees */
+                if (nk <= 0) continue;
+                if (nk > ATTN_PAGE) nk = ATTN_PAGE;
+                for (int h0 = g * rep; h0 < (g + 1) * rep; h0 += HEAD_GROUP) {
+                    const int nr = (g + 1) * rep - h0 < HEAD_GROUP ? (g + 1) * rep - h0 : HEAD_GROUP;
+                    const size_t i = (size_t)t * NH + h0;
+                    page(out + i * HS, m + i, l + i, q + i * HS, kt, vt, nr, nk, HS, scale);
+                }
+            }
+        }
+        for (int t = t0; t < t1; t++)
+            for (int h = g * rep; h < (g + 1) * rep; h++) {
+                const size_t i = (size_t)t * NH + h;
+                for (int e = 0; e < HS; e++) out[i * HS + e] /= l[i];
+            }
+    }
+}
