@@ -140,8 +140,9 @@ void herd_chat_messages_free(herd_chat_message *msgs, size_t n);
 typedef struct {
     int n_ctx;       /* context length; 0: min(model maximum, 8192) */
     int n_threads;   /* 0: all cores */
-    int kv_type;     /* KV cache element type: HERD_F32 (default) or HERD_F16 (half the
-                        memory and cache traffic; keys / values rounded to f16) */
+    int kv_type;     /* KV cache element type: HERD_F32 (default), HERD_F16 (half the
+                        memory and cache traffic; keys / values rounded to f16) or
+                        HERD_Q8_0 (about a quarter; head size a multiple of 32) */
 } herd_session_params;
 herd_session_params herd_session_default_params(void);
 
@@ -180,6 +181,9 @@ typedef struct herd_kv_pool herd_kv_pool;
 herd_status herd_kv_pool_new(herd_kv_pool **out, const herd_model *m, herd_session_params p,
                              int n_seqs, int n_pages, herd_error *err);
 void herd_kv_pool_free(herd_kv_pool *p);
+int herd_kv_pool_pages_used(const herd_kv_pool *p);  /* pages held by sessions (shared ones once) */
+int herd_kv_pool_pages_total(const herd_kv_pool *p);
+int herd_kv_page_size(void);                         /* positions per page */
 herd_status herd_session_new_on_pool(herd_session **out, herd_kv_pool *pool, herd_error *err);
 /* dst forgets everything and takes src's first n_pos positions (n_pos <= src's
  * position; same pool): whole pages are shared, not copied or recomputed, and

@@ -25,29 +25,6 @@ static void add_inplace(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-/* Layer l for one segment: store its keys / values, then causal attention of its
- * queries over positions 0 .. pos0+n-1. q (n, NH*HS), k / v (n, NKV*HS), out (n, NH*HS). */
-static void seg_attend(const fwd_seg *g, int l, const float *q, const float *k, const float *v,
-                       float *out, float *scratch) {
-    const herd_session *s = g->s;
-    const herd_config *c = &s->m->config;
-    int NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim, KVD = NKV * HS;
-    int pos = g->pos0, T = g->n;
-    size_t es = s->pool->kv_type == HERD_F16 ? 2 : 4;
-    size_t layer = (size_t)l * s->n_ctx * KVD * es;
-    uint8_t *kc = (uint8_t *)s->kc + layer, *vc = (uint8_t *)s->vc + layer;
-    if (s->pool->kv_type == HERD_F16) {
-        uint16_t *k16 = (uint16_t *)kc, *v16 = (uint16_t *)vc;
-        f32_to_f16_row(k16 + (size_t)pos * KVD, k, (int64_t)T * KVD);
-        f32_to_f16_row(v16 + (size_t)pos * KVD, v, (int64_t)T * KVD);
-        attention_forward_f16(out, q, k16, v16, pos, T, NH, NKV, HS, scratch);
-    } else {
-        memcpy(kc + (size_t)pos * KVD * 4, k, (size_t)T * KVD * sizeof(float));
-        memcpy(vc + (size_t)pos * KVD * 4, v, (size_t)T * KVD * sizeof(float));
-        attention_forward(out, q, (const float *)kc, (const float *)vc, pos, T, NH, NKV, HS, scratch);
-    }
-}
-
 /* Final norm and output projection of rows x (T, C) into out (T, V). */
 static void project(herd_kv_pool *P, float *out, const float *x, int T) {
     const herd_model *m = P->m;
@@ -112,8 +89,8 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
             float *q = P->q + (size_t)g->row0 * QD, *k = P->k + (size_t)g->row0 * KVD;
             rope_forward(q, m->rope_freqs, g->pos0, g->n, NH, HS, m->rope_interleaved);
             rope_forward(k, m->rope_freqs, g->pos0, g->n, NKV, HS, m->rope_interleaved);
-            seg_attend(g, l, q, k, P->v + (size_t)g->row0 * KVD, P->att + (size_t)g->row0 * QD,
-                       P->att_scratch);
+            kv_attend(&g->s->kv, l, g->pos0, g->n, q, k, P->v + (size_t)g->row0 * KVD,
+                      P->att + (size_t)g->row0 * QD, NH, P->att_scratch);
         }
         matmul_forward(P->xb2, P->att, &L->wo, T, scr);
         add_inplace(P->x, P->xb2, (size_t)T * C);
@@ -147,9 +124,6 @@ static herd_status validate(herd_session *const *s, const int32_t *const *ids, c
             st = herd_errf(err, HERD_ERR_RANGE, "%d tokens do not fit: %d of the %d-token context "
                            "are used; pass a larger -c (the model allows %d) or a shorter prompt",
                            n, s[j]->pos, s[j]->n_ctx, c->max_seq_len);
-        else if (s[j]->n_ctx > P->n_ctx)
-            st = herd_errf(err, HERD_ERR_ARG, "batch sequence %d has a %d-token context, longer than "
-                           "the %d of the first session's pool", j, s[j]->n_ctx, P->n_ctx);
         for (int i = 0; i < n && !st; i++)
             if (ids[j][i] < 0 || ids[j][i] >= c->vocab_size)
                 st = herd_errf(err, HERD_ERR_RANGE, "token id %d at position %d is out of range; "
@@ -167,6 +141,14 @@ herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, con
     if (!s || !ids || !n_ids || !s[0]) return herd_errf(err, HERD_ERR_ARG, "batch: NULL argument");
     herd_status st = validate(s, ids, n_ids, n_seq, err);
     if (st) return st;
+    /* pages for every new position first, so a full pool changes nothing */
+    for (int j = 0; j < n_seq; j++) {
+        st = kv_seq_reserve(&s[j]->kv, s[j]->pos + n_ids[j], err);
+        if (st) {
+            for (int i = 0; i < j; i++) kv_seq_truncate(&s[i]->kv, s[i]->pos);
+            return st;
+        }
+    }
     herd_kv_pool *P = s[0]->pool;
     int saved = omp_get_max_threads();
     omp_set_num_threads(P->n_threads);

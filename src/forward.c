@@ -1,6 +1,9 @@
 /* forward.c - sessions and KV pools: their lifetimes and the public calls.
- * A session is one sequence's place in a KV pool plus its last logits; the pool
- * owns the KV storage and the batch workspace (see session.h for the invariants).
+ * A session is one sequence's page table in a KV pool plus its last logits; the
+ * pool owns the pages (kvcache.c) and the batch workspace (see session.h for the
+ * invariants). A standalone session's private pool has ceil(n_ctx / KV_PAGE) + 1
+ * pages; a shared pool by default n_seqs times that, so every sequence can fill
+ * its context.
  * herd_session_eval is herd_session_eval_batch of one sequence: the forward pass
  * itself is in batch.c, one code path for both.
  * Not here: the arithmetic (batch.c, kernels), sampling.
@@ -20,9 +23,14 @@ herd_session_params herd_session_default_params(void) {
 
 int herd_session_n_ctx(const herd_session *s) { return s->n_ctx; }
 int herd_session_pos(const herd_session *s) { return s->pos; }
-void herd_session_reset(herd_session *s) { s->pos = 0; }
+void herd_session_reset(herd_session *s) {
+    kv_seq_truncate(&s->kv, 0);
+    s->pos = 0;
+}
 void herd_session_rewind(herd_session *s, int pos) {
-    if (pos >= 0 && pos < s->pos) s->pos = pos;
+    if (pos < 0 || pos >= s->pos) return;
+    kv_seq_truncate(&s->kv, pos);
+    s->pos = pos;
 }
 const float *herd_session_logits(const herd_session *s) { return s->logits; }
 
@@ -47,6 +55,7 @@ void herd_kv_pool_free(herd_kv_pool *p) {
     free(p->x); free(p->xb); free(p->xb2); free(p->q); free(p->att); free(p->k); free(p->v);
     free(p->hb); free(p->hb2); free(p->xo); free(p->logits); free(p->att_scratch);
     free(p->mm_scratch); free(p->segs);
+    kv_pool_free(p->kv);
     free(p);
 }
 
@@ -58,15 +67,20 @@ static herd_status check_params(const herd_model *m, herd_session_params *p, her
                          "pass a smaller -c", p->n_ctx, c->max_seq_len);
     if (p->n_ctx < 1 || p->n_ctx > (1 << 22))
         return herd_errf(err, HERD_ERR_ARG, "context %d is out of range (1 .. %d)", p->n_ctx, 1 << 22);
-    if (p->kv_type != HERD_F32 && p->kv_type != HERD_F16)
-        return herd_errf(err, HERD_ERR_ARG, "KV cache type %s (%d) is not supported; use F32 or F16",
-                         herd_type_name(p->kv_type), p->kv_type);
+    if (p->kv_type != HERD_F32 && p->kv_type != HERD_F16 && p->kv_type != HERD_Q8_0)
+        return herd_errf(err, HERD_ERR_ARG, "KV cache type %s (%d) is not supported; use F32, F16 "
+                         "or Q8_0", herd_type_name(p->kv_type), p->kv_type);
+    if (p->kv_type == HERD_Q8_0 && c->head_dim % 32)
+        return herd_errf(err, HERD_ERR_ARG, "a Q8_0 KV cache needs a head size that is a multiple "
+                         "of 32, the model's is %d; use F16", c->head_dim);
     if (p->n_threads <= 0) p->n_threads = omp_get_num_procs();
     return HERD_OK;
 }
 
+static int pages_per_seq(int n_ctx) { return (n_ctx + KV_PAGE - 1) / KV_PAGE + 1; }
+
 static herd_status pool_new(herd_kv_pool **out, const herd_model *m, herd_session_params p, int rows,
-                            int n_out, herd_error *err) {
+                            int n_out, int n_seqs, int n_pages, herd_error *err) {
     *out = NULL;
     herd_status st = check_params(m, &p, err);
     if (st) return st;
@@ -92,7 +106,7 @@ static herd_status pool_new(herd_kv_pool **out, const herd_model *m, herd_sessio
     P->hb2 = alloc_floats(R * F);
     P->xo = alloc_floats((size_t)n_out * C);
     P->logits = alloc_floats((size_t)n_out * c->vocab_size);
-    P->att_scratch = alloc_floats(attention_scratch_size(rows, p.n_ctx, c->n_heads) + 1);
+    P->att_scratch = alloc_floats(kv_attend_scratch_size(rows, c->n_heads, c->head_dim) + 1);
     P->mm_scratch = aligned_alloc(64, (max_scratch(m, rows > n_out ? rows : n_out) + 127) / 64 * 64);
     P->segs = calloc(R, sizeof *P->segs);
     if (!P->x || !P->xb || !P->xb2 || !P->q || !P->att || !P->k || !P->v || !P->hb || !P->hb2 ||
@@ -101,22 +115,38 @@ static herd_status pool_new(herd_kv_pool **out, const herd_model *m, herd_sessio
         return herd_errf(err, HERD_ERR_NOMEM, "out of memory allocating the activations of a "
                          "%d-row batch", rows);
     }
+    if (n_pages <= 0) {
+        int64_t np = (int64_t)n_seqs * pages_per_seq(p.n_ctx);
+        n_pages = np > (1 << 30) ? 1 << 30 : (int)np;
+    }
+    herd_status st2 = kv_pool_new(&P->kv, p.kv_type, c->n_layers, c->n_kv_heads, c->head_dim, n_pages, err);
+    if (st2) {
+        herd_kv_pool_free(P);
+        return st2;
+    }
     *out = P;
     return HERD_OK;
 }
 
 herd_status herd_kv_pool_new(herd_kv_pool **out, const herd_model *m, herd_session_params p,
                              int n_seqs, int n_pages, herd_error *err) {
-    (void)n_pages;
+    *out = NULL;
     if (n_seqs < 1 || n_seqs > 4096)
         return herd_errf(err, HERD_ERR_ARG, "a KV pool for %d sequences; expected 1 .. 4096", n_seqs);
-    return pool_new(out, m, p, POOL_ROWS, n_seqs < POOL_OUT ? n_seqs : POOL_OUT, err);
+    if (n_pages < 0)
+        return herd_errf(err, HERD_ERR_ARG, "a KV pool of %d pages; expected 0 (automatic) or more", n_pages);
+    return pool_new(out, m, p, POOL_ROWS, n_seqs < POOL_OUT ? n_seqs : POOL_OUT, n_seqs, n_pages, err);
 }
+
+int herd_kv_pool_pages_used(const herd_kv_pool *p) { return kv_pool_pages_used(p->kv); }
+int herd_kv_pool_pages_total(const herd_kv_pool *p) {
+    return kv_pool_pages_used(p->kv) + kv_pool_pages_free(p->kv);
+}
+int herd_kv_page_size(void) { return KV_PAGE; }
 
 void herd_session_free(herd_session *s) {
     if (!s) return;
-    free(s->kc);
-    free(s->vc);
+    kv_seq_free(&s->kv);
     free(s->logits);
     if (s->owns_pool) herd_kv_pool_free(s->pool);
     free(s);
@@ -130,16 +160,15 @@ herd_status herd_session_new_on_pool(herd_session **out, herd_kv_pool *pool, her
     s->m = pool->m;
     s->pool = pool;
     s->n_ctx = pool->n_ctx;
-    size_t es = pool->kv_type == HERD_F16 ? 2 : 4;
-    size_t cache = (size_t)c->n_layers * s->n_ctx * c->n_kv_heads * c->head_dim;
-    s->kc = alloc_floats((cache * es + 3) / 4);
-    s->vc = alloc_floats((cache * es + 3) / 4);
+    herd_status st = kv_seq_init(&s->kv, pool->kv, s->n_ctx, err);
+    if (st) {
+        free(s);
+        return st;
+    }
     s->logits = alloc_floats((size_t)c->vocab_size);
-    if (!s->kc || !s->vc || !s->logits) {
+    if (!s->logits) {
         herd_session_free(s);
-        return herd_errf(err, HERD_ERR_NOMEM, "out of memory allocating a %d-token context "
-                         "(KV cache %.1f MiB); pass a smaller -c", pool->n_ctx,
-                         2.0 * cache * es / 1048576.0);
+        return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
     }
     *out = s;
     return HERD_OK;
@@ -149,7 +178,7 @@ herd_status herd_session_new(herd_session **out, const herd_model *m, herd_sessi
                              herd_error *err) {
     *out = NULL;
     herd_kv_pool *pool;
-    herd_status st = pool_new(&pool, m, p, SESSION_ROWS, SESSION_OUT, err);
+    herd_status st = pool_new(&pool, m, p, SESSION_ROWS, SESSION_OUT, 1, 0, err);
     if (st) return st;
     st = herd_session_new_on_pool(out, pool, err);
     if (st) {
@@ -170,16 +199,12 @@ herd_status herd_session_share_prefix(herd_session *dst, const herd_session *src
     if (dst == src) return herd_errf(err, HERD_ERR_ARG, "share_prefix: a session with itself");
     if (dst->pool != src->pool)
         return herd_errf(err, HERD_ERR_ARG, "share_prefix: the sessions are on different KV pools");
-    if (n_pos < 0 || n_pos > src->pos)
-        return herd_errf(err, HERD_ERR_RANGE, "share_prefix of %d positions; the source holds %d",
-                         n_pos, src->pos);
-    const herd_config *c = &src->m->config;
-    size_t es = src->pool->kv_type == HERD_F16 ? 2 : 4, row = (size_t)c->n_kv_heads * c->head_dim * es;
-    for (int l = 0; l < c->n_layers; l++) {
-        size_t at = (size_t)l * src->n_ctx * row;
-        memcpy((uint8_t *)dst->kc + at, (const uint8_t *)src->kc + at, (size_t)n_pos * row);
-        memcpy((uint8_t *)dst->vc + at, (const uint8_t *)src->vc + at, (size_t)n_pos * row);
-    }
+    if (n_pos < 0 || n_pos > src->pos || n_pos > dst->n_ctx)
+        return herd_errf(err, HERD_ERR_RANGE, "share_prefix of %d positions; the source holds %d, "
+                         "the destination's context is %d", n_pos, src->pos, dst->n_ctx);
+    herd_session_reset(dst);
+    herd_status st = kv_seq_share_prefix(&dst->kv, &src->kv, n_pos, err);
+    if (st) return st;
     dst->pos = n_pos;
     return HERD_OK;
 }

@@ -9,7 +9,7 @@
  *   - The pool owns the batch workspace: activations for max_rows token rows,
  *     allocated once; a forward never allocates. One thread at a time evaluates
  *     the sessions of a pool (the workspace is not shared between calls).
- *   - The KV cache holds keys (after RoPE) and values for
+ *   - s->pos == s->kv.n_pos between calls: the KV pages hold keys (after RoPE) and values for
  *     positions 0 .. pos-1.
  */
 #ifndef HERD_SESSION_H
@@ -30,6 +30,7 @@ typedef struct {
 
 struct herd_kv_pool {
     const herd_model *m;
+    kv_pool *kv;             /* the pages */
     int n_ctx, n_threads, kv_type;
     int max_rows, max_out;   /* rows per round; rows per output projection */
     /* workspace (max_rows rows unless noted) */
@@ -39,7 +40,7 @@ struct herd_kv_pool {
     float *hb, *hb2;         /* (R, F) */
     float *xo;               /* (max_out, C) last rows, normed */
     float *logits;           /* (max_out, V) */
-    float *att_scratch;      /* attention_scratch_size(R, n_ctx, NH) */
+    float *att_scratch;      /* kv_attend_scratch_size(R, NH, HS) */
     void *mm_scratch;
     fwd_seg *segs;           /* (R) */
 };
@@ -48,8 +49,8 @@ struct herd_session {
     const herd_model *m;
     herd_kv_pool *pool;
     int owns_pool;
-    int n_ctx, pos;
-    void *kc, *vc;           /* (L, n_ctx, NKV*HS) of kv_type: contiguous until the paged cache */
+    int n_ctx, pos;          /* pos: positions evaluated */
+    kv_seq kv;               /* its pages; kv.n_pos == pos outside forward_batch */
     float *logits;           /* (V) the last evaluated token's */
     int mark;                /* batch.c: set while the session is in a batch */
 };

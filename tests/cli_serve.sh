@@ -169,7 +169,10 @@ check "429 body" bash -c "grep -l 'rate_limit_exceeded' $T/b* | grep -q ."
 check "some requests served" bash -c "grep -l '^HTTP/1.1 200' $T/h* | grep -q ."
 curl -s --max-time 20 -H 'Authorization: Bearer s3cret' $A/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":400,"temperature":1,"seed":3}' > "$T/drain" &
 cpid=$!
-sleep 0.05
+for _ in $(seq 100); do  # SIGTERM once the request is running (a slow machine may take a while)
+    curl -s --max-time 2 -H 'Authorization: Bearer s3cret' $A/metrics | grep -q '^herd_running_sequences 1' && break
+    sleep 0.05
+done
 kill -TERM "$auth_pid"; wait "$auth_pid"; rc=$?
 wait $cpid
 check "SIGTERM with a request in flight exits 0" test $rc -eq 0

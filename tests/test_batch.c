@@ -59,8 +59,8 @@ static void test_model_type(const char *dir, int type, int kv_type) {
     if (access(gguf, R_OK) != 0) {
         herd_init_params ip = { .seed = 11 };
         herd_config_default(&ip.config);
-        ip.config.dim = 64; ip.config.n_layers = 2; ip.config.n_heads = 4; ip.config.n_kv_heads = 2;
-        ip.config.head_dim = 16; ip.config.ffn_dim = 128; ip.config.tie_embeddings = 0;
+        ip.config.dim = 96; ip.config.n_layers = 2; ip.config.n_heads = 4; ip.config.n_kv_heads = 2;
+        ip.config.head_dim = 32; ip.config.ffn_dim = 160; ip.config.tie_embeddings = 0;
         char hf[256];
         snprintf(hf, sizeof hf, "%s/hf_%s", dir, herd_type_name(type));
         if (herd_init_model(&ip, hf, gguf, type, &err)) { CHECKF(0, "init %s: %s", gguf, err.msg); return; }
@@ -179,8 +179,44 @@ static void test_model_type(const char *dir, int type, int kv_type) {
         CHECK(herd_session_eval_batch(two, ids2, n1, 0, &err) == HERD_ERR_ARG);
         CHECK(herd_session_pos(ss[3]) == p0 && herd_session_pos(ss[4]) == p1);
     }
+    /* pages: sharing whole pages costs none, a reset returns a session's own */
+    {
+        int P = herd_kv_page_size(), used = herd_kv_pool_pages_used(pool);
+        CHECK(herd_kv_pool_pages_total(pool) == NSEQ * ((NCTX + P - 1) / P + 1));
+        CHECK(herd_session_pos(ss[0]) >= 2 * P);
+        CHECKF(herd_session_share_prefix(ss[5], ss[0], 2 * P, &err) == HERD_OK, "%s", err.msg);
+        CHECK(herd_kv_pool_pages_used(pool) <= used); /* ss[5]'s own pages went, two shared came */
+        used = herd_kv_pool_pages_used(pool);
+        herd_session_reset(ss[5]);
+        CHECK(herd_kv_pool_pages_used(pool) == used); /* the shared pages stay with ss[0] */
+        herd_session_reset(ss[0]);
+        CHECK(herd_kv_pool_pages_used(pool) < used);
+    }
     for (int j = 0; j < NSEQ; j++) herd_session_free(ss[j]);
+    CHECK(herd_kv_pool_pages_used(pool) == 0);
     herd_kv_pool_free(pool);
+
+    /* a pool out of pages refuses the batch and changes nothing */
+    {
+        herd_kv_pool *small;
+        herd_session *a, *b;
+        CHECKF(herd_kv_pool_new(&small, m, sp, 2, 3, &err) == HERD_OK, "%s", err.msg);
+        CHECK(herd_session_new_on_pool(&a, small, &err) == HERD_OK);
+        CHECK(herd_session_new_on_pool(&b, small, &err) == HERD_OK);
+        int P = herd_kv_page_size();
+        herd_session *two[2] = { a, b };
+        const int32_t *ids2[2] = { plan[0].ids, plan[0].ids };
+        int n2[2] = { 2 * P, 2 * P };
+        CHECK(herd_session_eval_batch(two, ids2, n2, 2, &err) == HERD_ERR_NOMEM);
+        CHECK(strstr(err.msg, "pages") != NULL);
+        CHECK(herd_session_pos(a) == 0 && herd_session_pos(b) == 0 && herd_kv_pool_pages_used(small) == 0);
+        n2[1] = P;
+        CHECKF(herd_session_eval_batch(two, ids2, n2, 2, &err) == HERD_OK, "%s", err.msg);
+        CHECK(herd_kv_pool_pages_used(small) == 3);
+        herd_session_free(a);
+        herd_session_free(b);
+        herd_kv_pool_free(small);
+    }
     free(ref);
     herd_model_free(m);
 }
@@ -192,6 +228,7 @@ int main(void) {
     for (int i = 0; i < 4; i++) {
         test_model_type(dir, types[i], HERD_F32);
         if (types[i] == HERD_Q4_0 || types[i] == HERD_F32) test_model_type(dir, types[i], HERD_F16);
+        if (types[i] == HERD_Q8_0) test_model_type(dir, types[i], HERD_Q8_0);
     }
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -10,7 +10,7 @@
 
 static const char *HELP_SERVE =
     "usage: herd serve -m MODEL [--host 127.0.0.1] [--port 8080] [--api-key KEY]\n"
-    "                  [--parallel N] [-c CTX] [-t THREADS]\n"
+    "                  [--parallel N] [-c CTX] [-t THREADS] [--kv-pages N] [--kv-type T]\n"
     "OpenAI-compatible HTTP server: POST /v1/chat/completions, POST /v1/completions\n"
     "(streaming with stream: true), GET /v1/models, GET /health, GET /metrics, and a\n"
     "chat page at GET /. SIGINT or SIGTERM finishes in-flight requests and exits 0.\n"
@@ -21,6 +21,10 @@ static const char *HELP_SERVE =
     "                    also read from HERD_API_KEY)\n"
     "  --parallel N      sequences decoded together, one slot each (default 4)\n"
     "  -c CTX            context per sequence in tokens (default min(model, 4096))\n"
+    "  --kv-pages N      pages of 64 positions in the KV pool all sequences share\n"
+    "                    (default: enough for every slot to fill its context); a\n"
+    "                    prompt prefix cached in any slot is shared, not recomputed\n"
+    "  --kv-type T       KV cache elements: F32 (default), F16 or Q8_0\n"
     "  -t THREADS        threads for the forward pass (default: all cores)\n"
     "  --queue N         requests waiting for a slot before 429 (default 64)\n"
     "  --max-body BYTES  request bodies above this get 413 (default 1048576)\n";
@@ -60,7 +64,7 @@ int cmd_serve(int argc, char **argv) {
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) { fputs(HELP_SERVE, stdout); return 0; }
         int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") ||
                     !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
-                    !strcmp(s, "--max-body");
+                    !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type");
         if (!takes) return usage(s[0] == '-' ? "unknown flag '%s'" : "unexpected argument '%s'", s);
         if (!v) return usage("%s needs a value", s);
         i++;
@@ -71,6 +75,13 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(s, "--parallel")) { if (parse_int(s, v, 1, 256, &x)) return 2; p.n_parallel = (int)x; }
         else if (!strcmp(s, "-c")) { if (parse_int(s, v, 2, 1 << 22, &x)) return 2; p.n_ctx = (int)x; }
         else if (!strcmp(s, "-t")) { if (parse_int(s, v, 1, 1024, &x)) return 2; p.n_threads = (int)x; }
+        else if (!strcmp(s, "--kv-pages")) { if (parse_int(s, v, 1, 1 << 24, &x)) return 2; p.kv_pages = (int)x; }
+        else if (!strcmp(s, "--kv-type")) {
+            if (!strcmp(v, "F32") || !strcmp(v, "f32")) p.kv_type = HERD_F32;
+            else if (!strcmp(v, "F16") || !strcmp(v, "f16")) p.kv_type = HERD_F16;
+            else if (!strcmp(v, "Q8_0") || !strcmp(v, "q8_0")) p.kv_type = HERD_Q8_0;
+            else return usage("--kv-type expects F32, F16 or Q8_0, got '%s'", v);
+        }
         else if (!strcmp(s, "--queue")) { if (parse_int(s, v, 0, 1 << 20, &x)) return 2; p.queue_max = (int)x; }
         else { if (parse_int(s, v, 1024, 1L << 30, &x)) return 2; p.max_body = (size_t)x; }
     }

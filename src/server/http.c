@@ -228,6 +228,9 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
            st.kv_tokens_in_use);
     METRIC("herd_kv_tokens_capacity", "gauge", "KV cache capacity in tokens (slots x context).", "%ld",
            st.kv_tokens_capacity);
+    METRIC("herd_kv_pages_in_use", "gauge", "Pages of the paged KV pool held by sequences (shared pages once).",
+           "%d", st.kv_pages_in_use);
+    METRIC("herd_kv_pages_total", "gauge", "Pages in the KV pool.", "%d", st.kv_pages_total);
     METRIC("herd_generation_tokens_per_second", "gauge", "Aggregate generation rate over the last second.",
            "%.3f", st.tokens_per_s);
 #undef METRIC
@@ -351,7 +354,7 @@ int srv_run(const srv_params *p, herd_error *err) {
         goto out;
     }
     if (herd_model_load(&sv->m, p->model_path, err)) goto out;
-    if (sched_new(&sv->sched, sv->m, p->n_parallel, p->n_ctx, p->n_threads, p->queue_max, err)) goto out;
+    if (sched_new(&sv->sched, sv->m, p, err)) goto out;
     sv->api.model = sv->m;
     sv->api.model_id = sv->model_id;
     sv->api.n_ctx = sched_n_ctx(sv->sched);

@@ -56,6 +56,7 @@ struct srv_sched {
     const herd_model *m;
     int n_slots, n_ctx, V, queue_max;
     slot *slots;
+    herd_kv_pool *pool;      /* the KV pages of every slot */
     pthread_t th;
     int started;
     pthread_mutex_t mu;      /* queue, draining */
@@ -76,14 +77,14 @@ static double now_s(void) {
 
 int sched_n_ctx(const srv_sched *s) { return s->n_ctx; }
 
-int sched_new(srv_sched **out, const herd_model *m, int n_slots, int n_ctx, int n_threads, int queue_max,
-              herd_error *err) {
+int sched_new(srv_sched **out, const herd_model *m, const srv_params *p, herd_error *err) {
     *out = NULL;
     srv_sched *s = calloc(1, sizeof *s);
     if (!s) abort();
+    int n_slots = p->n_parallel, n_ctx = p->n_ctx;
     s->m = m;
     s->n_slots = n_slots;
-    s->queue_max = queue_max;
+    s->queue_max = p->queue_max;
     s->V = herd_model_config(m)->vocab_size;
     const herd_config *c = herd_model_config(m);
     if (n_ctx <= 0) n_ctx = c->max_seq_len < 4096 ? c->max_seq_len : 4096;
@@ -95,10 +96,15 @@ int sched_new(srv_sched **out, const herd_model *m, int n_slots, int n_ctx, int 
     if (!s->slots) abort();
     herd_session_params sp = herd_session_default_params();
     sp.n_ctx = n_ctx;
-    sp.n_threads = n_threads;
+    sp.n_threads = p->n_threads;
+    sp.kv_type = p->kv_type;
+    if (herd_kv_pool_new(&s->pool, m, sp, n_slots, p->kv_pages, err)) {
+        sched_free(s);
+        return -1;
+    }
     for (int i = 0; i < n_slots; i++) {
         slot *sl = &s->slots[i];
-        if (herd_session_new(&sl->s, m, sp, err)) {
+        if (herd_session_new_on_pool(&sl->s, s->pool, err)) {
             sched_free(s);
             return -1;
         }
@@ -128,6 +134,7 @@ void sched_free(srv_sched *s) {
         free(sl->counts);
     }
     free(s->slots);
+    herd_kv_pool_free(s->pool);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->stats_mu);
@@ -213,18 +220,36 @@ static void fail_slot(srv_sched *s, slot *sl, const char *msg) {
     release_slot(s, sl);
 }
 
+static int common_prefix(const slot *sl, const srv_req *r) {
+    int lim = sl->n_cache < r->n_prompt - 1 ? sl->n_cache : r->n_prompt - 1, k = 0;
+    while (k < lim && sl->cache[k] == r->prompt[k]) k++;
+    return k;
+}
+
+/* Puts r into a free slot. The prompt's longest prefix cached in any slot,
+ * running or idle, is not recomputed: the slot's own cache is rewound to it, or
+ * the pages of another slot are shared (herd_session_share_prefix). The free slot
+ * chosen is the one whose cache shares most, else the one holding least. */
 static int admit(srv_sched *s, srv_req *r) {
-    int best = -1, best_common = -1;
+    int best = -1, best_common = -1, src = -1, src_common = 0;
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
+        int k = common_prefix(sl, r);
+        if (k > src_common) src = i, src_common = k;
         if (sl->r) continue;
-        int lim = sl->n_cache < r->n_prompt - 1 ? sl->n_cache : r->n_prompt - 1, k = 0;
-        while (k < lim && sl->cache[k] == r->prompt[k]) k++;
-        if (k > best_common) best = i, best_common = k;
+        if (k > best_common || (k == best_common && sl->n_cache < s->slots[best].n_cache))
+            best = i, best_common = k;
     }
     if (best < 0) return 0;
     slot *sl = &s->slots[best];
-    herd_session_rewind(sl->s, best_common);
+    herd_error err;
+    if (src >= 0 && src != best && src_common > best_common &&
+        herd_session_share_prefix(sl->s, s->slots[src].s, src_common, &err) == HERD_OK) {
+        memcpy(sl->cache, s->slots[src].cache, (size_t)src_common * sizeof *sl->cache);
+        best_common = src_common;
+    } else {
+        herd_session_rewind(sl->s, best_common);
+    }
     sl->n_cache = best_common;
     sl->n_done = best_common;
     sl->decoding = 0;
@@ -239,7 +264,6 @@ static int admit(srv_sched *s, srv_req *r) {
     sp.repeat_penalty = 1;
     sp.repeat_last_n = 0;
     sp.seed = r->seed;
-    herd_error err;
     if (herd_sampler_new(&sl->smp, sp, s->V, &err)) {
         pthread_mutex_lock(&s->stats_mu);
         s->st.running++;
@@ -436,6 +460,8 @@ static void *loop(void *arg) {
             if (sl->r && is_cancelled(sl->r)) {
                 req_emit(sl->r, NULL, 0, 1);
                 release_slot(s, sl);
+                herd_session_reset(sl->s); /* its pages go back to the pool */
+                sl->n_cache = 0;
                 pthread_mutex_lock(&s->stats_mu);
                 s->st.cancelled++;
                 pthread_mutex_unlock(&s->stats_mu);
@@ -447,6 +473,8 @@ static void *loop(void *arg) {
         double t = now_s();
         pthread_mutex_lock(&s->stats_mu);
         s->st.kv_tokens_in_use = kv;
+        s->st.kv_pages_in_use = herd_kv_pool_pages_used(s->pool);
+        s->st.kv_pages_total = herd_kv_pool_pages_total(s->pool);
         if (t - s->win_start >= 1.0) {
             s->st.tokens_per_s = (double)s->win_tokens / (t - s->win_start);
             s->win_tokens = 0;

@@ -39,6 +39,8 @@ typedef struct {
     const char *api_key;    /* NULL: no auth */
     int n_parallel;         /* slots: sequences decoded together */
     int n_ctx;              /* context per slot; 0: min(model, 4096) */
+    int kv_pages;           /* pages of the shared KV pool; 0: every slot can fill its context */
+    int kv_type;            /* HERD_F32 (default), HERD_F16, ... */
     int n_threads;          /* 0: all cores */
     int queue_max;          /* queued requests before 429 */
     size_t max_body;        /* bytes; larger bodies get 413 */
@@ -170,11 +172,13 @@ typedef struct {
     uint64_t requests, prompt_tokens, generated_tokens, cancelled, reused_tokens;
     int queue_depth, running, n_slots;
     long kv_tokens_in_use, kv_tokens_capacity;
+    int kv_pages_in_use, kv_pages_total;
     double tokens_per_s;
 } srv_stats;
 
-int sched_new(srv_sched **out, const herd_model *m, int n_slots, int n_ctx, int n_threads,
-              int queue_max, herd_error *err);
+/* One KV pool for all slots (p: n_parallel, n_ctx, kv_pages, kv_type, n_threads,
+ * queue_max). */
+int sched_new(srv_sched **out, const herd_model *m, const srv_params *p, herd_error *err);
 /* Starts the thread. */
 int sched_start(srv_sched *s);
 /* Queues r (taking the scheduler's reference). Returns 0, 429 when the queue is

@@ -1,0 +1,105 @@
+#!/bin/bash
+# Continuous batching end to end: at temperature 0 a request's output (streamed
+# and not) is identical alone and among 15 concurrent streams that share its
+# system prompt; the shared prefix is computed once (reused-token counter, KV
+# pages); a client that disconnects gives its pages back.
+# Bounded: every curl has --max-time, every wait is on those curls, the server is
+# killed on exit.
+HERD=${HERD:-build/herd}
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+pass=0; fail=0
+ok()   { pass=$((pass+1)); }
+bad()  { fail=$((fail+1)); echo "cli_serve_batch: FAILED: $*" >&2; }
+check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+C()    { curl -s --max-time 40 "$@"; }
+metric() { C "$URL/metrics" | sed -n "s/^$1 //p"; }
+
+$HERD init -o "$T/m" --seed 3 --dim 128 --layers 4 --heads 4 --kv-heads 2 --head-dim 32 --ffn 384 >/dev/null 2>&1
+check "init" test -f "$T/m/config.json"
+$HERD serve --port 0 -t 2 -m "$T/m" --parallel 16 -c 2048 2>"$T/log" &
+PIDS+=($!)
+for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\)\/$/\1/p' "$T/log")
+    [ -n "$port" ] && curl -s --max-time 2 "http://127.0.0.1:$port/health" | grep -q ok && break
+    sleep 0.1
+done
+URL="http://127.0.0.1:$port"
+curl -s --max-time 2 "$URL/health" | grep -q ok || { bad "server did not start: $(cat "$T/log")"; echo "cli_serve_batch: $pass passed, $fail failed"; exit 1; }
+
+SYS="You are a careful assistant. Answer in one short sentence, without lists, and never repeat the question back to the user."
+chat() { # chat USER STREAM MAX_TOKENS
+    printf '{"model":"m","messages":[{"role":"system","content":"%s"},{"role":"user","content":"%s"}],"max_tokens":%d,"temperature":0,"stream":%s}' \
+        "$SYS" "$1" "$3" "$2"
+}
+content_of_stream() { grep '^data: {' "$1" | sed 's/^data: //' | jq -j '.choices[0].delta.content // ""'; }
+
+# alone
+C "$URL/v1/chat/completions" -d "$(chat 'What is a fox?' false 24)" | jq -r '.choices[0].message.content' > "$T/alone_plain"
+C -N "$URL/v1/chat/completions" -d "$(chat 'Name a colour.' true 24)" > "$T/alone_sse"
+content_of_stream "$T/alone_sse" > "$T/alone_stream"
+check "alone outputs non-empty" test -s "$T/alone_plain" -a -s "$T/alone_stream"
+reused0=$(metric herd_prompt_tokens_reused_total)
+
+# the same two among 15 concurrent streams with the same system prompt
+cp=()
+for i in $(seq 14); do
+    C -N "$URL/v1/chat/completions" -d "$(chat "Question number $i about the sea?" true $((16 + i)))" > "$T/other$i" &
+    cp+=($!)
+done
+C "$URL/v1/chat/completions" -d "$(chat 'What is a fox?' false 24)" > "$T/among_plain.json" &
+cp+=($!)
+C -N "$URL/v1/chat/completions" -d "$(chat 'Name a colour.' true 24)" > "$T/among_sse" &
+cp+=($!)
+running=0; pages=0
+for _ in $(seq 400); do  # the most sequences running at once, and their pages then
+    r=$(metric herd_running_sequences)
+    [ "${r:-0}" -gt $running ] && running=$r && pages=$(metric herd_kv_pages_in_use)
+    alive=0; for p in "${cp[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.02
+done
+wait "${cp[@]}"
+jq -r '.choices[0].message.content' "$T/among_plain.json" > "$T/among_plain"
+content_of_stream "$T/among_sse" > "$T/among_stream"
+check "non-streamed: alone == among 15 others ($(head -c 60 "$T/alone_plain") | $(head -c 60 "$T/among_plain"))" \
+    cmp -s "$T/alone_plain" "$T/among_plain"
+check "streamed: alone == among 15 others ($(head -c 60 "$T/alone_stream") | $(head -c 60 "$T/among_stream"))" \
+    cmp -s "$T/alone_stream" "$T/among_stream"
+check "sequences ran together (at most $running at once)" test "$running" -ge 8
+n_done=0
+for i in $(seq 14); do grep -q '^data: \[DONE\]' "$T/other$i" && n_done=$((n_done + 1)); done
+check "all 14 other streams completed ($n_done)" test $n_done -eq 14
+
+# the system prompt (about 60 tokens) was computed once, not 16 times
+reused=$(metric herd_prompt_tokens_reused_total)
+check "shared prefix reused by the concurrent requests (reused $reused0 -> $reused)" \
+    test $((reused - reused0)) -ge $((15 * 40))
+total=$(metric herd_kv_pages_total)
+check "KV pages in use reported ($pages of $total while running)" test "${pages:-0}" -ge 1 -a "${pages:-0}" -le "${total:-0}"
+
+# a client that disconnects gives its pages back: a 600-token prompt whose
+# stream is dropped after its first chunk (a random model may end a sequence
+# before the server sees the disconnect: up to 5 tries, each must free its pages
+# when it was cancelled, and keep them (cached prefix) when it finished)
+X=$(printf 'x%.0s' $(seq 600))
+n_cancel=0
+for try in 1 2 3 4 5; do
+    before=$(metric herd_kv_pages_in_use); c0=$(metric herd_requests_cancelled_total)
+    C -N "$URL/v1/completions" -d '{"model":"m","prompt":"'"$X"'","max_tokens":1000,"temperature":1,"seed":'$try',"stream":true}' | head -c 300 > /dev/null
+    for _ in $(seq 100); do [ "$(metric herd_running_sequences)" = 0 ] && break; sleep 0.05; done
+    after=$(metric herd_kv_pages_in_use); c1=$(metric herd_requests_cancelled_total)
+    if [ "$c1" -gt "$c0" ]; then
+        n_cancel=$((n_cancel + 1))
+        check "disconnect frees its pages (try $try: $before -> $after)" test "$after" -le "$before"
+        break
+    fi
+    check "a finished 600-token prompt stays cached (try $try: $before -> $after)" test "$after" -ge $((before + 5))
+done
+check "a disconnect was seen in 5 tries" test $n_cancel -eq 1
+
+kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}"; check "SIGTERM exits 0" test $? -eq 0
+echo "cli_serve_batch: $pass passed, $fail failed"
+[ $fail -eq 0 ]
