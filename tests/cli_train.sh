@@ -46,12 +46,20 @@ $HERD train --init "$T/ma.gguf" --data tests/data/train_ref.tok --out "$T/og" $(
     --no-shuffle --log-json -t 2 >"$T/logg" 2>&1
 check "GGUF start matches torch" cmp_losses "gguf start" "$T/logg" "$F"
 check "loss.svg written" grep -q "<polyline" "$T/oa/loss.svg"
+check "F32 export says torch_dtype float32" grep -q '"torch_dtype": "float32"' "$T/oa/hf/config.json"
 
 # ---- exports load and agree -----------------------------------------------------
 g1=$($HERD generate -m "$T/oa/model.gguf" -p "The miller" -n 12 --temp 0 --ids 2>"$T/gerr")
 g2=$($HERD generate -m "$T/oa/hf" -p "The miller" -n 12 --temp 0 --ids 2>>"$T/gerr")
 check "exported GGUF generates: $(head -c 200 "$T/gerr")" test -n "$g1"
 check "exported GGUF and HF dir agree" test "$g1" = "$g2"
+
+# ---- --from-scratch: same shape, training initialisation (loss near ln V at step 0)
+$HERD train --init "$T/ma" --from-scratch --data tests/data/train_ref.tok --out "$T/os" --batch 2 \
+    --seq 16 --steps 1 --lr 1e-3 --log-json -t 1 >"$T/logs" 2>&1
+s0=$(losses "$T/logs" | head -1); v=$(sed -n 's/.*"vocab_size": \([0-9]*\).*/\1/p' "$T/ma/config.json")
+check "--from-scratch starts near ln V (loss $s0, V $v)" \
+    awk -v a="$s0" -v v="$v" 'BEGIN { exit !(a > 0.9 * log(v) && a < 1.1 * log(v)) }'
 
 # ---- loss goes down on a repetitive file ----------------------------------------
 $HERD train --init "$T/ma" --data tests/data/train_ref.tok --out "$T/od" --batch 4 --seq 32 \

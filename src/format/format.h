@@ -136,6 +136,9 @@ herd_status hf_config_parse(herd_config *c, const char *json, size_t len, const 
 herd_status hf_generation_config_parse(herd_config *c, const char *json, size_t len,
                                        const char *where, herd_error *err);
 herd_status hf_config_write(const herd_config *c, const char *path, herd_error *err);            /* config.json */
+/* The same with torch_dtype given ("float32" for an F32 export; the above says "bfloat16"). */
+herd_status hf_config_write_dtype(const herd_config *c, const char *path, const char *torch_dtype,
+                                  herd_error *err);
 herd_status hf_generation_config_write(const herd_config *c, const char *path, herd_error *err); /* generation_config.json */
 
 /* ---- atomic file writing (fileio.c), shared by the writers above ------------ */

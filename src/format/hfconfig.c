@@ -335,7 +335,13 @@ static herd_status write_text(const text *t, const char *path, herd_error *err) 
 }
 
 herd_status hf_config_write(const herd_config *c, const char *path, herd_error *err) {
-    if (!c || !path) return herd_errf(err, HERD_ERR_ARG, "config writer: missing config or path");
+    return hf_config_write_dtype(c, path, "bfloat16", err);
+}
+
+herd_status hf_config_write_dtype(const herd_config *c, const char *path, const char *torch_dtype,
+                                  herd_error *err) {
+    if (!c || !path || !torch_dtype)
+        return herd_errf(err, HERD_ERR_ARG, "config writer: missing config, path or dtype");
     text t = { .n = 0 };
     char f1[40], f2[40], f3[40];
     put(&t, "{\n  \"architectures\": [\n    \"LlamaForCausalLM\"\n  ],\n");
@@ -361,7 +367,7 @@ herd_status hf_config_write(const herd_config *c, const char *path, herd_error *
     }
     put(&t, "  \"rope_theta\": %s,\n  \"tie_word_embeddings\": %s,\n", fmt_float(f1, c->rope_theta),
         c->tie_embeddings ? "true" : "false");
-    put(&t, "  \"torch_dtype\": \"bfloat16\",\n  \"transformers_version\": \"4.43.0\",\n");
+    put(&t, "  \"torch_dtype\": \"%s\",\n  \"transformers_version\": \"4.43.0\",\n", torch_dtype);
     put(&t, "  \"use_cache\": true,\n  \"vocab_size\": %d\n}\n", c->vocab_size);
     return write_text(&t, path, err);
 }

@@ -80,7 +80,7 @@ herd_status train_export(const train_model *tm, const herd_tokenizer *tok, const
     const herd_config *c = &tm->c;
     herd_status st;
     snprintf(path, sizeof path, "%s/config.json", hf);
-    if ((st = hf_config_write(c, path, err))) return st;
+    if ((st = hf_config_write_dtype(c, path, "float32", err))) return st;
     snprintf(path, sizeof path, "%s/generation_config.json", hf);
     if ((st = hf_generation_config_write(c, path, err))) return st;
     snprintf(path, sizeof path, "%s/tokenizer.model", hf);
