@@ -58,7 +58,12 @@ fuzz:
 	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc $(shell pkg-config --cflags libcjson 2>/dev/null) $$f $(FUZZ_LIB) -lpcre2-8 -lcjson -lm -o build-fuzz/$$n || exit 1; done
 
+# Attention benchmark (bench/attn_bench.c; not part of `make test`): make attn-bench && build/attn_bench
+attn-bench: $(BUILD)/attn_bench
+$(BUILD)/attn_bench: bench/attn_bench.c $(BUILD)/libherd.a
+	$(CC) $(CFLAGS) $< $(BUILD)/libherd.a $(LDFLAGS) $(LDLIBS) -o $@
+
 clean:
 	rm -rf build build-san build-fuzz herd
 
-.PHONY: all test fuzz clean herd-link
+.PHONY: all test fuzz clean herd-link attn-bench

@@ -229,7 +229,7 @@ static void store_value(const kv_pool *p, uint8_t *vt, int pp, const float *x) {
     else quantize_row_q8_0_ref((block_q8_0 *)vt + (size_t)pp * (HS / 32), x, HS);
 }
 
-static void store(const kv_seq *s, int l, int pos0, int T, const float *k, const float *v) {
+void kv_store(const kv_seq *s, int l, int pos0, int T, const float *k, const float *v) {
     const kv_pool *p = s->pool;
     const int KVD = p->NKV * p->HS;
     assert(l >= 0 && l < p->n_layers && pos0 >= 0 && pos0 + T <= s->n_pos);
@@ -251,7 +251,7 @@ size_t kv_attend_scratch_size(int T, int NH, int HS) { return attention_paged_sc
 void kv_attend(const kv_seq *s, int l, int pos0, int T, const float *q, const float *k,
                const float *v, float *out, int NH, float *scratch) {
     const kv_pool *p = s->pool;
-    store(s, l, pos0, T, k, v);
+    kv_store(s, l, pos0, T, k, v);
     const attn_paged_kv kv = {
         .type = p->type, .NKV = p->NKV, .HS = p->HS, .base = p->data, .page_bytes = p->page_bytes,
         .layer_off = (size_t)l * 2 * p->NKV * p->tile_bytes, .tile_bytes = p->tile_bytes,
@@ -279,7 +279,7 @@ static float load_elem(const kv_seq *s, int l, int kv, int pos, int g, int d) {
 void kv_attend_ref(const kv_seq *s, int l, int pos0, int T, const float *q, const float *k,
                    const float *v, float *out, int NH) {
     const kv_pool *p = s->pool;
-    store(s, l, pos0, T, k, v);
+    kv_store(s, l, pos0, T, k, v);
     const int S = pos0 + T, NKV = p->NKV, HS = p->HS;
     float *kc = malloc((size_t)S * NKV * HS * sizeof(float));
     float *vc = malloc((size_t)S * NKV * HS * sizeof(float));

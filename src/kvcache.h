@@ -69,6 +69,8 @@ herd_status kv_seq_share_prefix(kv_seq *dst, const kv_seq *src, int n_pos, herd_
  * on T or on which other rows are in the call (batch invariance).
  * scratch: kv_attend_scratch_size(T, NH, HS) floats. */
 size_t kv_attend_scratch_size(int T, int NH, int HS);
+/* Only the store half of kv_attend (benchmarks fill a long cache with it). */
+void kv_store(const kv_seq *s, int l, int pos0, int T, const float *k, const float *v);
 void kv_attend(const kv_seq *s, int l, int pos0, int T, const float *q, const float *k,
                const float *v, float *out, int NH, float *scratch);
 /* The plain reference: the same result computed by dequantizing the pages to f32

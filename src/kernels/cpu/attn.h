@@ -36,6 +36,6 @@ static inline int attn_type_index(int type) {
     return type == HERD_F16 ? 1 : type == HERD_Q8_0 ? 2 : 0;
 }
 
-extern const attn_isa attn_isa_scalar, attn_isa_avx2;
+extern const attn_isa attn_isa_scalar, attn_isa_avx2, attn_isa_avx512;
 
 #endif

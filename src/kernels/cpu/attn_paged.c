@@ -19,6 +19,7 @@
 
 static const attn_isa *attn_pick(int type, int HS) {
     const int isa = herd_cpu_isa();
+    if (isa >= HERD_ISA_AVX512 && attn_isa_avx512.supports(type, HS)) return &attn_isa_avx512;
     if (isa >= HERD_ISA_AVX2 && attn_isa_avx2.supports(type, HS)) return &attn_isa_avx2;
     return &attn_isa_scalar;
 }
@@ -52,6 +53,14 @@ void attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv
         for (int j = 0; j < n_pages; j++) {
             const uint8_t *pg = kv->base + (size_t)(kv->pages[j] - 1) * kv->page_bytes + kv->layer_off;
             const uint8_t *kt = pg + (size_t)g * kv->tile_bytes, *vt = pg + (size_t)(NKV + g) * kv->tile_bytes;
+            if (j + 1 < n_pages) { /* the next page's tiles are elsewhere in memory: fetch them now */
+                const uint8_t *nx = kv->base + (size_t)(kv->pages[j + 1] - 1) * kv->page_bytes + kv->layer_off;
+                const uint8_t *nk = nx + (size_t)g * kv->tile_bytes, *nv = nx + (size_t)(NKV + g) * kv->tile_bytes;
+                for (size_t b = 0; b < kv->tile_bytes; b += 64) {
+                    __builtin_prefetch(nk + b);
+                    __builtin_prefetch(nv + b);
+                }
+            }
             for (int t = t0; t < t1; t++) {
                 int nk = pos0 + t + 1 - j * ATTN_PAGE; /* keys of this page row t sees */
                 if (nk <= 0) continue;
