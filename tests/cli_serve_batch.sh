@@ -14,7 +14,7 @@ pass=0; fail=0
 ok()   { pass=$((pass+1)); }
 bad()  { fail=$((fail+1)); echo "cli_serve_batch: FAILED: $*" >&2; }
 check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
-C()    { curl -s --max-time 40 "$@"; }
+C()    { curl -s --max-time 120 "$@"; }  # generous: sanitizer builds on a busy machine
 metric() { C "$URL/metrics" | sed -n "s/^$1 //p"; }
 
 $HERD init -o "$T/m" --seed 3 --dim 128 --layers 4 --heads 4 --kv-heads 2 --head-dim 32 --ffn 384 >/dev/null 2>&1
@@ -101,5 +101,28 @@ done
 check "a disconnect was seen in 5 tries" test $n_cancel -eq 1
 
 kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}"; check "SIGTERM exits 0" test $? -eq 0
+
+# a pool too small for two long prompts at once: one fails with a message, the
+# other completes, the server stays up
+$HERD serve --port 0 -t 2 -m "$T/m" --parallel 2 -c 512 --kv-pages 6 2>"$T/log2" &
+PIDS+=($!)
+for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\)\/$/\1/p' "$T/log2")
+    [ -n "$port" ] && curl -s --max-time 2 "http://127.0.0.1:$port/health" | grep -q ok && break
+    sleep 0.1
+done
+URL="http://127.0.0.1:$port"
+Y=$(printf 'y%.0s' $(seq 300))
+C "$URL/v1/completions" -d '{"model":"m","prompt":"a'"$Y"'","max_tokens":8,"temperature":0}' > "$T/full1" &
+p1=$!
+C "$URL/v1/completions" -d '{"model":"m","prompt":"b'"$Y"'","max_tokens":8,"temperature":0}' > "$T/full2" &
+p2=$!
+wait $p1 $p2
+check "KV full: one request fails with a message" bash -c "cat $T/full1 $T/full2 | grep -q 'KV cache is full'"
+check "KV full: the other completes" bash -c "cat $T/full1 $T/full2 | grep -q '\"object\":\"text_completion\"'"
+check "KV full: server still healthy" bash -c "curl -s --max-time 5 $URL/health | grep -q ok"
+C "$URL/v1/completions" -d '{"model":"m","prompt":"c'"$Y"'","max_tokens":4,"temperature":0}' > "$T/full3"
+check "KV full: idle caches give way to a new long prompt" grep -q '"object":"text_completion"' "$T/full3"
+kill -TERM "${PIDS[1]}"; wait "${PIDS[1]}"; check "SIGTERM exits 0 (small pool)" test $? -eq 0
 echo "cli_serve_batch: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1,28 +1,35 @@
 /* sched.c - the request queue and the scheduler thread: continuous batching over
- * --parallel slots, each slot one herd_session with its own -c context.
+ * --parallel slots, each slot one herd_session with its own -c context, all on one
+ * paged KV pool (herd_kv_pool).
  *
  * One step:
- *   1. drop cancelled sequences (client gone) and free their slots;
- *   2. admit queued requests into free slots, picking the free slot whose cached
- *      tokens share the longest prefix with the prompt (herd_session_rewind to it,
- *      so a common system prompt is not recomputed);
+ *   1. drop cancelled sequences (client gone), free their slots and pages;
+ *   2. admit queued requests into free slots; the prompt's longest prefix cached
+ *      in ANY slot (running or idle) is not recomputed: a free slot's own cache is
+ *      rewound to it, or another slot's pages are shared (herd_session_share_prefix),
+ *      so a system prompt common to many requests is computed once;
  *   3. one herd_session_eval_batch over every running slot: the next token of each
- *      decoding sequence and a chunk (<= PREFILL_CHUNK, <= PREFILL_BUDGET in all)
- *      of each prompt still being prefilled, so long prompts do not stall others;
+ *      decoding sequence and a chunk (<= PREFILL_CHUNK, <= PREFILL_BUDGET in all,
+ *      the budget going round the slots) of each prompt still being prefilled, so
+ *      long prompts do not stall the others; out of KV pages, idle slots' cached
+ *      prefixes are dropped, then the sequence with the most prompt left fails;
  *   4. sample each sequence that has logits for a new token, stream its text,
  *      finish it on an end id, a stop string, max_tokens or a full context.
  *
  * Invariants:
- *   - Only this thread touches the model, the sessions and the slots.
+ *   - Only this thread touches the model, the pool, the sessions and the slots.
  *   - slot.cache[0 .. n_cache) are exactly the tokens in the session's KV
- *     (n_cache == herd_session_pos). They stay after a request ends, for reuse.
+ *     (n_cache == herd_session_pos). They stay after a request ends, for reuse,
+ *     except after a cancel (pages returned at once).
  *   - A slot with r != NULL holds one scheduler reference to r, released once
  *     the response is complete (req_emit(..., done = 1)).
  * Sampling: frequency/presence penalties are applied here to a copy of the logits
  * (OpenAI's definition, over this request's generated tokens), then
  * herd_sampler_sample does temperature / top-p / seed (temperature 0: argmax).
- * logprobs are log-softmax of the model's raw logits.
- * Not here: HTTP, JSON (api.c), a paged KV cache shared between slots.
+ * logprobs are log-softmax of the model's raw logits. The batched forward is
+ * batch invariant, so at temperature 0 a request's output does not depend on
+ * what else runs.
+ * Not here: HTTP, JSON (api.c), the KV pages themselves (src/kvcache.c).
  */
 #define _GNU_SOURCE /* memmem */
 #include "server/server.h"
@@ -57,6 +64,7 @@ struct srv_sched {
     int n_slots, n_ctx, V, queue_max;
     slot *slots;
     herd_kv_pool *pool;      /* the KV pages of every slot */
+    int rr;                  /* slot that gets the prefill budget first */
     pthread_t th;
     int started;
     pthread_mutex_t mu;      /* queue, draining */
@@ -387,7 +395,9 @@ static void step(srv_sched *s) {
     herd_session *ss[s->n_slots];
     const int32_t *ids[s->n_slots];
     int n_ids[s->n_slots], who[s->n_slots], n = 0, budget = PREFILL_BUDGET;
-    for (int i = 0; i < s->n_slots; i++) {
+    s->rr = (s->rr + 1) % s->n_slots; /* the prefill budget goes round the slots */
+    for (int ii = 0; ii < s->n_slots; ii++) {
+        int i = (s->rr + ii) % s->n_slots;
         slot *sl = &s->slots[i];
         if (!sl->r) continue;
         if (sl->decoding) {
@@ -407,7 +417,37 @@ static void step(srv_sched *s) {
     }
     if (!n) return;
     herd_error err;
-    if (herd_session_eval_batch(ss, ids, n_ids, n, &err)) {
+    herd_status st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
+    if (st == HERD_ERR_NOMEM) { /* out of KV pages: drop the prefixes idle slots keep */
+        for (int i = 0; i < s->n_slots; i++)
+            if (!s->slots[i].r && s->slots[i].n_cache) {
+                herd_session_reset(s->slots[i].s);
+                s->slots[i].n_cache = 0;
+            }
+        st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
+    }
+    while (st == HERD_ERR_NOMEM && n > 1) {
+        /* still out: fail the sequence with the most prompt left (the newest work),
+         * which frees its pages; a failed batch changed no session */
+        int victim = 0, most = -1;
+        for (int j = 0; j < n; j++) {
+            const slot *sl = &s->slots[who[j]];
+            int left = sl->decoding ? 0 : sl->r->n_prompt - sl->n_done;
+            if (left > most) victim = j, most = left;
+        }
+        slot *sl = &s->slots[who[victim]];
+        herd_session_reset(sl->s);
+        sl->n_cache = 0;
+        char msg[1200];
+        snprintf(msg, sizeof msg, "the KV cache is full (%d pages of %d positions, shared by every "
+                 "sequence): retry later, or start the server with more --kv-pages (%s)",
+                 herd_kv_pool_pages_total(s->pool), herd_kv_page_size(), err.msg);
+        fail_slot(s, sl, msg);
+        n--;
+        ss[victim] = ss[n], ids[victim] = ids[n], n_ids[victim] = n_ids[n], who[victim] = who[n];
+        st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
+    }
+    if (st) {
         /* a failed batch leaves the sessions' state unknown: reset them */
         for (int j = 0; j < n; j++) {
             slot *sl = &s->slots[who[j]];
