@@ -5,7 +5,11 @@
  *   decode: the matmuls of one Llama 3.2 1B token (16 layers of q k v o gate up
  *           down + the 128256-row output), weights in memory, as tokens/s: the
  *           kernel-only ceiling of herd's decode, to hold against llama.cpp's tg.
- * Usage: bench_kernels [types...] (default F32 F16 BF16 Q8_0 Q4_0); OMP_NUM_THREADS.
+ * Usage: bench_kernels [types...] (default F32 F16 BF16 Q8_0 Q4_0; also Q4_K Q5_K
+ * Q6_K); OMP_NUM_THREADS. Besides wall time it prints the process CPU time per
+ * call (cpu us): on a shared machine, with 1 thread, that is the kernel's cost
+ * with the waits for other processes left out.
+ * Build: cc -O2 -fopenmp -Iinclude -Isrc bench/bench_kernels.c build/libherd.a -lm -o /tmp/bk
  */
 #include <omp.h>
 #include <stdio.h>
@@ -20,6 +24,12 @@
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -40,6 +50,9 @@ static void *make_rows(int type, int64_t oc, int64_t ic, herd_rng *rng) {
         }
         if (type == HERD_Q8_0) quantize_row_q8_0_ref((block_q8_0 *)row, f, ic);
         if (type == HERD_Q4_0) quantize_row_q4_0_ref((block_q4_0 *)row, f, ic);
+        if (type == HERD_Q4_K) quantize_row_q4_K_ref((block_q4_K *)row, f, ic);
+        if (type == HERD_Q5_K) quantize_row_q5_K_ref((block_q5_K *)row, f, ic);
+        if (type == HERD_Q6_K) quantize_row_q6_K_ref((block_q6_K *)row, f, ic);
     }
     free(f);
     return w;
@@ -57,15 +70,15 @@ static void bench_shape(int type, int64_t oc, int64_t ic, int T, herd_rng *rng) 
     for (size_t i = 0; i < (size_t)T * ic; i++) x[i] = (float)herd_rng_normal(rng);
     for (int c = 0; c < n_copies; c++) matmul_forward(out, x, &w[c], T, scratch); /* warm */
     int iters = 0;
-    double t0 = now(), el;
+    double t0 = now(), c0 = cpu_now(), el;
     do {
         matmul_forward(out, x, &w[iters % n_copies], T, scratch);
         iters++;
         el = now() - t0;
     } while (el < 0.5 || iters < 3);
-    const double per = el / iters;
-    printf("%-5s %-6s %5lld x %-5lld T %-4d %8.1f us  %6.1f GB/s  %7.1f GFLOP/s\n", herd_type_name(type),
-           herd_cpu_matmul_path(type), (long long)oc, (long long)ic, T, per * 1e6, bytes / per * 1e-9,
+    const double per = el / iters, cpu = (cpu_now() - c0) / iters;
+    printf("%-5s %-6s %5lld x %-5lld T %-4d %8.1f us (cpu %8.1f us)  %6.1f GB/s  %7.1f GFLOP/s\n", herd_type_name(type),
+           herd_cpu_matmul_path(type), (long long)oc, (long long)ic, T, per * 1e6, cpu * 1e6, bytes / per * 1e-9,
            2.0 * oc * ic * T / per * 1e-9);
     free(scratch); free(x); free(out); free(data); free(w);
 }
@@ -88,26 +101,27 @@ static void bench_decode(int type, herd_rng *rng) {
     float *x = calloc(8192, 4), *out = calloc(128256, 4);
     void *scratch = aligned_alloc(64, (matmul_scratch_size(type, 1, 8192) + 63) & ~(size_t)63);
     for (int i = 0; i < 8192; i++) x[i] = (float)herd_rng_normal(rng);
-    double best = 1e9;
+    double best = 1e9, best_cpu = 1e9;
     for (int rep = 0; rep < 6; rep++) {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         for (int i = 0; i < L * 7 + 1; i++) matmul_forward(out, x, &w[i], 1, scratch);
-        double el = now() - t0;
+        double el = now() - t0, cpu = cpu_now() - c0;
         if (rep > 0 && el < best) best = el;
+        if (rep > 0 && cpu < best_cpu) best_cpu = cpu;
     }
-    printf("decode %-5s %-6s %.3f GB/token  %7.2f ms  %6.2f tok/s  %5.1f GB/s\n", herd_type_name(type),
-           herd_cpu_matmul_path(type), total * 1e-9, best * 1e3, 1.0 / best, total / best * 1e-9);
+    printf("decode %-5s %-6s %.3f GB/token  %7.2f ms (cpu %7.2f ms)  %6.2f tok/s  %5.1f GB/s\n", herd_type_name(type),
+           herd_cpu_matmul_path(type), total * 1e-9, best * 1e3, best_cpu * 1e3, 1.0 / best, total / best * 1e-9);
     for (int i = 0; i < L * 7 + 1; i++) free((void *)w[i].data);
     free(x); free(out); free(scratch);
 }
 
 int main(int argc, char **argv) {
-    static const char *names[] = { "F32", "F16", "BF16", "Q8_0", "Q4_0" };
-    static const int ids[] = { HERD_F32, HERD_F16, HERD_BF16, HERD_Q8_0, HERD_Q4_0 };
-    int types[5], nt = 0, decode_only = 0;
+    static const char *names[] = { "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K" };
+    static const int ids[] = { HERD_F32, HERD_F16, HERD_BF16, HERD_Q8_0, HERD_Q4_0, HERD_Q4_K, HERD_Q5_K, HERD_Q6_K };
+    int types[16], nt = 0, decode_only = 0;
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--decode")) { decode_only = 1; continue; }
-        for (int k = 0; k < 5; k++) if (!strcmp(argv[a], names[k])) types[nt++] = ids[k];
+        for (int k = 0; k < 8 && nt < 16; k++) if (!strcmp(argv[a], names[k])) types[nt++] = ids[k];
     }
     if (!nt) for (int k = 0; k < 5; k++) types[nt++] = ids[k];
     herd_rng rng;
