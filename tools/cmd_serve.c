@@ -10,7 +10,7 @@
 
 static const char *HELP_SERVE =
     "usage: herd serve -m MODEL [--host 127.0.0.1] [--port 8080] [--api-key KEY]\n"
-    "                  [--parallel N] [-c CTX] [-t THREADS] [--kv-pages N] [--kv-type T]\n"
+    "                  [--parallel N] [-c CTX] [-t THREADS] [--kv-pages N] [--kv T]\n"
     "OpenAI-compatible HTTP server: POST /v1/chat/completions, POST /v1/completions\n"
     "(streaming with stream: true), GET /v1/models, GET /health, GET /metrics, and a\n"
     "chat page at GET /. SIGINT or SIGTERM finishes in-flight requests and exits 0.\n"
@@ -24,7 +24,7 @@ static const char *HELP_SERVE =
     "  --kv-pages N      pages of 64 positions in the KV pool all sequences share\n"
     "                    (default: enough for every slot to fill its context); a\n"
     "                    prompt prefix cached in any slot is shared, not recomputed\n"
-    "  --kv-type T       KV cache elements: F32 (default), F16 or Q8_0\n"
+    "  --kv T            KV cache elements: f16 (default), f32 or q8_0 (--kv-type too)\n"
     "  -t THREADS        threads for the forward pass (default: all cores)\n"
     "  --queue N         requests waiting for a slot before 429 (default 64)\n"
     "  --max-body BYTES  request bodies above this get 413 (default 1048576)\n";
@@ -56,6 +56,7 @@ int cmd_serve(int argc, char **argv) {
     p.n_parallel = 4;
     p.queue_max = 64;
     p.max_body = 1 << 20;
+    p.kv_type = HERD_F16; /* the CLI's default, as generate / chat / bench */
     p.api_key = getenv("HERD_API_KEY");
     if (p.api_key && !*p.api_key) p.api_key = NULL;
     for (int i = 1; i < argc; i++) {
@@ -64,7 +65,7 @@ int cmd_serve(int argc, char **argv) {
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) { fputs(HELP_SERVE, stdout); return 0; }
         int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") ||
                     !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
-                    !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type");
+                    !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type") || !strcmp(s, "--kv");
         if (!takes) return usage(s[0] == '-' ? "unknown flag '%s'" : "unexpected argument '%s'", s);
         if (!v) return usage("%s needs a value", s);
         i++;
@@ -76,11 +77,11 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(s, "-c")) { if (parse_int(s, v, 2, 1 << 22, &x)) return 2; p.n_ctx = (int)x; }
         else if (!strcmp(s, "-t")) { if (parse_int(s, v, 1, 1024, &x)) return 2; p.n_threads = (int)x; }
         else if (!strcmp(s, "--kv-pages")) { if (parse_int(s, v, 1, 1 << 24, &x)) return 2; p.kv_pages = (int)x; }
-        else if (!strcmp(s, "--kv-type")) {
+        else if (!strcmp(s, "--kv-type") || !strcmp(s, "--kv")) {
             if (!strcmp(v, "F32") || !strcmp(v, "f32")) p.kv_type = HERD_F32;
             else if (!strcmp(v, "F16") || !strcmp(v, "f16")) p.kv_type = HERD_F16;
             else if (!strcmp(v, "Q8_0") || !strcmp(v, "q8_0")) p.kv_type = HERD_Q8_0;
-            else return usage("--kv-type expects F32, F16 or Q8_0, got '%s'", v);
+            else return usage("--kv expects f32, f16 or q8_0, got '%s'", v);
         }
         else if (!strcmp(s, "--queue")) { if (parse_int(s, v, 0, 1 << 20, &x)) return 2; p.queue_max = (int)x; }
         else { if (parse_int(s, v, 1024, 1L << 30, &x)) return 2; p.max_body = (size_t)x; }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -183,9 +184,22 @@ static int cmd_tokenize(int argc, char **argv) {
 
 /* ---- generation shared by generate and chat ------------------------------- */
 
+/* --kv f32|f16|q8_0: the KV cache's element type. The CLI's default is F16 (half
+ * the memory and cache traffic of F32; outputs compared bit for bit with recorded
+ * f32-KV references pass --kv f32). */
+#define KV_DEFAULT HERD_F16
+static int parse_kv(args *a, const char *flag, const char *v) {
+    if (!strcasecmp(v, "f32")) return HERD_F32;
+    if (!strcasecmp(v, "f16")) return HERD_F16;
+    if (!strcasecmp(v, "q8_0")) return HERD_Q8_0;
+    usage_error(a->cmd, "%s expects f32, f16 or q8_0, got '%s'", flag, v);
+    return HERD_F32;
+}
+#define HELP_KV "  --kv TYPE           KV cache type: f16 (default), f32 or q8_0\n"
+
 typedef struct {
     const char *model;
-    int n_predict, n_threads, n_ctx;
+    int n_predict, n_threads, n_ctx, kv_type;
     herd_sampler_params sp;
     int temp_set, top_p_set, top_k_set;
 } gen_opts;
@@ -194,6 +208,7 @@ static void gen_defaults(gen_opts *o) {
     memset(o, 0, sizeof *o);
     o->model = DEFAULT_MODEL;
     o->n_predict = 128;
+    o->kv_type = KV_DEFAULT;
     o->sp = herd_sampler_default_params();
     o->sp.seed = (uint64_t)time(NULL);
 }
@@ -205,6 +220,7 @@ static int gen_flag(args *a, gen_opts *o) {
     else if (!strcmp(s, "-n")) o->n_predict = (int)parse_long(a, s, next_value(a, s), 0, 1 << 24);
     else if (!strcmp(s, "-t")) o->n_threads = (int)parse_long(a, s, next_value(a, s), 1, 1024);
     else if (!strcmp(s, "-c")) o->n_ctx = (int)parse_long(a, s, next_value(a, s), 1, 1 << 22);
+    else if (!strcmp(s, "--kv")) o->kv_type = parse_kv(a, s, next_value(a, s));
     else if (!strcmp(s, "--temp")) { o->sp.temperature = (float)parse_double(a, s, next_value(a, s), 0, 100); o->temp_set = 1; }
     else if (!strcmp(s, "--top-k")) { o->sp.top_k = (int)parse_long(a, s, next_value(a, s), 0, 1 << 24); o->top_k_set = 1; }
     else if (!strcmp(s, "--top-p")) { o->sp.top_p = (float)parse_double(a, s, next_value(a, s), 1e-9, 1); o->top_p_set = 1; }
@@ -279,6 +295,7 @@ static const char *HELP_GENERATE =
     "  --seed S            sampling seed (default: time)\n"
     "  -t THREADS          threads (default: all cores)\n"
     "  -c CTX              context size (default min(model maximum, 8192))\n"
+    HELP_KV
     "  --ids               print the generated ids (one line) instead of text\n";
 
 static int cmd_generate(int argc, char **argv) {
@@ -311,6 +328,7 @@ static int cmd_generate(int argc, char **argv) {
     herd_session_params sp = herd_session_default_params();
     sp.n_ctx = o.n_ctx;
     sp.n_threads = o.n_threads;
+    sp.kv_type = o.kv_type;
     herd_session *s;
     if (herd_session_new(&s, m, sp, &err)) die("%s", err.msg);
     if (n > (size_t)herd_session_n_ctx(s))
@@ -341,6 +359,7 @@ static const char *HELP_PERPLEXITY =
     "  -f FILE           text, split into windows of CTX tokens, each starting with BOS\n"
     "  -c CTX            window size for -f (default 512)\n"
     "  -t THREADS        threads (default: all cores)\n"
+    "  --kv TYPE         KV cache type: f16 (default), f32 or q8_0\n"
     "The last lines are 'nll: X' and 'ppl: Y'.\n";
 
 /* nll of ids[1..n-1] in one window, evaluated from position 0. */
@@ -366,7 +385,7 @@ static double window_nll(herd_session *s, const herd_model *m, const int32_t *id
 static int cmd_perplexity(int argc, char **argv) {
     args a = { "perplexity", argc, 0, argv };
     const char *model = DEFAULT_MODEL, *prompt_ids = NULL, *file = NULL;
-    int n_ctx = 512, n_threads = 0;
+    int n_ctx = 512, n_threads = 0, kv_type = KV_DEFAULT;
     for (a.i = 1; a.i < argc; a.i++) {
         const char *s = argv[a.i];
         if (is_help(s)) { fputs(HELP_PERPLEXITY, stdout); return 0; }
@@ -375,6 +394,7 @@ static int cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(s, "-f")) file = next_value(&a, s);
         else if (!strcmp(s, "-c")) n_ctx = (int)parse_long(&a, s, next_value(&a, s), 2, 1 << 22);
         else if (!strcmp(s, "-t")) n_threads = (int)parse_long(&a, s, next_value(&a, s), 1, 1024);
+        else if (!strcmp(s, "--kv")) kv_type = parse_kv(&a, s, next_value(&a, s));
         else usage_error(a.cmd, "unknown argument '%s'", s);
     }
     if (!prompt_ids == !file) usage_error(a.cmd, "give exactly one of --prompt-ids or -f FILE");
@@ -395,6 +415,7 @@ static int cmd_perplexity(int argc, char **argv) {
     herd_session_params sp = herd_session_default_params();
     sp.n_ctx = n_ctx;
     sp.n_threads = n_threads;
+    sp.kv_type = kv_type;
     herd_session *s;
     if (herd_session_new(&s, m, sp, &err)) die("%s", err.msg);
     size_t V = (size_t)herd_model_config(m)->vocab_size;
@@ -436,7 +457,7 @@ static const char *HELP_CHAT =
     "  -s SYSTEM     system prompt\n"
     "  -p MESSAGE    one user message\n"
     "  -n N          max tokens per reply (default 512)\n"
-    "  other options as 'herd generate' (--temp, --top-p, --top-k, --min-p, --seed, -t, -c)\n";
+    "  other options as 'herd generate' (--temp, --top-p, --top-k, --min-p, --seed, -t, -c, --kv)\n";
 
 static int cmd_chat(int argc, char **argv) {
     args a = { "chat", argc, 0, argv };
@@ -459,6 +480,7 @@ static int cmd_chat(int argc, char **argv) {
     herd_session_params sp = herd_session_default_params();
     sp.n_ctx = o.n_ctx;
     sp.n_threads = o.n_threads;
+    sp.kv_type = o.kv_type;
     herd_session *s;
     if (herd_session_new(&s, m, sp, &err)) die("%s", err.msg);
     herd_sampler *smp;
@@ -578,16 +600,17 @@ static double median(double *v, int n) {
 }
 
 static const char *HELP_BENCH =
-    "usage: herd bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]\n"
+    "usage: herd bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--kv TYPE] [--json]\n"
     "Prompt processing (pp: P tokens in one batch from an empty cache) and generation\n"
     "(tg: N tokens one at a time from an empty cache) in tokens/s, median of REPS (5),\n"
     "after one warm-up, as llama-bench measures them. -p 0 or -n 0 skips that test.\n"
+    "--kv f16 (default), f32 or q8_0: the KV cache type.\n"
     "With --json the last line is one JSON object with pp_tokens_per_s and tg_tokens_per_s.\n";
 
 static int cmd_bench(int argc, char **argv) {
     args a = { "bench", argc, 0, argv };
     const char *model = DEFAULT_MODEL;
-    int pp = 512, tg = 128, threads = 0, reps = 5, json = 0;
+    int pp = 512, tg = 128, threads = 0, reps = 5, json = 0, kv_type = KV_DEFAULT;
     for (a.i = 1; a.i < argc; a.i++) {
         const char *s = argv[a.i];
         if (is_help(s)) { fputs(HELP_BENCH, stdout); return 0; }
@@ -597,6 +620,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(s, "-t")) threads = (int)parse_long(&a, s, next_value(&a, s), 1, 1024);
         else if (!strcmp(s, "-r")) reps = (int)parse_long(&a, s, next_value(&a, s), 1, 1000);
         else if (!strcmp(s, "--json")) json = 1;
+        else if (!strcmp(s, "--kv")) kv_type = parse_kv(&a, s, next_value(&a, s));
         else usage_error(a.cmd, "unknown argument '%s'", s);
     }
     herd_model *m = load_model(model);
@@ -604,6 +628,7 @@ static int cmd_bench(int argc, char **argv) {
     herd_session_params sp = herd_session_default_params();
     sp.n_ctx = (pp > tg ? pp : tg) + 1;
     sp.n_threads = threads;
+    sp.kv_type = kv_type;
     herd_session *s;
     if (herd_session_new(&s, m, sp, &err)) die("%s", err.msg);
     int V = herd_model_config(m)->vocab_size, n = pp > tg ? pp : tg;
