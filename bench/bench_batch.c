@@ -1,0 +1,70 @@
+/* bench_batch.c - the batched forward alone (no HTTP): decode steps of B = 1, 2, 4,
+ * 8, 16 sequences in one herd_session_eval_batch, interleaved across B, reporting
+ * the median ms per step, aggregate tok/s and the ratio to B = 1.
+ *
+ *   cc -O2 -fopenmp -Iinclude bench/bench_batch.c build/libherd.a -lpcre2-8 -lcjson \
+ *      -lmicrohttpd -lm -lpthread -o build/bench_batch
+ *   build/bench_batch MODEL.gguf [THREADS] [REPS]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "herd.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "usage: bench_batch MODEL [THREADS] [REPS]\n"); return 2; }
+    int threads = argc > 2 ? atoi(argv[2]) : 0, reps = argc > 3 ? atoi(argv[3]) : 5;
+    herd_error err;
+    herd_model *m;
+    if (herd_model_load(&m, argv[1], &err)) { fprintf(stderr, "herd: %s\n", err.msg); return 1; }
+    enum { NS = 16, NB = 5, PROMPT = 32 };
+    const int Bs[NB] = { 1, 2, 4, 8, 16 };
+    herd_session_params sp = herd_session_default_params();
+    sp.n_ctx = 512;
+    sp.n_threads = threads;
+    herd_kv_pool *pool;
+    if (herd_kv_pool_new(&pool, m, sp, NS, 0, &err)) { fprintf(stderr, "herd: %s\n", err.msg); return 1; }
+    herd_session *s[NS];
+    int32_t prompt[PROMPT], tok[NS];
+    for (int i = 0; i < PROMPT; i++) prompt[i] = 1000 + 37 * i;
+    for (int j = 0; j < NS; j++) {
+        if (herd_session_new_on_pool(&s[j], pool, &err)) { fprintf(stderr, "herd: %s\n", err.msg); return 1; }
+        tok[j] = 500 + j;
+    }
+    /* the same prompt for everyone: prefill once, share the rest */
+    herd_session_eval(s[0], prompt, PROMPT, NULL, &err);
+    for (int j = 1; j < NS; j++) herd_session_share_prefix(s[j], s[0], PROMPT, &err);
+    const int32_t *ids[NS];
+    int n[NS];
+    for (int j = 0; j < NS; j++) ids[j] = &tok[j], n[j] = 1;
+    double t[NB][64];
+    for (int r = 0; r < reps && r < 64; r++)
+        for (int b = 0; b < NB; b++) {
+            double t0 = now();
+            if (herd_session_eval_batch(s, ids, n, Bs[b], &err)) { fprintf(stderr, "herd: %s\n", err.msg); return 1; }
+            t[b][r] = now() - t0;
+        }
+    printf("%6s %12s %10s %8s\n", "batch", "ms/step", "tok/s", "x B=1");
+    double base = 0;
+    for (int b = 0; b < NB; b++) {
+        qsort(t[b], (size_t)reps, sizeof(double), cmp);
+        double med = t[b][reps / 2], tps = Bs[b] / med;
+        if (b == 0) base = tps;
+        printf("%6d %12.1f %10.2f %8.2f\n", Bs[b], med * 1e3, tps, tps / base);
+    }
+    for (int j = 0; j < NS; j++) herd_session_free(s[j]);
+    herd_kv_pool_free(pool);
+    herd_model_free(m);
+    return 0;
+}

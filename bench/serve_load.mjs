@@ -1,0 +1,80 @@
+// bench/serve_load.mjs - a load client for `herd serve`: N concurrent clients,
+// each sending streaming /v1/completions requests back to back, measuring time to
+// first token (first content chunk) per request and generated tokens (usage).
+// Prompts share a common prefix of PROMPT_WORDS words (a system prompt) and end
+// with the request's number. Prints one JSON line: {conc, requests, tokens, wall_s,
+// tok_s, ttft_median_ms, ttft_p99_ms (every request), ttft_steady_median_ms,
+// ttft_steady_p99_ms (each client's later requests: they arrive while the other
+// clients decode), errors}. Node 18+ (built-in fetch); no dependencies.
+//
+//   node bench/serve_load.mjs URL CONC REQUESTS MAX_TOKENS [PROMPT_WORDS]
+// REQUESTS is the total over all clients.
+const [url, conc = '1', total = '4', maxTokens = '32', promptWords = '40'] = process.argv.slice(2);
+if (!url) {
+    console.error('usage: node bench/serve_load.mjs URL CONC REQUESTS MAX_TOKENS [PROMPT_WORDS]');
+    process.exit(2);
+}
+const words = 'the of and to in is was for on with as by at from that this which river stone light'.split(' ');
+
+function prompt(i) { // a common prefix of PROMPT_WORDS words, then the request's own tail
+    let s = 'Context:';
+    for (let k = 0; k < +promptWords; k++) s += ' ' + words[(k * 13) % words.length];
+    return s + `. Request ${i}, part ${i * 7 % 11}:`;
+}
+
+const model = (await (await fetch(url + '/v1/models')).json()).data[0].id;
+
+async function one(i) {
+    const t0 = performance.now();
+    const res = await fetch(url + '/v1/completions', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ model, prompt: prompt(i), max_tokens: +maxTokens, temperature: 0,
+                               stream: true, stream_options: { include_usage: true } }),
+        signal: AbortSignal.timeout(600000),
+    });
+    if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+    let ttft = -1, tokens = 0, buf = '';
+    const dec = new TextDecoder();
+    for await (const chunk of res.body) {
+        buf += dec.decode(chunk, { stream: true });
+        let nl;
+        while ((nl = buf.indexOf('\n\n')) >= 0) {
+            const ev = buf.slice(0, nl);
+            buf = buf.slice(nl + 2);
+            if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
+            const j = JSON.parse(ev.slice(6));
+            if (ttft < 0 && j.choices && j.choices.length) ttft = performance.now() - t0;
+            if (j.usage) tokens = j.usage.completion_tokens;
+        }
+    }
+    return { ttft, tokens };
+}
+
+const ttfts = [], steady = [];
+let tokens = 0, errors = 0, next = 0;
+const t0 = performance.now();
+async function client() {
+    for (let first = true; next < +total; first = false) {
+        const i = next++;
+        try {
+            const r = await one(i);
+            if (r.ttft >= 0) ttfts.push(r.ttft);
+            if (r.ttft >= 0 && !first) steady.push(r.ttft);
+            tokens += r.tokens;
+        } catch (e) {
+            errors++;
+            if (errors <= 3) console.error('serve_load:', e.message);
+        }
+    }
+}
+await Promise.all(Array.from({ length: +conc }, client));
+const wall = (performance.now() - t0) / 1000;
+ttfts.sort((a, b) => a - b);
+steady.sort((a, b) => a - b);
+const qq = (v, p) => v.length ? v[Math.min(v.length - 1, Math.floor(p * v.length))] : -1;
+const q = p => qq(ttfts, p);
+console.log(JSON.stringify({ conc: +conc, requests: +total, tokens, wall_s: +wall.toFixed(2),
+                             tok_s: +(tokens / wall).toFixed(2), ttft_median_ms: +q(0.5).toFixed(1),
+                             ttft_p99_ms: +q(0.99).toFixed(1), ttft_steady_median_ms: +qq(steady, 0.5).toFixed(1),
+                             ttft_steady_p99_ms: +qq(steady, 0.99).toFixed(1), errors }));
