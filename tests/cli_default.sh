@@ -1,0 +1,47 @@
+#!/bin/bash
+# The committed default model (models/default, trained by scripts/train_default.sh):
+#  - `herd generate` without -m loads it and writes text;
+#  - its loss on held-out Austen text it never trained on (tests/data/default_heldout.txt,
+#    the start of Persuasion's held-out 5%) is below a bound measured when it was
+#    trained (measured + 0.1 nats);
+#  - exported by herd as an F32 GGUF, its greedy ids equal llama.cpp's on the same
+#    GGUF (tests/data/default_llamacpp.txt, recorded with ../shared/oracle/llamacpp.mjs
+#    greedy FILE IDS 32 --kv f32), and the HF directory gives the same ids.
+HERD=${HERD:-build/herd}
+M=models/default
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok()   { pass=$((pass+1)); }
+bad()  { fail=$((fail+1)); echo "cli_default: FAILED: $*" >&2; }
+check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+fixture() { sed -n "s/^# $1: //p" tests/data/default_llamacpp.txt; }
+
+if [ ! -f $M/model.safetensors ]; then
+    echo "cli_default: FAILED: $M/model.safetensors is missing (committed with the repository)" >&2
+    exit 1
+fi
+
+# ---- the default model without -m ---------------------------------------------------
+out=$($HERD generate -p "It is a truth universally acknowledged" -n 24 --temp 0 2>"$T/err")
+check "generate without -m: $(head -c 200 "$T/err")" test -n "$out"
+words=$(printf '%s' "$out" | tr -cs 'A-Za-z' '\n' | grep -c .)
+check "generated text has words ($words): $out" test "$words" -ge 8
+
+# ---- held-out loss ----------------------------------------------------------------------
+bound=$(fixture heldout_bound)
+nll=$($HERD perplexity -m $M -f tests/data/default_heldout.txt -c 256 2>"$T/err" | sed -n 's/^nll: //p')
+check "held-out nll ($nll) below $bound: $(head -c 200 "$T/err")" \
+    awk -v a="$nll" -v b="$bound" 'BEGIN { exit !(a != "" && a + 0 < b + 0) }'
+
+# ---- F32 GGUF export: greedy ids as llama.cpp -----------------------------------------
+$HERD quantize -q $M "$T/d.gguf" F32 2>"$T/err"
+check "quantize to F32 GGUF: $(head -c 200 "$T/err")" test -s "$T/d.gguf"
+ids=$(fixture prompt_ids | tr ',' ' ')
+want=$(fixture llamacpp_ids | tr ',' ' ')
+g=$($HERD generate -m "$T/d.gguf" --prompt-ids "$ids" -n 32 --temp 0 --ids 2>"$T/err" | tr -s ' \n' ' ' | sed 's/ $//')
+h=$($HERD generate -m $M --prompt-ids "$ids" -n 32 --temp 0 --ids 2>>"$T/err" | tr -s ' \n' ' ' | sed 's/ $//')
+check "GGUF greedy ids equal llama.cpp's: herd [$g] llama.cpp [$want] $(head -c 200 "$T/err")" test "$g" = "$want"
+check "HF dir greedy ids equal the GGUF's" test "$h" = "$g"
+
+echo "cli_default: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
