@@ -1,7 +1,8 @@
 #!/bin/bash
 # record_default_fixture.sh - records tests/data/default_llamacpp.txt for
 # tests/cli_default.sh from the committed models/default:
-#   prompt_ids     BOS + "It is a truth universally acknowledged" in the model's vocabulary
+#   prompt_ids     BOS + "Mr. Darcy" in the model's vocabulary (of the prompts tried, the one
+#                  whose 32 greedy steps have the widest top-1 / top-2 logit gap: 0.0067)
 #   llamacpp_ids   llama.cpp's 32 greedy ids (../shared/oracle/llamacpp.mjs, f32 KV cache) on
 #                  the F32 GGUF that `herd quantize models/default OUT F32` writes
 #   heldout_nll    herd's nll on tests/data/default_heldout.txt (-c 256), as measured
@@ -14,7 +15,7 @@ M=models/default
 OUTF=tests/data/default_llamacpp.txt
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 $HERD quantize -q $M "$T/d.gguf" F32
-ids=$($HERD tokenize -m $M --bos "It is a truth universally acknowledged" | tr -s ' \n' ',' | sed 's/,$//')
+ids=$($HERD tokenize -m $M --bos "Mr. Darcy" | tr -s ' \n' ',' | sed 's/,$//')
 got=$(node "$ORACLE/llamacpp.mjs" greedy "$T/d.gguf" "$ids" 32 --kv f32 --ctx 256 |
       sed -n 's/^greedy ([0-9]*): //p' | tr -s ' ' ',' | sed 's/,$//')
 [ -n "$got" ] || { echo "record_default_fixture: no ids from llama.cpp" >&2; exit 1; }
