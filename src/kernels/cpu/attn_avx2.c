@@ -63,6 +63,7 @@ INL void scores16(float (*s)[ATTN_PAGE], const float *q, const uint8_t *kt, int 
     __m256 a[4][2], dk[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+    #pragma GCC unroll 2
     for (int d = 0; d < HS; d++) {
         __m256 k[2];
         #pragma GCC unroll 4
@@ -104,6 +105,7 @@ INL void values16(float *acc, const float (*p)[ATTN_PAGE], const float *corr, co
         #pragma GCC unroll 4
         for (int z = 0; z < 2; z++)
             a[r][z] = _mm256_mul_ps(_mm256_loadu_ps(acc + (size_t)r * HS + c0 + 8 * z), _mm256_set1_ps(corr[r]));
+    #pragma GCC unroll 2
     for (int k = 0; k < nk; k++) {
         __m256 v[2];
         if (TY == TY_Q8) {
