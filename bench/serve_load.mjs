@@ -1,7 +1,8 @@
 // bench/serve_load.mjs - a load client for `herd serve`: N concurrent clients,
 // each sending streaming /v1/completions requests back to back, measuring time to
 // first token (first content chunk) per request and generated tokens (usage).
-// Prompts share a common prefix of PROMPT_WORDS words (a system prompt) and end
+// Request i asks for tokensOf(i) tokens (MAX_TOKENS on average, spread so clients
+// drift apart). Prompts share a common prefix of PROMPT_WORDS words (a system prompt) and end
 // with the request's number. Prints one JSON line: {conc, requests, tokens, wall_s,
 // tok_s, ttft_median_ms, ttft_p99_ms (every request), ttft_steady_median_ms,
 // ttft_steady_p99_ms (each client's later requests: they arrive while the other
@@ -24,12 +25,16 @@ function prompt(i) { // a common prefix of PROMPT_WORDS words, then the request'
 
 const model = (await (await fetch(url + '/v1/models')).json()).data[0].id;
 
+// MAX_TOKENS on average, spread over [MAX_TOKENS/2, 3*MAX_TOKENS/2] so the clients
+// drift apart and later requests arrive while the others are decoding
+const tokensOf = i => Math.max(1, Math.floor(+maxTokens / 2) + (i * 7919) % (+maxTokens + 1));
+
 async function one(i) {
     const t0 = performance.now();
     const res = await fetch(url + '/v1/completions', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ model, prompt: prompt(i), max_tokens: +maxTokens, temperature: 0,
+        body: JSON.stringify({ model, prompt: prompt(i), max_tokens: tokensOf(i), temperature: 0,
                                stream: true, stream_options: { include_usage: true } }),
         signal: AbortSignal.timeout(600000),
     });

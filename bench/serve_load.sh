@@ -36,7 +36,7 @@ for _ in $(seq 600); do
 done
 URL="http://127.0.0.1:$port"
 rss() { awk '/VmRSS/ { print $2 }' /proc/$SPID/status; }
-echo "model $(basename "$MODEL"), $THREADS threads, --parallel $PAR, -c $CTX, $NTOK tokens per request, prompts of ~$WORDS common words + a distinct tail"
+echo "model $(basename "$MODEL"), $THREADS threads, --parallel $PAR, -c $CTX, $NTOK tokens per request on average (spread ±50%), prompts of ~$WORDS common words + a distinct tail"
 echo "TTFT in ms; 'later': each client's requests after its first, which arrive while the others decode"
 
 if [ "$RSS_ONLY" = 0 ]; then

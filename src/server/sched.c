@@ -11,7 +11,8 @@
  *   3. one herd_session_eval_batch over every running slot: the next token of each
  *      decoding sequence and a chunk (<= PREFILL_CHUNK, <= PREFILL_BUDGET in all,
  *      the budget going round the slots) of each prompt still being prefilled, so
- *      long prompts do not stall the others; out of KV pages, idle slots' cached
+ *      long prompts do not stall the others (a short prefill, <= PREFILL_ALONE
+ *      rows, runs alone every other step at most: time to first token); out of KV pages, idle slots' cached
  *      prefixes are dropped, then the sequence with the most prompt left fails;
  *   4. sample each sequence that has logits for a new token, stream its text,
  *      finish it on an end id, a stop string, max_tokens or a full context.
@@ -41,6 +42,7 @@
 
 #define PREFILL_CHUNK 64
 #define PREFILL_BUDGET 128
+#define PREFILL_ALONE 32
 #define MAX_TOP 20
 
 typedef struct {
@@ -65,6 +67,7 @@ struct srv_sched {
     slot *slots;
     herd_kv_pool *pool;      /* the KV pages of every slot */
     int rr;                  /* slot that gets the prefill budget first */
+    int last_prefill_only;   /* the last step ran prefill rows alone */
     pthread_t th;
     int started;
     pthread_mutex_t mu;      /* queue, draining */
@@ -416,6 +419,23 @@ static void step(srv_sched *s) {
         who[n++] = i;
     }
     if (!n) return;
+    /* A short prefill (a new request's prompt, or what its cached prefix leaves)
+     * runs without the decode rows, every other step at most: its first token
+     * then waits for a step of its own rows, not for everyone's (time to first
+     * token), and decoding loses one step in two at worst. */
+    int n_pre = 0, rows_pre = 0;
+    for (int j = 0; j < n; j++)
+        if (!s->slots[who[j]].decoding) n_pre++, rows_pre += n_ids[j];
+    if (n_pre && n_pre < n && rows_pre <= PREFILL_ALONE && !s->last_prefill_only) {
+        int k = 0;
+        for (int j = 0; j < n; j++)
+            if (!s->slots[who[j]].decoding)
+                ss[k] = ss[j], ids[k] = ids[j], n_ids[k] = n_ids[j], who[k++] = who[j];
+        n = k;
+        s->last_prefill_only = 1;
+    } else {
+        s->last_prefill_only = 0;
+    }
     herd_error err;
     herd_status st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
     if (st == HERD_ERR_NOMEM) { /* out of KV pages: drop the prefixes idle slots keep */
