@@ -355,12 +355,16 @@ void crossentropy_backward(float *dlogits, const float *logits, const int32_t *t
     for (int n = 0; n < N; n++) {
         const float *l = logits + (size_t)n * V;
         float *d = dlogits + (size_t)n * V;
-        float max; double sum;
-        row_max_sum(l, V, &max, &sum);
-        const double inv = 1.0 / sum;
+        /* one float exp per logit (kept in d), summed in double; d may alias l */
+        float max = -INFINITY;
+        for (int i = 0; i < V; i++) if (l[i] > max) max = l[i];
+        double sum = 0.0;
         for (int i = 0; i < V; i++) {
-            const double p = exp((double)(l[i] - max)) * inv;
-            d[i] = (float)(dloss * (p - (i == targets[n] ? 1.0 : 0.0)));
+            d[i] = expf(l[i] - max);
+            sum += d[i];
         }
+        const float inv = (float)(1.0 / sum);
+        for (int i = 0; i < V; i++) d[i] = dloss * (d[i] * inv);
+        d[targets[n]] -= dloss;
     }
 }
