@@ -106,9 +106,8 @@ static void step(kv_seq *s, const shape *sh, int pos0, int T, const float *q, co
     herd_error err = { 0 };
     CHECKF(kv_seq_reserve(s, pos0 + T, &err) == HERD_OK, "%s", err.msg);
     for (int l = 0; l < sh->n_layers; l++) {
-        /* every layer stores its own (shifted) keys; layer n_layers-1's output is kept */
-        const size_t kvd = (size_t)sh->NKV * sh->HS;
-        (void)kvd;
+        /* every layer stores the same keys into its own part of the pages; the
+         * last layer's output is kept */
         if (ref) {
             kv_attend_ref(s, l, pos0, T, q, k, v, out, sh->NH);
         } else {
