@@ -167,9 +167,9 @@ wait "${cp[@]}"
 check "queue full gives 429 + Retry-After" bash -c "grep -l '^HTTP/1.1 429' $T/h* | head -1 | xargs grep -qi '^Retry-After: 1'"
 check "429 body" bash -c "grep -l 'rate_limit_exceeded' $T/b* | grep -q ."
 check "some requests served" bash -c "grep -l '^HTTP/1.1 200' $T/h* | grep -q ."
-curl -s --max-time 20 -H 'Authorization: Bearer s3cret' $A/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":400,"temperature":1,"seed":3}' > "$T/drain" &
+curl -s --max-time 90 -H 'Authorization: Bearer s3cret' $A/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":400,"temperature":1,"seed":3}' > "$T/drain" 2>"$T/drain.err" &
 cpid=$!
-for _ in $(seq 100); do  # SIGTERM once the request is running (a slow machine may take a while)
+for _ in $(seq 200); do  # SIGTERM once the request is running (a slow machine may take a while)
     curl -s --max-time 2 -H 'Authorization: Bearer s3cret' $A/metrics | grep -q '^herd_running_sequences 1' && break
     sleep 0.05
 done
@@ -177,6 +177,7 @@ kill -TERM "$auth_pid"; wait "$auth_pid"; rc=$?
 wait $cpid
 check "SIGTERM with a request in flight exits 0" test $rc -eq 0
 check "in-flight request finished during drain" has "$T/drain" '"object":"text_completion"'
+has "$T/drain" '"object":"text_completion"' || { echo "cli_serve: drain response: $(head -c 300 "$T/drain") $(cat "$T/drain.err")"; tail -5 "$T/auth.log"; } >&2
 
 echo "cli_serve: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
