@@ -7,10 +7,10 @@
  *     owns a private pool sized for its context, others share one
  *     (herd_kv_pool_new + herd_session_new_on_pool).
  *   - The pool owns the batch workspace: activations for max_rows token rows,
- *     allocated once; a forward never allocates. One thread at a time evaluates
- *     the sessions of a pool (the workspace is not shared between calls).
- *   - s->pos == s->kv.n_pos between calls: the KV pages hold keys (after RoPE) and values for
- *     positions 0 .. pos-1.
+ *     allocated once; a forward never calls malloc (KV pages come off the pool's
+ *     free list). One thread at a time evaluates the sessions of a pool.
+ *   - s->pos == s->kv.n_pos between calls: the KV pages hold keys (after RoPE)
+ *     and values for positions 0 .. pos-1.
  */
 #ifndef HERD_SESSION_H
 #define HERD_SESSION_H
