@@ -10,16 +10,16 @@
 #   5. herd train --from-scratch, warmup + cosine, held-out loss every EVAL steps;
 #   6. copy the HF export into OUT (models/default) with loss.svg and the train log.
 # Usage: scripts/train_default.sh [OUT]   (default models/default)
-# Environment: STEPS (default 450), EVAL (default 150), THREADS (default all), WORK (default data/train_default).
+# Environment: STEPS (default 800), EVAL (default 200), THREADS (default all), WORK (default data/train_default).
 # The weights depend on the thread count only through timing: every op sums in a
 # fixed order, so a rerun with the same corpus gives the same model.
 set -euo pipefail
 OUT=${1:-models/default}
 HERD=${HERD:-./herd}
 WORK=${WORK:-data/train_default}
-STEPS=${STEPS:-450}
+STEPS=${STEPS:-800}
 THREADS=${THREADS:-0}
-EVAL=${EVAL:-150}
+EVAL=${EVAL:-200}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}   # shared machines: do not spin
 
 [ -d data/corpus ] || scripts/prepare_corpus.sh data/corpus

@@ -2,7 +2,7 @@
 # record_default_fixture.sh - records tests/data/default_llamacpp.txt for
 # tests/cli_default.sh from the committed models/default:
 #   prompt_ids     BOS + "Mr. Darcy" in the model's vocabulary (of the prompts tried, the one
-#                  whose 32 greedy steps have the widest top-1 / top-2 logit gap: 0.0067)
+#                  whose 32 greedy steps have the widest top-1 / top-2 logit gap: 0.0194 on the 800-step model)
 #   llamacpp_ids   llama.cpp's 32 greedy ids (../shared/oracle/llamacpp.mjs, f32 KV cache) on
 #                  the F32 GGUF that `herd quantize models/default OUT F32` writes
 #   heldout_nll    herd's nll on tests/data/default_heldout.txt (-c 256), as measured
