@@ -10,6 +10,12 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
+# Headless Chromium for tests/cli_web.sh (the chat page); without recommends it is small.
+if ! dpkg -s chromium >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium ||
+        echo "install-deps: chromium could not be installed; tests/cli_web.sh will be skipped" >&2
+fi
 
 # ---- optional: the openai npm client used by tests/cli_serve.sh ------------------
 # Only when npm is installed; without it the serve test prints SKIP for that part.

@@ -62,5 +62,5 @@ const char srv_web_page[] =
 "$('f').onsubmit=e=>{e.preventDefault();const t=$('q').value;$('q').value='';send(t);};\n"
 "$('q').onkeydown=e=>{if(e.key==='Enter'&&!e.shiftKey){e.preventDefault();$('f').requestSubmit();}};\n"
 "$('clear').onclick=()=>{history=[];$('log').textContent='';};\n"
-"loadModel();\n"
+"loadModel().then(()=>{if(location.hash.startsWith('#q='))send(decodeURIComponent(location.hash.slice(3)));});\n"
 "</script></body></html>\n";
