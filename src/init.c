@@ -140,25 +140,9 @@ static herd_status write_gguf(const herd_config *c, const herd_tokenizer *tok, i
     return st;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *dir) {
-    char buf[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf) return -1;
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0) continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-        buf[i] = c;
-    }
-    return 0;
-}
-
 static herd_status write_hf(const herd_config *c, const herd_tokenizer *tok, init_tensor *ts,
                             int n, const char *dir, herd_error *err) {
-    if (make_dirs(dir) != 0)
+    if (herd_make_dirs(dir) != 0)
         return herd_errf(err, HERD_ERR_IO, "cannot create directory '%s': %s", dir, strerror(errno));
     char path[4096];
     herd_status st;

@@ -31,6 +31,8 @@ void herd_unmap_file(herd_mapped_file *f);
 /* Reads a whole (small) file into a NUL-terminated malloc'd buffer. */
 herd_status herd_read_file(const char *path, char **out, size_t *out_len, herd_error *err);
 int herd_file_exists(const char *path);
+/* mkdir -p: creates dir and its missing parents (mode 0755); 0, or -1 with errno. */
+int herd_make_dirs(const char *dir);
 
 /* Overflow-checked size arithmetic: return 0 on overflow. */
 static inline int herd_mul_size(size_t a, size_t b, size_t *out) {

@@ -13,21 +13,6 @@
 #include "tokenizer.h"
 #include "train/train.h"
 
-int train_make_dirs(const char *dir) {
-    char buf[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf) return -1;
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0) continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-        buf[i] = c;
-    }
-    return 0;
-}
-
 /* Row h*HS + 2i + j (interleaved) <-> h*HS + j*HS/2 + i (rotate-half). to_interleaved
  * picks the direction. */
 static void permute_rows(float *dst, const float *src, int heads, int64_t rows, int64_t cols,
@@ -75,7 +60,7 @@ herd_status train_export(const train_model *tm, const herd_tokenizer *tok, const
                          herd_error *err) {
     char hf[4096], path[4200];
     snprintf(hf, sizeof hf, "%s/hf", dir);
-    if (train_make_dirs(hf) != 0)
+    if (herd_make_dirs(hf) != 0)
         return herd_errf(err, HERD_ERR_IO, "cannot create directory '%s': %s", hf, strerror(errno));
     const herd_config *c = &tm->c;
     herd_status st;

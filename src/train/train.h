@@ -219,6 +219,5 @@ herd_status train_export(const train_model *tm, const herd_tokenizer *tok, const
 /* A loss curve: train losses (n) as a polyline, eval points (n_eval at eval_steps). */
 herd_status train_write_svg(const char *path, const float *losses, int n, const int *eval_steps,
                             const float *eval_losses, int n_eval, herd_error *err);
-int train_make_dirs(const char *dir);
 
 #endif

@@ -230,7 +230,7 @@ herd_status herd_train(const herd_train_params *p, herd_error *err) {
     train_state s = { .B = p->batch, .T = p->seq, .accum = p->accum, .shuffle = p->shuffle,
                       .seed = p->seed, .losses = r.losses };
     herd_rng_seed(&s.rng, p->seed);
-    if (train_make_dirs(p->out_dir) != 0) {
+    if (herd_make_dirs(p->out_dir) != 0) {
         st = herd_errf(err, HERD_ERR_IO, "cannot create output directory '%s'", p->out_dir);
         goto restore;
     }
