@@ -167,6 +167,13 @@ wait "${cp[@]}"
 check "queue full gives 429 + Retry-After" bash -c "grep -l '^HTTP/1.1 429' $T/h* | head -1 | xargs grep -qi '^Retry-After: 1'"
 check "429 body" bash -c "grep -l 'rate_limit_exceeded' $T/b* | grep -q ."
 check "some requests served" bash -c "grep -l '^HTTP/1.1 200' $T/h* | grep -q ."
+# the burst above may leave a sequence running whose client gave up (curl --max-time on a slow,
+# sanitized build): wait until the server is idle, so the check below sees the drain request
+for _ in $(seq 600); do
+    curl -s --max-time 2 -H 'Authorization: Bearer s3cret' $A/metrics |
+        grep -qE '^herd_(running_sequences|queue_depth) [1-9]' || break
+    sleep 0.1
+done
 curl -s --max-time 90 -H 'Authorization: Bearer s3cret' $A/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":400,"temperature":1,"seed":3}' > "$T/drain" 2>"$T/drain.err" &
 cpid=$!
 for _ in $(seq 200); do  # SIGTERM once the request is running (a slow machine may take a while)
