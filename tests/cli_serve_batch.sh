@@ -46,7 +46,7 @@ reused0=$(metric herd_prompt_tokens_reused_total)
 # the same two among 15 concurrent streams with the same system prompt
 cp=()
 for i in $(seq 14); do
-    C -N "$URL/v1/chat/completions" -d "$(chat "Question number $i about the sea?" true $((16 + i)))" > "$T/other$i" &
+    C -N "$URL/v1/chat/completions" -d "$(chat "Question number $i about the sea?" true $((48 + i)))" > "$T/other$i" &
     cp+=($!)
 done
 C "$URL/v1/chat/completions" -d "$(chat 'What is a fox?' false 24)" > "$T/among_plain.json" &
@@ -68,7 +68,10 @@ check "non-streamed: alone == among 15 others ($(head -c 60 "$T/alone_plain") | 
     cmp -s "$T/alone_plain" "$T/among_plain"
 check "streamed: alone == among 15 others ($(head -c 60 "$T/alone_stream") | $(head -c 60 "$T/among_stream"))" \
     cmp -s "$T/alone_stream" "$T/among_stream"
-check "sequences ran together (at most $running at once)" test "$running" -ge 8
+# polling /metrics can miss the peak on a fast machine: the server records it
+batch_max=$(metric herd_batch_sequences_max)
+check "sequences ran together in one forward (at most $batch_max; $running seen running at once)" \
+    test "${batch_max:-0}" -ge 8
 n_done=0
 for i in $(seq 14); do grep -q '^data: \[DONE\]' "$T/other$i" && n_done=$((n_done + 1)); done
 check "all 14 other streams completed ($n_done)" test $n_done -eq 14

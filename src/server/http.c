@@ -223,6 +223,13 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
            "%llu", (unsigned long long)st.cancelled);
     METRIC("herd_queue_depth", "gauge", "Requests waiting for a slot.", "%d", st.queue_depth);
     METRIC("herd_running_sequences", "gauge", "Sequences being prefilled or decoded.", "%d", st.running);
+    METRIC("herd_batch_steps_total", "counter", "Batched forwards (one per scheduler step).", "%llu",
+           (unsigned long long)st.steps);
+    METRIC("herd_batch_sequences_total", "counter",
+           "Sequences carried by the batched forwards, summed (divided by steps: the mean batch).", "%llu",
+           (unsigned long long)st.step_sequences);
+    METRIC("herd_batch_sequences_max", "gauge", "The most sequences one batched forward has carried.", "%d",
+           st.step_sequences_max);
     METRIC("herd_slots", "gauge", "Sequence slots (--parallel).", "%d", st.n_slots);
     METRIC("herd_kv_tokens_in_use", "gauge", "Tokens held in the KV caches (cached prefixes included).", "%ld",
            st.kv_tokens_in_use);

@@ -477,6 +477,11 @@ static void step(srv_sched *s) {
         }
         return;
     }
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.steps++;
+    s->st.step_sequences += (uint64_t)n;
+    if (n > s->st.step_sequences_max) s->st.step_sequences_max = n;
+    pthread_mutex_unlock(&s->stats_mu);
     for (int j = 0; j < n; j++) {
         slot *sl = &s->slots[who[j]];
         memcpy(sl->cache + sl->n_cache, ids[j], (size_t)n_ids[j] * sizeof *ids[j]);

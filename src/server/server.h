@@ -170,7 +170,8 @@ typedef struct srv_sched srv_sched;
 typedef struct {
     /* counters (read with the scheduler's stats lock) */
     uint64_t requests, prompt_tokens, generated_tokens, cancelled, reused_tokens;
-    int queue_depth, running, n_slots;
+    uint64_t steps, step_sequences; /* batched forwards, and sequences summed over them */
+    int queue_depth, running, n_slots, step_sequences_max;
     long kv_tokens_in_use, kv_tokens_capacity;
     int kv_pages_in_use, kv_pages_total;
     double tokens_per_s;
