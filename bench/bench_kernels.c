@@ -64,7 +64,7 @@ static void bench_shape(int type, int64_t oc, int64_t ic, int T, herd_rng *rng) 
     if (n_copies > 64) n_copies = 64;
     herd_weight *w = calloc((size_t)n_copies, sizeof *w);
     void *data = make_rows(type, oc * n_copies, ic, rng);
-    for (int c = 0; c < n_copies; c++) w[c] = (herd_weight){ type, (uint8_t *)data + (size_t)c * bytes, ic, oc };
+    for (int c = 0; c < n_copies; c++) w[c] = (herd_weight){ type, (uint8_t *)data + (size_t)c * bytes, ic, oc, NULL };
     float *x = malloc((size_t)T * ic * 4), *out = malloc((size_t)T * oc * 4);
     void *scratch = aligned_alloc(64, (matmul_scratch_size(type, T, ic) + 63) & ~(size_t)63);
     for (size_t i = 0; i < (size_t)T * ic; i++) x[i] = (float)herd_rng_normal(rng);
@@ -93,10 +93,10 @@ static void bench_decode(int type, herd_rng *rng) {
     size_t total = 0;
     for (int l = 0; l < L; l++)
         for (int k = 0; k < 7; k++) {
-            w[l * 7 + k] = (herd_weight){ type, make_rows(type, shapes[k][0], shapes[k][1], rng), shapes[k][1], shapes[k][0] };
+            w[l * 7 + k] = (herd_weight){ type, make_rows(type, shapes[k][0], shapes[k][1], rng), shapes[k][1], shapes[k][0], NULL };
             total += kern_row_bytes(type, shapes[k][1]) * shapes[k][0];
         }
-    w[L * 7] = (herd_weight){ type, make_rows(type, 128256, 2048, rng), 2048, 128256 };
+    w[L * 7] = (herd_weight){ type, make_rows(type, 128256, 2048, rng), 2048, 128256, NULL };
     total += kern_row_bytes(type, 2048) * 128256;
     float *x = calloc(8192, 4), *out = calloc(128256, 4);
     void *scratch = aligned_alloc(64, (matmul_scratch_size(type, 1, 8192) + 63) & ~(size_t)63);

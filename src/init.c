@@ -87,7 +87,7 @@ static herd_status make_tokenizer(herd_tokenizer **tok, const char *path, herd_e
         return herd_errf(err, HERD_ERR_IO, "tokenizer '%s' not found: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode) || (strlen(path) > 5 && !strcmp(path + strlen(path) - 5, ".gguf"))) {
         herd_model *m;
-        herd_status st = herd_model_load(&m, path, err);
+        herd_status st = model_load(&m, path, err);
         if (st) return st;
         /* take the tokenizer over from the model */
         *tok = m->tok;

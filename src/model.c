@@ -12,7 +12,9 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tokenizer.h"
 
@@ -342,7 +344,52 @@ static herd_status load_hf(herd_model *m, herd_error *err) {
     return make_rope_freqs(m, NULL, err);
 }
 
+/* Whether [p, p + n) lies in one of the model's file mappings. */
+static int in_mapping(const herd_model *m, const void *p, size_t n) {
+    const uint8_t *b = p;
+    if (m->gguf && m->gguf->file.data && b >= m->gguf->file.data &&
+        b + n <= m->gguf->file.data + m->gguf->file.size)
+        return 1;
+    for (size_t i = 0; m->st && i < m->st->n_files; i++) {
+        const herd_mapped_file *f = &m->st->files[i];
+        if (f->data && b >= f->data && b + n <= f->data + f->size) return 1;
+    }
+    return 0;
+}
+
+/* Packs w for the CPU's matmul (matmul_pack); the file pages it was read from
+ * are then given back (a read-only file mapping: they come back from the file
+ * if anything reads w->data again), so RSS holds the weights once. */
+static void pack_weight(herd_model *m, herd_weight *w) {
+    const size_t n = matmul_pack(w);
+    if (!n) return;
+    m->packed_bytes += n;
+    const size_t bytes = herd_type_row_size(w->type, w->ic) * (size_t)w->oc;
+    if (!in_mapping(m, w->data, bytes)) return;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), b = (uintptr_t)w->data;
+    const uintptr_t b0 = (b + pg - 1) / pg * pg, b1 = (b + bytes) / pg * pg;
+    if (b1 > b0) madvise((void *)b0, b1 - b0, MADV_DONTNEED);
+}
+
+/* HERD_PACK=0 turns packing off (to measure what it buys). */
+static void pack_weights(herd_model *m) {
+    const char *e = getenv("HERD_PACK");
+    if (e && !strcmp(e, "0")) return;
+    for (int l = 0; l < m->config.n_layers; l++) {
+        herd_layer *L = &m->layers[l];
+        herd_weight *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) pack_weight(m, ws[i]);
+    }
+    pack_weight(m, &m->output); /* tied: output's copy of tok_embd (rows for lookups stay unpacked) */
+}
+
 herd_status herd_model_load(herd_model **out, const char *path, herd_error *err) {
+    herd_status st = model_load(out, path, err);
+    if (st == HERD_OK) pack_weights(*out);
+    return st;
+}
+
+herd_status model_load(herd_model **out, const char *path, herd_error *err) {
     *out = NULL;
     herd_model *m = calloc(1, sizeof *m);
     if (!m) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
@@ -369,11 +416,15 @@ void herd_model_free(herd_model *m) {
     if (!m) return;
     if (m->layers) {
         for (int l = 0; l < m->config.n_layers; l++) {
+            herd_layer *L = &m->layers[l];
+            herd_weight *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) matmul_unpack(ws[i]);
             free(m->layers[l].attn_norm);
             free(m->layers[l].ffn_norm);
         }
         free(m->layers);
     }
+    matmul_unpack(&m->output);
     free(m->out_norm);
     free(m->rope_freqs);
     if (m->tok) herd_tokenizer_free(m->tok);
@@ -415,4 +466,7 @@ void herd_model_print_info(const herd_model *m, FILE *out) {
     for (int t = 0; t < 64; t++)
         if (m->type_count[t]) fprintf(out, " %s x%d", herd_type_name(t), m->type_count[t]);
     fprintf(out, " (matrices; norms are float32)\n");
+    if (m->packed_bytes)
+        fprintf(out, "packed weights:   %.1f MiB, repacked for this CPU's %s matmul\n",
+                (double)m->packed_bytes / (1 << 20), herd_cpu_matmul_path(m->output.type));
 }

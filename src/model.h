@@ -28,7 +28,12 @@ struct herd_model {
     int rope_interleaved;     /* 1: GGUF/Meta pair order; 0: HF rotate-half */
     uint64_t n_params;
     int type_count[64];       /* matrices per herd_type, for info */
+    size_t packed_bytes;      /* weights repacked for the CPU's matmul (herd_model_load) */
 };
+
+/* herd_model_load without repacking the weights (matmul_pack): for code that
+ * reads the weights as stored (training, quantize, init) rather than running them. */
+herd_status model_load(herd_model **out, const char *path, herd_error *err);
 
 /* quantize.c: the GGUF metadata herd writes for a Llama model (herd init and herd
  * quantize): general.*, llama.*, the tokenizer, and rope_freqs.weight (HS/2 llama3

@@ -277,7 +277,7 @@ herd_status herd_quantize(const char *in_path, const char *out_path, const herd_
         return herd_errf(err, HERD_ERR_ARG, "quantize: unknown type %d; use F32, F16, BF16, Q8_0, "
                          "Q4_0, Q4_K_M or Q6_K", p->ftype);
     herd_model *m;
-    herd_status st = herd_model_load(&m, in_path, err);
+    herd_status st = model_load(&m, in_path, err);
     if (st) return st;
     /* OUT may be IN: tensors are copied into the writer, which renames over the path */
     st = write_model(m, out_path, p->ftype, p->log, err);

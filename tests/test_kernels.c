@@ -152,7 +152,7 @@ static void *make_weight(int type, int64_t oc, int64_t ic) {
 }
 
 static void test_matmul_case(int type, int64_t ic, int64_t oc, int T) {
-    herd_weight w = { type, make_weight(type, oc, ic), ic, oc };
+    herd_weight w = { type, make_weight(type, oc, ic), ic, oc, NULL };
     float *x = xmalloc((size_t)T * ic * 4), *xr = xmalloc((size_t)T * ic * 4);
     float *ref = xmalloc((size_t)T * oc * 4), *ref_r = xmalloc((size_t)T * oc * 4);
     float *out = xmalloc((size_t)T * oc * 4), *out_sc = xmalloc((size_t)T * oc * 4);
@@ -253,7 +253,7 @@ static void test_matmul_batch_invariance(void) {
     float *x = xmalloc((size_t)TMAX * ic * 4), *one = xmalloc((size_t)TMAX * oc * 4), *out = xmalloc((size_t)TMAX * oc * 4);
     fill_normal(x, (size_t)TMAX * ic, 1.0f);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        herd_weight w = { types[ti], make_weight(types[ti], oc, ic), ic, oc };
+        herd_weight w = { types[ti], make_weight(types[ti], oc, ic), ic, oc, NULL };
         uint8_t *scratch = xmalloc(matmul_scratch_size(types[ti], TMAX, ic));
         for (int isa = 0; isa <= max_isa; isa++) {
             herd_cpu_force_isa(isa);
@@ -273,6 +273,50 @@ static void test_matmul_batch_invariance(void) {
         free(scratch);
         free((void *)w.data);
     }
+    free(x); free(one); free(out);
+}
+
+/* Packed weights (matmul_pack, AVX-512 only): every row of every T, decode's
+ * own kernel (T = 1) and the GEMM fed from the packed copy (T > 1), bitwise
+ * equal to the unpacked AVX-512 path's T = 1. OC 70 / 150: partial last group,
+ * the four-group kernel and its one-group tail; IC 2304 crosses the GEMM's
+ * k-blocks. */
+static void test_matmul_packed(void) {
+    if (max_isa < HERD_ISA_AVX512) {
+        printf("  packed matmul: skipped (this CPU has no AVX-512; the packed layout is AVX-512's)\n");
+        return;
+    }
+    static const int types[] = { HERD_F16, HERD_BF16, HERD_Q8_0, HERD_Q4_0 };
+    static const int Ts[] = { 1, 3, 16, 64, 130 };
+    static const int64_t ocs[] = { 70, 150 };
+    const int64_t ic = 2304;
+    const int TMAX = 130;
+    float *x = xmalloc((size_t)TMAX * ic * 4), *one = xmalloc((size_t)TMAX * 150 * 4), *out = xmalloc((size_t)TMAX * 150 * 4);
+    fill_normal(x, (size_t)TMAX * ic, 1.0f);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (int oi = 0; oi < 2; oi++) {
+            const int64_t oc = ocs[oi];
+            herd_weight w = { types[ti], make_weight(types[ti], oc, ic), ic, oc, NULL };
+            uint8_t *scratch = xmalloc(matmul_scratch_size(types[ti], TMAX, ic));
+            for (int t = 0; t < TMAX; t++) matmul_forward(one + (size_t)t * oc, x + (size_t)t * ic, &w, 1, scratch);
+            CHECKF(matmul_pack(&w) > 0 && w.packed, "matmul_pack %s", herd_type_name(types[ti]));
+            for (int k = 0; k < 5 && w.packed; k++) {
+                const int T = Ts[k];
+                for (int rep = 0; rep < (T == 1 ? TMAX : 1); rep++) /* T = 1: every row alone */
+                    matmul_forward(out + (size_t)rep * oc, x + (size_t)rep * ic, &w, T, scratch);
+                const int n = T == 1 ? TMAX : T;
+                int bad = -1;
+                for (int t = 0; t < n && bad < 0; t++)
+                    if (memcmp(out + (size_t)t * oc, one + (size_t)t * oc, (size_t)oc * 4) != 0) bad = t;
+                CHECKF(bad < 0, "packed %s OC %lld T %d: row %d differs from unpacked T = 1 (%.9g vs %.9g)",
+                       herd_type_name(types[ti]), (long long)oc, T, bad,
+                       bad < 0 ? 0.0 : out[(size_t)bad * oc], bad < 0 ? 0.0 : one[(size_t)bad * oc]);
+            }
+            matmul_unpack(&w);
+            CHECK(w.packed == NULL);
+            free(scratch);
+            free((void *)w.data);
+        }
     free(x); free(one); free(out);
 }
 
@@ -498,6 +542,7 @@ int main(void) {
     test_f16_store();
     test_matmul();
     test_matmul_batch_invariance();
+    test_matmul_packed();
     float row[64], rr[64];
     block_q4_0 blk[2];
     fill_normal(row, 64, 1.0f);

@@ -22,6 +22,7 @@ typedef struct {
     int type;          /* herd_type */
     const void *data;  /* OC rows of herd_type_row_size(type, IC) bytes */
     int64_t ic, oc;
+    void *packed;      /* NULL, or the same weights repacked for this CPU's matmul (matmul_pack) */
 } herd_weight;
 
 /* Quantized block layouts (identical to GGUF's). */
@@ -70,6 +71,13 @@ void dequant_row_q6_K_ref(float *out, const block_q6_K *x, int64_t n);
 void matmul_forward_ref(float *out, const float *x, const herd_weight *w, int T);
 size_t matmul_scratch_size(int type, int T, int64_t ic);
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch);
+/* Repacks w into the layout this CPU's matmul reads fastest, when it has one
+ * (AVX-512: Q8_0, Q4_0, F16, BF16; cpu/pack_avx512.c), and sets w->packed;
+ * results stay bitwise the same, w->data stays valid. Returns the packed bytes
+ * (0: nothing to pack, or out of memory: the unpacked path runs).
+ * matmul_unpack frees the copy. */
+size_t matmul_pack(herd_weight *w);
+void matmul_unpack(herd_weight *w);
 
 /* out (T, C) = x / sqrt(mean(x^2) + eps) * w (C). out may alias x. */
 void rmsnorm_forward_ref(float *out, const float *x, const float *w, int T, int C, float eps);

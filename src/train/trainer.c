@@ -202,7 +202,7 @@ herd_status herd_train(const herd_train_params *p, herd_error *err) {
     /* data first: a bad file must fail before out_dir is touched */
     if ((st = tokfile_open(&r.data, p->data_path, err))) goto done;
     if (p->eval_path && (st = tokfile_open(&r.eval, p->eval_path, err))) goto done;
-    if ((st = herd_model_load(&r.model, p->init_path, err))) goto done;
+    if ((st = model_load(&r.model, p->init_path, err))) goto done;
     const herd_config *c = &r.model->config;
     if ((st = check_vocab(&r.data, c, err))) goto done;
     if (p->eval_path && (st = check_vocab(&r.eval, c, err))) goto done;

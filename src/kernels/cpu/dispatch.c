@@ -7,6 +7,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu.h"
@@ -70,7 +71,23 @@ void dequant_row(float *out, const void *row, int type, int64_t n) {
 
 size_t matmul_scratch_size(int type, int T, int64_t ic) { return mm_scratch_bytes(type, T, ic); }
 
-#define MM_TILE 16 /* rows per unit of the row split */
+size_t matmul_pack(herd_weight *w) {
+    if (w->packed || herd_cpu_isa() < HERD_ISA_AVX512) return 0;
+    const size_t n = zp_bytes(w);
+    if (n == 0) return 0;
+    void *p = aligned_alloc(64, (n + 63) / 64 * 64);
+    if (!p) return 0;
+    zp_pack(p, w);
+    w->packed = p;
+    return n;
+}
+
+void matmul_unpack(herd_weight *w) {
+    free(w->packed);
+    w->packed = NULL;
+}
+
+#define MM_TILE 16 /* rows per unit of the row split (a multiple of ZP_ROWS) */
 
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch) {
     const mm_isa *isa = mm_pick(w->type);

@@ -185,6 +185,27 @@ static void pack_q(const herd_weight *w, int64_t r, int n, int64_t b0, int nbk) 
             }
             continue;
         }
+        if (w->packed) { /* already in lane order (pack_avx512.c): copy, Q4_0's nibbles split */
+            const int64_t g = (r + 16 * v) / ZP_ROWS;
+            for (int bi = 0; bi < nbk; bi++) {
+                const uint8_t *q = zp_q(w, g, b0 + bi);
+                uint8_t *dst = panel.i8.q + (size_t)bi * 8 * 2 * 64 + v * 64;
+                _mm512_store_ps(panel.i8.d + (bi * 2 + v) * 16,
+                                _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)zp_d(w, g, b0 + bi))));
+                UNROLL
+                for (int k = 0; k < 4; k++) {
+                    const __m512i g0 = _mm512_load_si512(q + k * 64);
+                    if (w->type == HERD_Q8_0) {
+                        _mm512_store_si512(dst + k * 128, g0);
+                        _mm512_store_si512(dst + (k + 4) * 128, _mm512_load_si512(q + (k + 4) * 64));
+                    } else {
+                        _mm512_store_si512(dst + k * 128, _mm512_and_si512(g0, m4));
+                        _mm512_store_si512(dst + (k + 4) * 128, _mm512_and_si512(_mm512_srli_epi16(g0, 4), m4));
+                    }
+                }
+            }
+            continue;
+        }
         for (int bi = 0; bi < nbk; bi++) {
             const uint8_t *blk = base + (size_t)bi * bb;
             uint8_t *dst = panel.i8.q + (size_t)bi * 8 * 2 * 64 + v * 64;
@@ -273,6 +294,16 @@ static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
         int k = 0;
         if (!m) {
             for (; k < nk; k++) _mm512_store_ps(dst + k * 32, _mm512_setzero_ps());
+            continue;
+        }
+        if (w->packed) { /* F16 / BF16 in lane order (pack_avx512.c) */
+            const int64_t g = (r + 16 * v) / ZP_ROWS;
+            for (; k < nk; k++) {
+                const __m256i h = _mm256_load_si256((const __m256i *)zp_f(w, g, k0 + k));
+                _mm512_store_ps(dst + k * 32, w->type == HERD_BF16
+                    ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                    : _mm512_cvtph_ps(h));
+            }
             continue;
         }
         if (m == 0xffff) { /* 16 rows: 32 bytes of each row a step, transposed in registers */
