@@ -4,17 +4,7 @@
 # and the one-line `herd: ...` errors for bad input.
 HERD=${HERD:-build/herd}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { fail=$((fail+1)); echo "cli_basic: FAILED: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
-# expect_err WHAT PATTERN CMD...: non-zero exit, one 'herd: ' line matching PATTERN, no crash
-expect_err() {
-    local what=$1 pat=$2; shift 2
-    "$@" >"$T/out" 2>"$T/err"; local rc=$?
-    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "^herd: " "$T/err" && grep -qi -- "$pat" "$T/err"; then ok
-    else bad "$what (rc $rc): $(head -c 300 "$T/err")"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 $HERD init -o "$T/m" --gguf "$T/m.gguf" --type F32 --seed 3 --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 160 2>/dev/null
 check "init writes an HF dir" test -f "$T/m/model.safetensors" -a -f "$T/m/config.json" -a -f "$T/m/tokenizer.model" -a -f "$T/m/tokenizer.json"
@@ -89,5 +79,4 @@ expect_err "bad number" "expects" $HERD generate -m "$T/m" -p hi -n abc
 expect_err "unknown flag" "unknown" $HERD generate -m "$T/m" -p hi --bogus
 expect_err "bad top-p" "top-p" $HERD generate -m "$T/m" -p hi --top-p 2
 
-echo "cli_basic: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary

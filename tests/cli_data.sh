@@ -5,16 +5,7 @@
 # the same ids as `herd tokenize --bos`, the validation split); one-line errors.
 HERD=${HERD:-build/herd}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { fail=$((fail+1)); echo "cli_data: FAILED: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
-expect_err() {
-    local what=$1 pat=$2; shift 2
-    "$@" >"$T/out" 2>"$T/err"; local rc=$?
-    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "^herd: " "$T/err" && grep -qi -- "$pat" "$T/err"; then ok
-    else bad "$what (rc $rc): $(head -c 300 "$T/err")"; fi
-}
+. "$(dirname "$0")/lib.sh"
 u32s() { od -An -tu4 -v -j "$2" "$1" | tr -s ' \n' ' ' | sed 's/^ //; s/ $//'; } # FILE OFFSET
 
 for i in 1 2 3 4 5 6 7 8; do
@@ -77,5 +68,4 @@ expect_err "train missing input" "not found" $HERD tokenizer train -i "$T/nope.t
 expect_err "train vocab too small" "512" $HERD tokenizer train -i "$T/corpus.txt" --vocab 300 -o "$T/t3"
 expect_err "unknown tokenizer command" "unknown" $HERD tokenizer frobnicate
 
-echo "cli_data: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary

@@ -10,10 +10,7 @@
 HERD=${HERD:-build/herd}
 M=models/default
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { fail=$((fail+1)); echo "cli_default: FAILED: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+. "$(dirname "$0")/lib.sh"
 fixture() { sed -n "s/^# $1: //p" tests/data/default_llamacpp.txt; }
 
 if [ ! -f $M/model.safetensors ]; then
@@ -43,5 +40,4 @@ h=$($HERD generate -m $M --prompt-ids "$ids" -n 32 --temp 0 --ids 2>>"$T/err" | 
 check "GGUF greedy ids equal llama.cpp's: herd [$g] llama.cpp [$want] $(head -c 200 "$T/err")" test "$g" = "$want"
 check "HF dir greedy ids equal the GGUF's" test "$h" = "$g"
 
-echo "cli_default: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

@@ -6,16 +6,7 @@
 # 'herd: ...' line.
 HERD=${HERD:-build/herd}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { fail=$((fail+1)); echo "cli_kv: FAILED: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
-expect_err() {
-    local what=$1 pat=$2; shift 2
-    "$@" >"$T/out" 2>"$T/err"; local rc=$?
-    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "^herd: " "$T/err" && grep -qi -- "$pat" "$T/err"; then ok
-    else bad "$what (rc $rc): $(head -c 300 "$T/err")"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 $HERD init -o "$T/m" --seed 4 --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 256 2>/dev/null
 $HERD init -o "$T/s" --seed 4 --dim 64 --layers 1 --heads 4 --kv-heads 2 --ffn 128 2>/dev/null
@@ -44,5 +35,4 @@ expect_err "bad --kv in serve" "expects f32, f16 or q8_0" $HERD serve -m "$T/m" 
 expect_err "--kv needs a value" "needs a value" $HERD generate -m "$T/m" -p hi --kv
 expect_err "q8_0 needs head dim % 32" "multiple of 32" $HERD generate -m "$T/s" --kv q8_0 -p hi -n 1
 
-echo "cli_kv: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

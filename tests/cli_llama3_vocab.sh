@@ -9,8 +9,7 @@ HERD=${HERD:-build/herd}
 TOK=${HERD_LLAMA3_TOKENIZER:-../shared/tokenizers/llama3/tokenizer.model}
 if [ ! -f "$TOK" ]; then echo "cli_llama3_vocab: SKIP: $TOK not found (real Llama 3 vocabulary)"; exit 0; fi
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-check() { local what=$1; shift; if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); echo "cli_llama3_vocab: FAILED: $what" >&2; fi; }
+. "$(dirname "$0")/lib.sh"
 
 $HERD init -o "$T/m" --gguf "$T/m.gguf" --tokenizer "$TOK" --dim 32 --layers 1 --heads 2 --kv-heads 1 --ffn 64 --tie 2>/dev/null
 mkdir -p "$T/tm"; cp "$T/m/config.json" "$T/m/model.safetensors" "$T/m/tokenizer.model" "$T/tm/"
@@ -27,5 +26,4 @@ check "vocab size" bash -c "$HERD info $T/m.gguf | grep -q 'vocab: *128256'"
 echo '[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Hi"}]' > "$T/c.json"
 check "chat ids" test "$($HERD tokenize -m "$T/m" --chat "$T/c.json")" = \
     "128000 128006 9125 128007 271 2675 527 264 11190 18328 13 128009 128006 882 128007 271 13347 128009 128006 78191 128007 271"
-echo "cli_llama3_vocab: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary

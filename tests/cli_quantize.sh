@@ -6,16 +6,7 @@
 # and bad input gives one `herd: ...` line.
 HERD=${HERD:-build/herd}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { fail=$((fail+1)); echo "cli_quantize: FAILED: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
-expect_err() {
-    local what=$1 pat=$2; shift 2
-    "$@" >"$T/out" 2>"$T/err"; local rc=$?
-    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "^herd: " "$T/err" && grep -qi -- "$pat" "$T/err"; then ok
-    else bad "$what (rc $rc): $(head -c 300 "$T/err")"; fi
-}
+. "$(dirname "$0")/lib.sh"
 # nll_within A B NATS: |B - A| <= NATS
 nll_within() { awk -v a="$1" -v b="$2" -v r="$3" 'BEGIN { d = b - a; if (d < 0) d = -d; exit !(d <= r) }'; }
 
@@ -70,5 +61,4 @@ expect_err "missing TYPE" "expected IN OUT TYPE" $HERD quantize "$T/m" "$T/x.ggu
 expect_err "unwritable OUT" "$T/no/dir" $HERD quantize -q "$T/m" "$T/no/dir/x.gguf" Q8_0
 check "--help" bash -c "$HERD quantize --help | grep -q Q4_K_M"
 
-echo "cli_quantize: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary

@@ -10,10 +10,7 @@ T=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
 trap cleanup EXIT
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { fail=$((fail+1)); echo "cli_serve: FAILED: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+. "$(dirname "$0")/lib.sh"
 has()  { grep -q -- "$2" "$1"; }                  # has FILE PATTERN
 C()    { curl -s --max-time 20 "$@"; }
 
@@ -186,5 +183,4 @@ check "SIGTERM with a request in flight exits 0" test $rc -eq 0
 check "in-flight request finished during drain" has "$T/drain" '"object":"text_completion"'
 has "$T/drain" '"object":"text_completion"' || { echo "cli_serve: drain response: $(head -c 300 "$T/drain") $(cat "$T/drain.err")"; tail -5 "$T/auth.log"; } >&2
 
-echo "cli_serve: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

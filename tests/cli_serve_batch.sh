@@ -10,10 +10,7 @@ T=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
 trap cleanup EXIT
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { fail=$((fail+1)); echo "cli_serve_batch: FAILED: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+. "$(dirname "$0")/lib.sh"
 C()    { curl -s --max-time 120 "$@"; }  # generous: sanitizer builds on a busy machine
 metric() { C "$URL/metrics" | sed -n "s/^$1 //p"; }
 
@@ -27,7 +24,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 URL="http://127.0.0.1:$port"
-curl -s --max-time 2 "$URL/health" | grep -q ok || { bad "server did not start: $(cat "$T/log")"; echo "cli_serve_batch: $pass passed, $fail failed"; exit 1; }
+curl -s --max-time 2 "$URL/health" | grep -q ok || { bad "server did not start: $(cat "$T/log")"; summary; exit 1; }
 
 SYS="You are a careful assistant. Answer in one short sentence, without lists, and never repeat the question back to the user."
 chat() { # chat USER STREAM MAX_TOKENS
@@ -127,5 +124,4 @@ check "KV full: server still healthy" bash -c "curl -s --max-time 5 $URL/health 
 C "$URL/v1/completions" -d '{"model":"m","prompt":"c'"$Y"'","max_tokens":4,"temperature":0}' > "$T/full3"
 check "KV full: idle caches give way to a new long prompt" grep -q '"object":"text_completion"' "$T/full3"
 kill -TERM "${PIDS[1]}"; wait "${PIDS[1]}"; check "SIGTERM exits 0 (small pool)" test $? -eq 0
-echo "cli_serve_batch: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary

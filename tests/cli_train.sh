@@ -6,16 +6,7 @@
 # data files rejected with one `herd: ...` line without touching a checkpoint.
 HERD=${HERD:-build/herd}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { fail=$((fail+1)); echo "cli_train: FAILED: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
-expect_err() {
-    local what=$1 pat=$2; shift 2
-    "$@" >"$T/out" 2>"$T/err"; local rc=$?
-    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "^herd: " "$T/err" && grep -qi -- "$pat" "$T/err"; then ok
-    else bad "$what (rc $rc): $(head -c 300 "$T/err")"; fi
-}
+. "$(dirname "$0")/lib.sh"
 # mktok FILE VOCAB ID...: a token file (tokfile.h layout)
 mktok() { local f=$1 v=$2; shift 2; perl -e '($v,@i)=@ARGV; print "HERDTOK1", pack("V V Q<", 1, $v, scalar @i), pack("V*", @i)' "$v" "$@" >"$f"; }
 losses() { sed -n 's/.*"loss": \([^,]*\),.*/\1/p' "$1"; }
@@ -114,5 +105,4 @@ check "checkpoint untouched by a refused resume" cmp -s "$T/full/checkpoint.bin"
 expect_err "missing --lr" "--lr" $HERD train --init "$T/ma" --data tests/data/train_ref.tok --out "$T/x" --batch 1 --seq 8 --steps 1
 check "help" $HERD train --help >/dev/null
 
-echo "cli_train: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

@@ -12,9 +12,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null
     rm -rf "$T" 2>/dev/null || { sleep 1; rm -rf "$T" 2>/dev/null; }; }
 trap cleanup EXIT
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "cli_web: FAILED: $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 $HERD init -o "$T/m" --seed 3 2>/dev/null
 port_of() { for _ in $(seq 1 100); do p=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1" | head -1); [ -n "$p" ] && { echo "$p"; return; }; sleep 0.1; done; }
 serve() {  # serve LOG ARGS...: starts herd serve on a free port, prints the port
@@ -42,5 +40,4 @@ out=$(drive "http://127.0.0.1:$p2/" "Hello" 2>&1)
 if echo "$out" | grep -q '"error":true' && echo "$out" | grep -qi 'api key'; then ok
 else bad "page shows the 401 error: $(echo "$out" | head -c 300)"; fi
 
-echo "cli_web: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary
