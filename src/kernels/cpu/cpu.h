@@ -84,34 +84,38 @@ int gemm_z_supports(int type, int T);
 int64_t gemm_z_layout(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch);
 void gemm_z_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1);
 void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
-/* AVX-512 packed weights (pack_avx512.c; herd_weight.packed): rows in groups of
- * 16, G = ceil(OC / 16), the last group padded with zero rows (scale 0); one
- * group's data is one contiguous stream, so decode reads straight through it.
- *   Q4_0: q [G][nb][4][16 rows x 4 bytes]: dword k (0..3) of each row's 16 bytes
- *         of nibbles (low nibbles: elements 4k..4k+3, high: 16+4k..16+4k+3),
- *         then d [G][nb][16] f16 scales;
- *   Q8_0: q [G][nb][8][16 x 4]: dword k (0..7) of each row's 32 quants as
- *         w + 128 (u8), then d as for Q4_0;
- *   F16 / BF16: [G][IC][16] (element k of the group's 16 rows, 32 bytes).
+/* AVX-512 packed weights (pack_avx512.c; herd_weight.packed). Rows go in groups
+ * of 16 (one zmm of outputs) and groups in quads (64 rows; the last quad padded
+ * with zero rows, scale 0). A quad's data is one linear stream, read straight
+ * through by decode:
+ *   Q4_0 / Q8_0: per quad, per block b: the 4 groups' quants (Q4_0: 4 x 64 bytes,
+ *     dword k = bytes 4k..4k+3 of each of the 16 rows' nibbles: low nibbles are
+ *     elements 4k..4k+3, high 16+4k..; Q8_0: 8 x 64 bytes, dword k of each row's
+ *     32 quants as w + 128, u8), then the 4 groups' 16 f16 scales (128 bytes);
+ *   F16 / BF16: per quad, per input k: the 4 groups' 16 values (128 bytes).
  * T = 1 reads it directly (zp_rows_t1); T > 1 fills the GEMM's panels from it. */
 #define ZP_ROWS 16
+#define ZP_QUAD 64
 size_t zp_bytes(const herd_weight *w); /* 0: the type has no packed layout */
 void zp_pack(void *dst, const herd_weight *w);
-static inline int64_t zp_groups(const herd_weight *w) { return (w->oc + ZP_ROWS - 1) / ZP_ROWS; }
 static inline size_t zp_qblock(int type) { return type == HERD_Q8_0 ? 512 : 256; }
+/* bytes per quad and block: 4 groups' quants + their scales */
+static inline size_t zp_unit(int type) { return 4 * zp_qblock(type) + 4 * ZP_ROWS * 2; }
+static inline const uint8_t *zp_block(const herd_weight *w, int64_t quad, int64_t b) {
+    return (const uint8_t *)w->packed + ((size_t)quad * (size_t)(w->ic / QK) + (size_t)b) * zp_unit(w->type);
+}
 static inline const uint8_t *zp_q(const herd_weight *w, int64_t g, int64_t b) {
-    return (const uint8_t *)w->packed + ((size_t)g * (size_t)(w->ic / QK) + (size_t)b) * zp_qblock(w->type);
+    return zp_block(w, g / 4, b) + (size_t)(g % 4) * zp_qblock(w->type);
 }
 static inline const uint16_t *zp_d(const herd_weight *w, int64_t g, int64_t b) {
-    const size_t nb = (size_t)(w->ic / QK);
-    return (const uint16_t *)((const uint8_t *)w->packed + (size_t)zp_groups(w) * nb * zp_qblock(w->type)) +
-           ((size_t)g * nb + (size_t)b) * ZP_ROWS;
+    return (const uint16_t *)(zp_block(w, g / 4, b) + 4 * zp_qblock(w->type)) + (g % 4) * ZP_ROWS;
 }
 static inline const uint16_t *zp_f(const herd_weight *w, int64_t g, int64_t k) {
-    return (const uint16_t *)w->packed + ((size_t)g * (size_t)w->ic + (size_t)k) * ZP_ROWS;
+    return (const uint16_t *)w->packed + (((size_t)(g / 4) * (size_t)w->ic + (size_t)k) * 4 + (size_t)(g % 4)) * ZP_ROWS;
 }
-/* out (1, OC) rows [r0, r1) (r0 a multiple of 16) from w->packed; x laid out by
- * gemm_z_layout / gemm_z_prep for T = 1. Bitwise what gemm_z_rows gives. */
+/* out (1, OC) rows [r0, r1) from w->packed (fastest with r0 a multiple of
+ * ZP_QUAD); x laid out by gemm_z_layout / gemm_z_prep for T = 1. Bitwise what
+ * gemm_z_rows gives. */
 void zp_rows_t1(float *out, const mm_act *a, const herd_weight *w, int64_t r0, int64_t r1);
 
 /* q (32) = x (32) quantized as mm_quantize_block_q8, *d its scale; returns sum(q). */

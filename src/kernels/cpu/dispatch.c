@@ -91,7 +91,8 @@ void matmul_unpack(herd_weight *w) {
 
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch) {
     const mm_isa *isa = mm_pick(w->type);
-    const int64_t n_tiles = (w->oc + MM_TILE - 1) / MM_TILE;
+    const int64_t tile = w->packed && T == 1 ? ZP_QUAD : MM_TILE; /* packed decode runs whole quads */
+    const int64_t n_tiles = (w->oc + tile - 1) / tile;
     /* tiny problems (tests, T = 1 biases) are not worth waking the team */
     const int nth_max = (double)w->oc * (double)w->ic * T < 65536.0 ? 1 : omp_get_max_threads();
 #pragma omp parallel num_threads(nth_max)
@@ -104,7 +105,7 @@ void matmul_forward(float *out, const float *x, const herd_weight *w, int T, voi
 #pragma omp barrier
         }
         int64_t t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
-        int64_t r0 = t0 * MM_TILE, r1 = t1 * MM_TILE < w->oc ? t1 * MM_TILE : w->oc;
+        int64_t r0 = t0 * tile, r1 = t1 * tile < w->oc ? t1 * tile : w->oc;
         if (r0 < r1) isa->rows(out, &a, w, T, r0, r1);
     }
 }

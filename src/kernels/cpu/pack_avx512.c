@@ -13,8 +13,10 @@
  * acc = fma(float(int), d_w * d_x, acc) in block order; F16 / BF16 take
  * acc = fma(w_k, x_k, acc) in k order, as the GEMM does.
  *
- * Four groups (64 rows) run side by side so that the fma and vpdpbusd chains
- * overlap; x's broadcasts are shared by the four.
+ * A quad's four groups (64 rows) run side by side, so the fma and vpdpbusd
+ * chains overlap and x's broadcasts serve four groups, and the quad's data is
+ * one linear stream (quants and scales interleaved per block) that the hardware
+ * prefetcher follows; matmul_forward splits packed decode rows by quads.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -25,12 +27,12 @@
 #define UNROLL _Pragma("GCC unroll 16")
 
 size_t zp_bytes(const herd_weight *w) {
-    const size_t g = (size_t)zp_groups(w), nb = (size_t)(w->ic / QK);
+    const size_t quads = (size_t)((w->oc + ZP_QUAD - 1) / ZP_QUAD), nb = (size_t)(w->ic / QK);
     switch (w->type) {
     case HERD_Q4_0: case HERD_Q8_0:
-        return w->ic % QK ? 0 : g * nb * (zp_qblock(w->type) + ZP_ROWS * sizeof(uint16_t));
+        return w->ic % QK ? 0 : quads * nb * zp_unit(w->type);
     case HERD_F16: case HERD_BF16:
-        return g * (size_t)w->ic * ZP_ROWS * sizeof(uint16_t);
+        return quads * (size_t)w->ic * ZP_QUAD * sizeof(uint16_t);
     default:
         return 0;
     }
@@ -40,7 +42,7 @@ size_t zp_bytes(const herd_weight *w) {
 void zp_pack(void *dst, const herd_weight *w) {
     herd_weight p = *w;
     p.packed = dst;
-    const int64_t G = zp_groups(w), nb = w->ic / QK;
+    const int64_t G = (w->oc + ZP_QUAD - 1) / ZP_QUAD * 4, nb = w->ic / QK;
     const size_t rb = w->type == HERD_Q8_0 ? (size_t)nb * sizeof(block_q8_0)
                     : w->type == HERD_Q4_0 ? (size_t)nb * sizeof(block_q4_0) : (size_t)w->ic * 2;
     const uint8_t *src = w->data;
@@ -77,26 +79,34 @@ void zp_pack(void *dst, const herd_weight *w) {
     }
 }
 
-static __mmask16 row_mask(int64_t n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+/* Lanes of rows [row, row + 16) that fall in [r0, r1). */
+static __mmask16 row_mask(int64_t row, int64_t r0, int64_t r1) {
+    uint32_t m = 0xffff;
+    if (r1 - row < 16) m = r1 <= row ? 0 : m & ((1u << (r1 - row)) - 1);
+    if (r0 > row) m = r0 - row >= 16 ? 0 : m & ~((1u << (r0 - row)) - 1);
+    return (__mmask16)m;
+}
 
-/* Groups g .. g + NG of a Q4_0 / Q8_0 weight. x: gemm_z_prep's T = 1 layout (dword
- * k of block b at q[(b 8 + k) GEMM_QT], scale and correction at [b GEMM_QT]). */
-INLINE void q_t1(float *out, const mm_act *a, const herd_weight *w, int64_t g, int64_t r1, const int NG,
+/* One quad of a Q4_0 / Q8_0 weight. x: gemm_z_prep's T = 1 layout (dword k of
+ * block b at q[(b 8 + k) GEMM_QT], scale and correction at [b GEMM_QT]). */
+INLINE void q_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
                  const int q8) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const int32_t *xq = (const int32_t *)a->q;
+    const size_t qb = q8 ? 512 : 256;
     __m512 acc[4];
     UNROLL
-    for (int i = 0; i < NG; i++) acc[i] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < a->nb; b++) {
+    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
+    const uint8_t *p = zp_block(w, quad, 0);
+    for (int64_t b = 0; b < a->nb; b++, p += 4 * qb + 128) {
         __m512i xb[8];
         UNROLL
         for (int k = 0; k < 8; k++) xb[k] = _mm512_set1_epi32(xq[(b * 8 + k) * GEMM_QT]);
         const __m512i corr = _mm512_set1_epi32(a->corr[b * GEMM_QT]);
         const __m512 dx = _mm512_set1_ps(a->d[b * GEMM_QT]);
         UNROLL
-        for (int i = 0; i < NG; i++) {
-            const uint8_t *q = zp_q(w, g + i, b);
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *q = p + i * qb;
             __m512i lo = corr, hi = _mm512_setzero_si512();
             if (q8) {
                 UNROLL
@@ -112,61 +122,49 @@ INLINE void q_t1(float *out, const mm_act *a, const herd_weight *w, int64_t g, i
                     hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), xb[k + 4]);
                 }
             }
-            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)zp_d(w, g + i, b)));
+            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(p + 4 * qb + 32 * i)));
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), _mm512_mul_ps(dw, dx), acc[i]);
         }
     }
     UNROLL
-    for (int i = 0; i < NG; i++) {
-        const int64_t row = (g + i) * ZP_ROWS;
-        _mm512_mask_storeu_ps(out + row, row_mask(r1 - row), acc[i]);
+    for (int i = 0; i < 4; i++) {
+        const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
+        _mm512_mask_storeu_ps(out + row, row_mask(row, r0, r1), acc[i]);
     }
 }
 
-/* Groups g .. g + NG of an F16 / BF16 weight; x is a->xp (T = 1: x itself). */
-INLINE void f_t1(float *out, const mm_act *a, const herd_weight *w, int64_t g, int64_t r1, const int NG,
+/* One quad of an F16 / BF16 weight; x is a->xp (T = 1: x at stride GEMM_FT). */
+INLINE void f_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
                  const int bf16) {
     const float *x = a->xp;
     __m512 acc[4];
     UNROLL
-    for (int i = 0; i < NG; i++) acc[i] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < w->ic; k++) {
+    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
+    const uint16_t *p = zp_f(w, quad * 4, 0);
+    for (int64_t k = 0; k < w->ic; k++, p += ZP_QUAD) {
         const __m512 xb = _mm512_set1_ps(x[k * GEMM_FT]);
         UNROLL
-        for (int i = 0; i < NG; i++) {
-            const __m256i h = _mm256_load_si256((const __m256i *)zp_f(w, g + i, k));
+        for (int i = 0; i < 4; i++) {
+            const __m256i h = _mm256_load_si256((const __m256i *)(p + i * ZP_ROWS));
             const __m512 wv = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
                                    : _mm512_cvtph_ps(h);
             acc[i] = _mm512_fmadd_ps(wv, xb, acc[i]);
         }
     }
     UNROLL
-    for (int i = 0; i < NG; i++) {
-        const int64_t row = (g + i) * ZP_ROWS;
-        _mm512_mask_storeu_ps(out + row, row_mask(r1 - row), acc[i]);
+    for (int i = 0; i < 4; i++) {
+        const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
+        _mm512_mask_storeu_ps(out + row, row_mask(row, r0, r1), acc[i]);
     }
 }
 
-#define T1_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t g, int64_t r1
-static void q4_4(T1_ARGS) { q_t1(out, a, w, g, r1, 4, 0); }
-static void q4_1(T1_ARGS) { q_t1(out, a, w, g, r1, 1, 0); }
-static void q8_4(T1_ARGS) { q_t1(out, a, w, g, r1, 4, 1); }
-static void q8_1(T1_ARGS) { q_t1(out, a, w, g, r1, 1, 1); }
-static void h_4(T1_ARGS) { f_t1(out, a, w, g, r1, 4, 0); }
-static void h_1(T1_ARGS) { f_t1(out, a, w, g, r1, 1, 0); }
-static void b_4(T1_ARGS) { f_t1(out, a, w, g, r1, 4, 1); }
-static void b_1(T1_ARGS) { f_t1(out, a, w, g, r1, 1, 1); }
+#define T1_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1
+static void q4(T1_ARGS) { q_t1(out, a, w, quad, r0, r1, 0); }
+static void q8(T1_ARGS) { q_t1(out, a, w, quad, r0, r1, 1); }
+static void h16(T1_ARGS) { f_t1(out, a, w, quad, r0, r1, 0); }
+static void b16(T1_ARGS) { f_t1(out, a, w, quad, r0, r1, 1); }
 
 void zp_rows_t1(float *out, const mm_act *a, const herd_weight *w, int64_t r0, int64_t r1) {
-    void (*k4)(T1_ARGS), (*k1)(T1_ARGS);
-    switch (w->type) {
-    case HERD_Q4_0: k4 = q4_4, k1 = q4_1; break;
-    case HERD_Q8_0: k4 = q8_4, k1 = q8_1; break;
-    case HERD_F16: k4 = h_4, k1 = h_1; break;
-    default: k4 = b_4, k1 = b_1; break;
-    }
-    const int64_t g1 = (r1 + ZP_ROWS - 1) / ZP_ROWS;
-    int64_t g = r0 / ZP_ROWS;
-    for (; g + 4 <= g1; g += 4) k4(out, a, w, g, r1);
-    for (; g < g1; g++) k1(out, a, w, g, r1);
+    void (*k)(T1_ARGS) = w->type == HERD_Q4_0 ? q4 : w->type == HERD_Q8_0 ? q8 : w->type == HERD_F16 ? h16 : b16;
+    for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) k(out, a, w, quad, r0, r1);
 }
