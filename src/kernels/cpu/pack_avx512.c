@@ -133,16 +133,17 @@ INLINE void q_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     }
 }
 
-/* One quad of an F16 / BF16 weight; x is a->xp (T = 1: x at stride GEMM_FT). */
+/* One quad of an F16 / BF16 weight; x is a->f32 (T = 1: the values a->xp holds
+ * at stride GEMM_FT, contiguous: IC = 8192 of them stay in L1). */
 INLINE void f_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
                  const int bf16) {
-    const float *x = a->xp;
+    const float *x = a->f32;
     __m512 acc[4];
     UNROLL
     for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
     const uint16_t *p = zp_f(w, quad * 4, 0);
     for (int64_t k = 0; k < w->ic; k++, p += ZP_QUAD) {
-        const __m512 xb = _mm512_set1_ps(x[k * GEMM_FT]);
+        const __m512 xb = _mm512_set1_ps(x[k]);
         UNROLL
         for (int i = 0; i < 4; i++) {
             const __m256i h = _mm256_load_si256((const __m256i *)(p + i * ZP_ROWS));
