@@ -299,7 +299,7 @@ static void test_matmul_packed(void) {
             herd_weight w = { types[ti], make_weight(types[ti], oc, ic), ic, oc, NULL };
             uint8_t *scratch = xmalloc(matmul_scratch_size(types[ti], TMAX, ic));
             for (int t = 0; t < TMAX; t++) matmul_forward(one + (size_t)t * oc, x + (size_t)t * ic, &w, 1, scratch);
-            CHECKF(matmul_pack(&w) > 0 && w.packed, "matmul_pack %s", herd_type_name(types[ti]));
+            CHECKF(matmul_pack(&w, NULL, NULL) > 0 && w.packed, "matmul_pack %s", herd_type_name(types[ti]));
             for (int k = 0; k < 5 && w.packed; k++) {
                 const int T = Ts[k];
                 for (int rep = 0; rep < (T == 1 ? TMAX : 1); rep++) /* T = 1: every row alone */

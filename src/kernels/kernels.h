@@ -73,10 +73,12 @@ size_t matmul_scratch_size(int type, int T, int64_t ic);
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch);
 /* Repacks w into the layout this CPU's matmul reads fastest, when it has one
  * (AVX-512: Q8_0, Q4_0, F16, BF16; cpu/pack_avx512.c), and sets w->packed;
- * results stay bitwise the same, w->data stays valid. Returns the packed bytes
- * (0: nothing to pack, or out of memory: the unpacked path runs).
+ * results stay bitwise the same, w->data stays valid. done (may be NULL) is
+ * called on each run of source rows once it is packed (so the caller can give
+ * those pages back while the rest is packed). Returns the packed bytes (0:
+ * nothing to pack, or out of memory: the unpacked path runs).
  * matmul_unpack frees the copy. */
-size_t matmul_pack(herd_weight *w);
+size_t matmul_pack(herd_weight *w, void (*done)(void *ctx, const void *rows, size_t bytes), void *ctx);
 void matmul_unpack(herd_weight *w);
 
 /* out (T, C) = x / sqrt(mean(x^2) + eps) * w (C). out may alias x. */

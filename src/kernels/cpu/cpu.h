@@ -97,7 +97,7 @@ void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64
 #define ZP_ROWS 16
 #define ZP_QUAD 64
 size_t zp_bytes(const herd_weight *w); /* 0: the type has no packed layout */
-void zp_pack(void *dst, const herd_weight *w);
+void zp_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1); /* quads [quad0, quad1) */
 static inline size_t zp_qblock(int type) { return type == HERD_Q8_0 ? 512 : 256; }
 /* bytes per quad and block: 4 groups' quants + their scales */
 static inline size_t zp_unit(int type) { return 4 * zp_qblock(type) + 4 * ZP_ROWS * 2; }

@@ -71,13 +71,21 @@ void dequant_row(float *out, const void *row, int type, int64_t n) {
 
 size_t matmul_scratch_size(int type, int T, int64_t ic) { return mm_scratch_bytes(type, T, ic); }
 
-size_t matmul_pack(herd_weight *w) {
+size_t matmul_pack(herd_weight *w, void (*done)(void *ctx, const void *rows, size_t bytes), void *ctx) {
     if (w->packed || herd_cpu_isa() < HERD_ISA_AVX512) return 0;
     const size_t n = zp_bytes(w);
     if (n == 0) return 0;
     void *p = aligned_alloc(64, (n + 63) / 64 * 64);
     if (!p) return 0;
-    zp_pack(p, w);
+    const size_t rb = kern_row_bytes(w->type, w->ic);
+    const int64_t quads = (w->oc + ZP_QUAD - 1) / ZP_QUAD;
+    const int64_t step = (int64_t)((8u << 20) / (rb * ZP_QUAD)) + 1; /* ~8 MiB of source rows */
+    for (int64_t q0 = 0; q0 < quads; q0 += step) {
+        const int64_t q1 = q0 + step < quads ? q0 + step : quads;
+        zp_pack(p, w, q0, q1);
+        const int64_t r0 = q0 * ZP_QUAD, r1 = q1 * ZP_QUAD < w->oc ? q1 * ZP_QUAD : w->oc;
+        if (done) done(ctx, (const uint8_t *)w->data + (size_t)r0 * rb, (size_t)(r1 - r0) * rb);
+    }
     w->packed = p;
     return n;
 }

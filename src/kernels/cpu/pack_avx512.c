@@ -39,15 +39,14 @@ size_t zp_bytes(const herd_weight *w) {
 }
 
 /* Plain copies, group by group (threads split the groups): run once per weight. */
-void zp_pack(void *dst, const herd_weight *w) {
+void zp_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1) {
     herd_weight p = *w;
     p.packed = dst;
-    const int64_t G = (w->oc + ZP_QUAD - 1) / ZP_QUAD * 4, nb = w->ic / QK;
-    const size_t rb = w->type == HERD_Q8_0 ? (size_t)nb * sizeof(block_q8_0)
-                    : w->type == HERD_Q4_0 ? (size_t)nb * sizeof(block_q4_0) : (size_t)w->ic * 2;
+    const int64_t nb = w->ic / QK;
+    const size_t rb = kern_row_bytes(w->type, w->ic);
     const uint8_t *src = w->data;
 #pragma omp parallel for schedule(static)
-    for (int64_t g = 0; g < G; g++) {
+    for (int64_t g = quad0 * 4; g < quad1 * 4; g++) {
         for (int j = 0; j < ZP_ROWS; j++) {
             const int64_t row = g * ZP_ROWS + j;
             const uint8_t *r = row < w->oc ? src + (size_t)row * rb : NULL;
