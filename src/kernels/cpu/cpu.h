@@ -117,6 +117,11 @@ static inline const uint16_t *zp_f(const herd_weight *w, int64_t g, int64_t k) {
  * ZP_QUAD); x laid out by gemm_z_layout / gemm_z_prep for T = 1. Bitwise what
  * gemm_z_rows gives. */
 void zp_rows_t1(float *out, const mm_act *a, const herd_weight *w, int64_t r0, int64_t r1);
+/* The same for 2 <= T <= ZP_SMALL_T tokens (decode of a few sequences at once):
+ * reads the packed quads directly, where the GEMM would first copy them into
+ * its panels. */
+#define ZP_SMALL_T 16
+void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
 
 /* q (32) = x (32) quantized as mm_quantize_block_q8, *d its scale; returns sum(q). */
 int32_t z_quantize_block(int8_t *q, float *d, const float *x);

@@ -99,7 +99,7 @@ void matmul_unpack(herd_weight *w) {
 
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch) {
     const mm_isa *isa = mm_pick(w->type);
-    const int64_t tile = w->packed && T == 1 ? ZP_QUAD : MM_TILE; /* packed decode runs whole quads */
+    const int64_t tile = w->packed && T <= ZP_SMALL_T ? ZP_QUAD : MM_TILE; /* packed decode runs whole quads */
     const int64_t n_tiles = (w->oc + tile - 1) / tile;
     /* tiny problems (tests, T = 1 biases) are not worth waking the team */
     const int nth_max = (double)w->oc * (double)w->ic * T < 65536.0 ? 1 : omp_get_max_threads();

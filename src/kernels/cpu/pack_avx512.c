@@ -158,6 +158,127 @@ INLINE void f_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     }
 }
 
+/* One quad of a Q4_0 / Q8_0 weight against TT (1..4) tokens t0 ..: the quad's
+ * weights are loaded (and Q4_0's nibbles split) once for all TT; each token's
+ * integer dot is one chain (TT chains overlap). x: gemm_z_prep's tiles. */
+INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
+                 int t0, const int TT, const int q8) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const size_t qb = q8 ? 512 : 256;
+    const int32_t *xq[4];
+    const float *xd[4];
+    const int32_t *xc[4];
+    UNROLL
+    for (int t = 0; t < TT; t++) { /* token t0 + t: tile (t0 + t) / QT, slot (t0 + t) % QT */
+        const int64_t tb = (int64_t)((t0 + t) / GEMM_QT) * a->nb, j = (t0 + t) % GEMM_QT;
+        xq[t] = (const int32_t *)a->q + tb * 8 * GEMM_QT + j;
+        xd[t] = a->d + tb * GEMM_QT + j;
+        xc[t] = a->corr + tb * GEMM_QT + j;
+    }
+    __m512 acc[4][4];
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        UNROLL
+        for (int t = 0; t < TT; t++) acc[i][t] = _mm512_setzero_ps();
+    }
+    const uint8_t *p = zp_block(w, quad, 0);
+    for (int64_t b = 0; b < a->nb; b++, p += 4 * qb + 128) {
+        UNROLL
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *q = p + i * qb;
+            __m512i s[4];
+            UNROLL
+            for (int t = 0; t < TT; t++) s[t] = _mm512_set1_epi32(xc[t][b * GEMM_QT]);
+            UNROLL
+            for (int k = 0; k < 8; k++) {
+                if (!q8 && k == 4) break; /* Q4_0: 4 loads, each two halves */
+                const __m512i v = _mm512_load_si512(q + k * 64);
+                const __m512i lo = q8 ? v : _mm512_and_si512(v, m4);
+                UNROLL
+                for (int t = 0; t < TT; t++)
+                    s[t] = _mm512_dpbusd_epi32(s[t], lo, _mm512_set1_epi32(xq[t][(b * 8 + k) * GEMM_QT]));
+                if (!q8) {
+                    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    UNROLL
+                    for (int t = 0; t < TT; t++)
+                        s[t] = _mm512_dpbusd_epi32(s[t], hi, _mm512_set1_epi32(xq[t][(b * 8 + k + 4) * GEMM_QT]));
+                }
+            }
+            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(p + 4 * qb + 32 * i)));
+            UNROLL
+            for (int t = 0; t < TT; t++)
+                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[t][b * GEMM_QT])),
+                                            acc[i][t]);
+        }
+    }
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
+        const __mmask16 m = row_mask(row, r0, r1);
+        UNROLL
+        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * w->oc + row, m, acc[i][t]);
+    }
+}
+
+/* One quad of an F16 / BF16 weight against TT (1..4) tokens (x rows contiguous). */
+INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
+                 int t0, const int TT, const int bf16) {
+    const float *x = a->f32 + (int64_t)t0 * w->ic;
+    __m512 acc[4][4];
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        UNROLL
+        for (int t = 0; t < TT; t++) acc[i][t] = _mm512_setzero_ps();
+    }
+    const uint16_t *p = zp_f(w, quad * 4, 0);
+    for (int64_t k = 0; k < w->ic; k++, p += ZP_QUAD) {
+        UNROLL
+        for (int i = 0; i < 4; i++) {
+            const __m256i h = _mm256_load_si256((const __m256i *)(p + i * ZP_ROWS));
+            const __m512 wv = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                                   : _mm512_cvtph_ps(h);
+            UNROLL
+            for (int t = 0; t < TT; t++) acc[i][t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * w->ic + k]), acc[i][t]);
+        }
+    }
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
+        const __mmask16 m = row_mask(row, r0, r1);
+        UNROLL
+        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * w->oc + row, m, acc[i][t]);
+    }
+}
+
+#define TN_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0
+#define TN_SET(name, body) \
+    static void name##1(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 1, FLAG); } \
+    static void name##2(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 2, FLAG); } \
+    static void name##3(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 3, FLAG); } \
+    static void name##4(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 4, FLAG); }
+#define FLAG 0
+TN_SET(q4n, q_tn)
+TN_SET(h16n, f_tn)
+#undef FLAG
+#define FLAG 1
+TN_SET(q8n, q_tn)
+TN_SET(b16n, f_tn)
+#undef FLAG
+
+/* T 2 .. ZP_SMALL_T: per quad, tokens in tiles of 4 and a tail of 1 to 3; after
+ * the first tile the quad's data comes from L2. */
+void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
+    typedef void (*tn_fn)(TN_ARGS);
+    static const tn_fn tab[4][4] = { { q4n1, q4n2, q4n3, q4n4 }, { q8n1, q8n2, q8n3, q8n4 },
+                                     { h16n1, h16n2, h16n3, h16n4 }, { b16n1, b16n2, b16n3, b16n4 } };
+    const int ti = w->type == HERD_Q4_0 ? 0 : w->type == HERD_Q8_0 ? 1 : w->type == HERD_F16 ? 2 : 3;
+    for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
+        int t = 0;
+        for (; t + 4 <= T; t += 4) tab[ti][3](out, a, w, quad, r0, r1, t);
+        if (t < T) tab[ti][T - t - 1](out, a, w, quad, r0, r1, t);
+    }
+}
+
 #define T1_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1
 static void q4(T1_ARGS) { q_t1(out, a, w, quad, r0, r1, 0); }
 static void q8(T1_ARGS) { q_t1(out, a, w, quad, r0, r1, 1); }
