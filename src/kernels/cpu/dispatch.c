@@ -9,6 +9,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/kernels.h"
@@ -75,8 +76,14 @@ size_t matmul_pack(herd_weight *w, void (*done)(void *ctx, const void *rows, siz
     if (w->packed || herd_cpu_isa() < HERD_ISA_AVX512) return 0;
     const size_t n = zp_bytes(w);
     if (n == 0) return 0;
-    void *p = aligned_alloc(64, (n + 63) / 64 * 64);
-    if (!p) return 0;
+    /* mmap'd (a page-size header keeps the length for munmap) and asking for
+     * huge pages: a 1B model's packed copy is ~10^5 4 KiB page faults otherwise */
+    const size_t hdr = 4096, len = hdr + (n + 4095) / 4096 * 4096;
+    uint8_t *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return 0;
+    madvise(base, len, MADV_HUGEPAGE);
+    memcpy(base, &len, sizeof len);
+    void *p = base + hdr;
     const size_t rb = kern_row_bytes(w->type, w->ic);
     const int64_t quads = (w->oc + ZP_QUAD - 1) / ZP_QUAD;
     const int64_t step = (int64_t)((8u << 20) / (rb * ZP_QUAD)) + 1; /* ~8 MiB of source rows */
@@ -91,7 +98,11 @@ size_t matmul_pack(herd_weight *w, void (*done)(void *ctx, const void *rows, siz
 }
 
 void matmul_unpack(herd_weight *w) {
-    free(w->packed);
+    if (!w->packed) return;
+    uint8_t *base = (uint8_t *)w->packed - 4096;
+    size_t len;
+    memcpy(&len, base, sizeof len);
+    munmap(base, len);
     w->packed = NULL;
 }
 

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/simd_avx512.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
@@ -38,43 +39,90 @@ size_t zp_bytes(const herd_weight *w) {
     }
 }
 
-/* Plain copies, group by group (threads split the groups): run once per weight. */
+/* Quad qd, all 64 rows present: in-register transposes of 16 rows at a time,
+ * the quad's four groups together so that each cache line of dst is written
+ * whole, once. */
+static void pack_quad_full(const herd_weight *p, const uint8_t *src, size_t rb, int64_t qd) {
+    const uint8_t *rows = src + (size_t)qd * ZP_QUAD * rb;
+    if (p->type == HERD_F16 || p->type == HERD_BF16) {
+        int64_t k = 0;
+        for (; k + 16 <= p->ic; k += 16) /* dword c = elements 2c, 2c + 1 of each row */
+            for (int i = 0; i < 4; i++) {
+                __m512i col[8];
+                tr16x8(col, rows + (size_t)i * ZP_ROWS * rb + 2 * k, rb);
+                for (int c = 0; c < 8; c++) {
+                    _mm256_store_si256((__m256i *)zp_f(p, qd * 4 + i, k + 2 * c), _mm512_cvtepi32_epi16(col[c]));
+                    _mm256_store_si256((__m256i *)zp_f(p, qd * 4 + i, k + 2 * c + 1),
+                                       _mm512_cvtepi32_epi16(_mm512_srli_epi32(col[c], 16)));
+                }
+            }
+        for (; k < p->ic; k++)
+            for (int j = 0; j < ZP_QUAD; j++)
+                memcpy((uint16_t *)zp_f(p, qd * 4 + j / ZP_ROWS, k) + j % ZP_ROWS, rows + (size_t)j * rb + 2 * k, 2);
+        return;
+    }
+    const int q8 = p->type == HERD_Q8_0;
+    const size_t bb = q8 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    for (int64_t b = 0; b < p->ic / QK; b++)
+        for (int i = 0; i < 4; i++) {
+            const int64_t g = qd * 4 + i;
+            const uint8_t *blk = rows + (size_t)i * ZP_ROWS * rb + (size_t)b * bb;
+            uint8_t *q = (uint8_t *)zp_q(p, g, b);
+            uint16_t *d = (uint16_t *)zp_d(p, g, b);
+            for (int j = 0; j < ZP_ROWS; j++) memcpy(d + j, blk + (size_t)j * rb, 2);
+            __m512i col[8];
+            if (q8) {
+                tr16x8(col, blk + 2, rb);
+                for (int c = 0; c < 8; c++) _mm512_store_si512(q + c * 64, _mm512_xor_si512(col[c], _mm512_set1_epi8((char)0x80)));
+            } else {
+                tr16x4(col, blk + 2, rb);
+                for (int c = 0; c < 4; c++) _mm512_store_si512(q + c * 64, col[c]);
+            }
+        }
+}
+
+/* Group g with rows past OC: element by element, missing rows zero. */
+static void pack_group_part(const herd_weight *p, const uint8_t *src, size_t rb, int64_t g) {
+    for (int j = 0; j < ZP_ROWS; j++) {
+        const int64_t row = g * ZP_ROWS + j;
+        const uint8_t *r = row < p->oc ? src + (size_t)row * rb : NULL;
+        if (p->type == HERD_F16 || p->type == HERD_BF16) {
+            for (int64_t k = 0; k < p->ic; k++) {
+                uint16_t v = 0;
+                if (r) memcpy(&v, r + 2 * k, 2);
+                memcpy((uint16_t *)zp_f(p, g, k) + j, &v, 2);
+            }
+            continue;
+        }
+        const size_t bb = p->type == HERD_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+        const int nk = p->type == HERD_Q8_0 ? 8 : 4;
+        for (int64_t b = 0; b < p->ic / QK; b++) {
+            const uint8_t *blk = r ? r + (size_t)b * bb : NULL;
+            uint8_t *q = (uint8_t *)zp_q(p, g, b);
+            uint16_t d = 0;
+            if (blk) memcpy(&d, blk, 2);
+            memcpy((uint16_t *)zp_d(p, g, b) + j, &d, 2);
+            for (int k = 0; k < nk; k++) {
+                uint8_t v[4] = { 0, 0, 0, 0 };
+                if (blk) memcpy(v, blk + 2 + 4 * k, 4);
+                if (p->type == HERD_Q8_0)
+                    for (int i = 0; i < 4; i++) v[i] ^= 0x80;
+                memcpy(q + (k * ZP_ROWS + j) * 4, v, 4);
+            }
+        }
+    }
+}
+
+/* Quads [quad0, quad1) of w into dst (threads split the quads); run once per weight. */
 void zp_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1) {
     herd_weight p = *w;
     p.packed = dst;
-    const int64_t nb = w->ic / QK;
     const size_t rb = kern_row_bytes(w->type, w->ic);
-    const uint8_t *src = w->data;
 #pragma omp parallel for schedule(static)
-    for (int64_t g = quad0 * 4; g < quad1 * 4; g++) {
-        for (int j = 0; j < ZP_ROWS; j++) {
-            const int64_t row = g * ZP_ROWS + j;
-            const uint8_t *r = row < w->oc ? src + (size_t)row * rb : NULL;
-            if (w->type == HERD_F16 || w->type == HERD_BF16) {
-                for (int64_t k = 0; k < w->ic; k++) {
-                    uint16_t v = 0;
-                    if (r) memcpy(&v, r + 2 * k, 2);
-                    memcpy((uint16_t *)zp_f(&p, g, k) + j, &v, 2);
-                }
-                continue;
-            }
-            const size_t bb = w->type == HERD_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
-            const int nk = w->type == HERD_Q8_0 ? 8 : 4;
-            for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *blk = r ? r + (size_t)b * bb : NULL;
-                uint8_t *q = (uint8_t *)zp_q(&p, g, b);
-                uint16_t d = 0;
-                if (blk) memcpy(&d, blk, 2);
-                memcpy((uint16_t *)zp_d(&p, g, b) + j, &d, 2);
-                for (int k = 0; k < nk; k++) {
-                    uint8_t v[4] = { 0, 0, 0, 0 };
-                    if (blk) memcpy(v, blk + 2 + 4 * k, 4);
-                    if (w->type == HERD_Q8_0)
-                        for (int i = 0; i < 4; i++) v[i] ^= 0x80;
-                    memcpy(q + (k * ZP_ROWS + j) * 4, v, 4);
-                }
-            }
-        }
+    for (int64_t qd = quad0; qd < quad1; qd++) {
+        if ((qd + 1) * ZP_QUAD <= w->oc) pack_quad_full(&p, w->data, rb, qd);
+        else
+            for (int64_t g = qd * 4; g < qd * 4 + 4; g++) pack_group_part(&p, w->data, rb, g);
     }
 }
 
