@@ -92,7 +92,8 @@ void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64
  *     dword k = bytes 4k..4k+3 of each of the 16 rows' nibbles: low nibbles are
  *     elements 4k..4k+3, high 16+4k..; Q8_0: 8 x 64 bytes, dword k of each row's
  *     32 quants as w + 128, u8), then the 4 groups' 16 f16 scales (128 bytes);
- *   F16 / BF16: per quad, per input k: the 4 groups' 16 values (128 bytes).
+ *   F32 / F16 / BF16: per quad, per input k: the 4 groups' 16 values (256 or
+ *     128 bytes).
  * T = 1 reads it directly (zp_rows_t1); T > 1 fills the GEMM's panels from it. */
 #define ZP_ROWS 16
 #define ZP_QUAD 64
@@ -110,8 +111,10 @@ static inline const uint8_t *zp_q(const herd_weight *w, int64_t g, int64_t b) {
 static inline const uint16_t *zp_d(const herd_weight *w, int64_t g, int64_t b) {
     return (const uint16_t *)(zp_block(w, g / 4, b) + 4 * zp_qblock(w->type)) + (g % 4) * ZP_ROWS;
 }
-static inline const uint16_t *zp_f(const herd_weight *w, int64_t g, int64_t k) {
-    return (const uint16_t *)w->packed + (((size_t)(g / 4) * (size_t)w->ic + (size_t)k) * 4 + (size_t)(g % 4)) * ZP_ROWS;
+/* F32 / F16 / BF16: group g's 16 values of input k (64 or 32 bytes) */
+static inline const void *zp_f(const herd_weight *w, int64_t g, int64_t k) {
+    const size_t es = w->type == HERD_F32 ? 4 : 2;
+    return (const uint8_t *)w->packed + (((size_t)(g / 4) * (size_t)w->ic + (size_t)k) * 4 + (size_t)(g % 4)) * ZP_ROWS * es;
 }
 /* out (1, OC) rows [r0, r1) from w->packed (fastest with r0 a multiple of
  * ZP_QUAD); x laid out by gemm_z_layout / gemm_z_prep for T = 1. Bitwise what

@@ -257,9 +257,13 @@ static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
             for (; k < nk; k++) _mm512_store_ps(dst + k * 32, _mm512_setzero_ps());
             continue;
         }
-        if (w->packed) { /* F16 / BF16 in lane order (pack_avx512.c) */
+        if (w->packed) { /* in lane order (pack_avx512.c) */
             const int64_t g = (r + 16 * v) / ZP_ROWS;
             for (; k < nk; k++) {
+                if (w->type == HERD_F32) {
+                    _mm512_store_ps(dst + k * 32, _mm512_load_ps(zp_f(w, g, k0 + k)));
+                    continue;
+                }
                 const __m256i h = _mm256_load_si256((const __m256i *)zp_f(w, g, k0 + k));
                 _mm512_store_ps(dst + k * 32, w->type == HERD_BF16
                     ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))

@@ -34,6 +34,8 @@ size_t zp_bytes(const herd_weight *w) {
         return w->ic % QK ? 0 : quads * nb * zp_unit(w->type);
     case HERD_F16: case HERD_BF16:
         return quads * (size_t)w->ic * ZP_QUAD * sizeof(uint16_t);
+    case HERD_F32:
+        return quads * (size_t)w->ic * ZP_QUAD * sizeof(float);
     default:
         return 0;
     }
@@ -44,6 +46,19 @@ size_t zp_bytes(const herd_weight *w) {
  * whole, once. */
 static void pack_quad_full(const herd_weight *p, const uint8_t *src, size_t rb, int64_t qd) {
     const uint8_t *rows = src + (size_t)qd * ZP_QUAD * rb;
+    if (p->type == HERD_F32) {
+        int64_t k = 0;
+        for (; k + 8 <= p->ic; k += 8) /* dword c = element k + c of each row */
+            for (int i = 0; i < 4; i++) {
+                __m512i col[8];
+                tr16x8(col, rows + (size_t)i * ZP_ROWS * rb + 4 * k, rb);
+                for (int c = 0; c < 8; c++) _mm512_store_si512((void *)zp_f(p, qd * 4 + i, k + c), col[c]);
+            }
+        for (; k < p->ic; k++)
+            for (int j = 0; j < ZP_QUAD; j++)
+                memcpy((float *)zp_f(p, qd * 4 + j / ZP_ROWS, k) + j % ZP_ROWS, rows + (size_t)j * rb + 4 * k, 4);
+        return;
+    }
     if (p->type == HERD_F16 || p->type == HERD_BF16) {
         int64_t k = 0;
         for (; k + 16 <= p->ic; k += 16) /* dword c = elements 2c, 2c + 1 of each row */
@@ -86,11 +101,12 @@ static void pack_group_part(const herd_weight *p, const uint8_t *src, size_t rb,
     for (int j = 0; j < ZP_ROWS; j++) {
         const int64_t row = g * ZP_ROWS + j;
         const uint8_t *r = row < p->oc ? src + (size_t)row * rb : NULL;
-        if (p->type == HERD_F16 || p->type == HERD_BF16) {
+        if (p->type == HERD_F32 || p->type == HERD_F16 || p->type == HERD_BF16) {
+            const size_t es = p->type == HERD_F32 ? 4 : 2;
             for (int64_t k = 0; k < p->ic; k++) {
-                uint16_t v = 0;
-                if (r) memcpy(&v, r + 2 * k, 2);
-                memcpy((uint16_t *)zp_f(p, g, k) + j, &v, 2);
+                uint8_t v[4] = { 0, 0, 0, 0 };
+                if (r) memcpy(v, r + es * k, es);
+                memcpy((uint8_t *)zp_f(p, g, k) + j * es, v, es);
             }
             continue;
         }
@@ -180,22 +196,28 @@ INLINE void q_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     }
 }
 
-/* One quad of an F16 / BF16 weight; x is a->f32 (T = 1: the values a->xp holds
+/* Group i's 16 weights at p (one input k of a quad) as f32; kind 0 F16, 1 BF16
+ * (widened exactly by a shift), 2 F32. */
+INLINE __m512 wvec(const uint8_t *p, int i, const int kind) {
+    if (kind == 2) return _mm512_load_ps((const float *)p + i * ZP_ROWS);
+    const __m256i h = _mm256_load_si256((const __m256i *)((const uint16_t *)p + i * ZP_ROWS));
+    return kind == 1 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+}
+
+/* One quad of an F32 / F16 / BF16 weight; x is a->f32 (T = 1: the values a->xp holds
  * at stride GEMM_FT, contiguous: IC = 8192 of them stay in L1). */
 INLINE void f_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
-                 const int bf16) {
+                 const int kind) {
     const float *x = a->f32;
     __m512 acc[4];
     UNROLL
     for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
-    const uint16_t *p = zp_f(w, quad * 4, 0);
-    for (int64_t k = 0; k < w->ic; k++, p += ZP_QUAD) {
+    const uint8_t *p = zp_f(w, quad * 4, 0);
+    for (int64_t k = 0; k < w->ic; k++, p += ZP_QUAD * (kind == 2 ? 4 : 2)) {
         const __m512 xb = _mm512_set1_ps(x[k]);
         UNROLL
         for (int i = 0; i < 4; i++) {
-            const __m256i h = _mm256_load_si256((const __m256i *)(p + i * ZP_ROWS));
-            const __m512 wv = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
-                                   : _mm512_cvtph_ps(h);
+            const __m512 wv = wvec(p, i, kind);
             acc[i] = _mm512_fmadd_ps(wv, xb, acc[i]);
         }
     }
@@ -268,9 +290,9 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     }
 }
 
-/* One quad of an F16 / BF16 weight against TT (1..4) tokens (x rows contiguous). */
+/* One quad of an F32 / F16 / BF16 weight against TT (1..4) tokens (x rows contiguous). */
 INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
-                 int t0, const int TT, const int bf16) {
+                 int t0, const int TT, const int kind) {
     const float *x = a->f32 + (int64_t)t0 * w->ic;
     __m512 acc[4][4];
     UNROLL
@@ -278,13 +300,11 @@ INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
         UNROLL
         for (int t = 0; t < TT; t++) acc[i][t] = _mm512_setzero_ps();
     }
-    const uint16_t *p = zp_f(w, quad * 4, 0);
-    for (int64_t k = 0; k < w->ic; k++, p += ZP_QUAD) {
+    const uint8_t *p = zp_f(w, quad * 4, 0);
+    for (int64_t k = 0; k < w->ic; k++, p += ZP_QUAD * (kind == 2 ? 4 : 2)) {
         UNROLL
         for (int i = 0; i < 4; i++) {
-            const __m256i h = _mm256_load_si256((const __m256i *)(p + i * ZP_ROWS));
-            const __m512 wv = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
-                                   : _mm512_cvtph_ps(h);
+            const __m512 wv = wvec(p, i, kind);
             UNROLL
             for (int t = 0; t < TT; t++) acc[i][t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * w->ic + k]), acc[i][t]);
         }
@@ -312,14 +332,19 @@ TN_SET(h16n, f_tn)
 TN_SET(q8n, q_tn)
 TN_SET(b16n, f_tn)
 #undef FLAG
+#define FLAG 2
+TN_SET(f32n, f_tn)
+#undef FLAG
 
 /* T 2 .. ZP_SMALL_T: per quad, tokens in tiles of 4 and a tail of 1 to 3; after
  * the first tile the quad's data comes from L2. */
 void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
     typedef void (*tn_fn)(TN_ARGS);
-    static const tn_fn tab[4][4] = { { q4n1, q4n2, q4n3, q4n4 }, { q8n1, q8n2, q8n3, q8n4 },
-                                     { h16n1, h16n2, h16n3, h16n4 }, { b16n1, b16n2, b16n3, b16n4 } };
-    const int ti = w->type == HERD_Q4_0 ? 0 : w->type == HERD_Q8_0 ? 1 : w->type == HERD_F16 ? 2 : 3;
+    static const tn_fn tab[5][4] = { { q4n1, q4n2, q4n3, q4n4 }, { q8n1, q8n2, q8n3, q8n4 },
+                                     { h16n1, h16n2, h16n3, h16n4 }, { b16n1, b16n2, b16n3, b16n4 },
+                                     { f32n1, f32n2, f32n3, f32n4 } };
+    const int ti = w->type == HERD_Q4_0 ? 0 : w->type == HERD_Q8_0 ? 1 : w->type == HERD_F16 ? 2
+                 : w->type == HERD_BF16 ? 3 : 4;
     for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
         int t = 0;
         for (; t + 4 <= T; t += 4) tab[ti][3](out, a, w, quad, r0, r1, t);
@@ -332,8 +357,10 @@ static void q4(T1_ARGS) { q_t1(out, a, w, quad, r0, r1, 0); }
 static void q8(T1_ARGS) { q_t1(out, a, w, quad, r0, r1, 1); }
 static void h16(T1_ARGS) { f_t1(out, a, w, quad, r0, r1, 0); }
 static void b16(T1_ARGS) { f_t1(out, a, w, quad, r0, r1, 1); }
+static void f32(T1_ARGS) { f_t1(out, a, w, quad, r0, r1, 2); }
 
 void zp_rows_t1(float *out, const mm_act *a, const herd_weight *w, int64_t r0, int64_t r1) {
-    void (*k)(T1_ARGS) = w->type == HERD_Q4_0 ? q4 : w->type == HERD_Q8_0 ? q8 : w->type == HERD_F16 ? h16 : b16;
+    void (*k)(T1_ARGS) = w->type == HERD_Q4_0 ? q4 : w->type == HERD_Q8_0 ? q8 : w->type == HERD_F16 ? h16
+                       : w->type == HERD_BF16 ? b16 : f32;
     for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) k(out, a, w, quad, r0, r1);
 }
