@@ -11,13 +11,6 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/simd_avx2.h"
 
-static float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 static void a2_rmsnorm_row(float *out, const float *x, const float *w, int C, float eps) {
     __m256 acc = _mm256_setzero_ps();
     int i = 0;

@@ -38,4 +38,12 @@ static inline __attribute__((always_inline)) __m256 exp8(__m256 x) {
     return _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(p, s1), s2), live);
 }
 
+/* The sum of the 8 lanes (pairwise: lanes i + 4, then i + 2, then i + 1). */
+static inline __attribute__((always_inline)) float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
 #endif
