@@ -465,6 +465,6 @@ void herd_model_print_info(const herd_model *m, FILE *out) {
         if (m->type_count[t]) fprintf(out, " %s x%d", herd_type_name(t), m->type_count[t]);
     fprintf(out, " (matrices; norms are float32)\n");
     if (m->packed_bytes)
-        fprintf(out, "packed weights:   %.1f MiB, repacked for this CPU's %s matmul\n",
-                (double)m->packed_bytes / (1 << 20), herd_cpu_matmul_path(m->output.type));
+        fprintf(out, "packed weights:   %.1f MiB, repacked at load for this CPU's AVX-512 matmul\n",
+                (double)m->packed_bytes / (1 << 20));
 }

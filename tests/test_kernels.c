@@ -321,6 +321,64 @@ static void test_matmul_packed(void) {
     free(x); free(one); free(out);
 }
 
+/* Packed K-quants (AVX-512 only): against the weights dequantized by the scalar
+ * reference times x as this path rounds it (per 32, like Q8_0), and bitwise
+ * batch invariant (every T equals T = 1 row by row). IC 2304 = 9 super-blocks;
+ * OC 70 / 150: partial quads. */
+static void test_matmul_kpacked(void) {
+    if (max_isa < HERD_ISA_AVX512) {
+        printf("  packed K-quant matmul: skipped (this CPU has no AVX-512)\n");
+        return;
+    }
+    static const int types[] = { HERD_Q4_K, HERD_Q6_K };
+    static const int Ts[] = { 1, 3, 5, 16, 17, 64, 130 };
+    static const int64_t ocs[] = { 70, 150 };
+    const int64_t ic = 2304;
+    const int TMAX = 130;
+    float *x = xmalloc((size_t)TMAX * ic * 4), *xr = xmalloc((size_t)TMAX * ic * 4), *wr = xmalloc((size_t)ic * 4);
+    float *one = xmalloc((size_t)TMAX * 150 * 4), *out = xmalloc((size_t)TMAX * 150 * 4), *ref = xmalloc((size_t)TMAX * 150 * 4);
+    fill_normal(x, (size_t)TMAX * ic, 1.0f);
+    for (int64_t b = 0; b < (int64_t)TMAX * ic / QK; b++) {
+        int8_t q[QK]; float d;
+        mm_quantize_block_q8(q, &d, x + b * QK);
+        for (int j = 0; j < QK; j++) xr[b * QK + j] = (float)q[j] * d;
+    }
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (int oi = 0; oi < 2; oi++) {
+            const int64_t oc = ocs[oi];
+            herd_weight w = { types[ti], make_weight(types[ti], oc, ic), ic, oc, NULL };
+            const size_t rb = (size_t)(ic / 256) * (types[ti] == HERD_Q4_K ? 144 : 210);
+            for (int64_t o = 0; o < oc; o++) {
+                dequant_row_ref(wr, (const uint8_t *)w.data + o * rb, types[ti], ic);
+                for (int t = 0; t < TMAX; t++) {
+                    double s = 0;
+                    for (int64_t k = 0; k < ic; k++) s += (double)wr[k] * xr[(size_t)t * ic + k];
+                    ref[(size_t)t * oc + o] = (float)s;
+                }
+            }
+            uint8_t *scratch = xmalloc(matmul_scratch_size(types[ti], TMAX, ic));
+            CHECKF(matmul_pack(&w, NULL, NULL) > 0 && w.packed, "matmul_pack %s", herd_type_name(types[ti]));
+            for (int t = 0; t < TMAX && w.packed; t++) matmul_forward(one + (size_t)t * oc, x + (size_t)t * ic, &w, 1, scratch);
+            const double err = rel_err(one, ref, (size_t)TMAX * oc);
+            CHECKF(err <= 2e-5, "packed %s OC %lld vs reference on x rounded per 32: rel err %.3g",
+                   herd_type_name(types[ti]), (long long)oc, err);
+            for (int k = 0; k < 7 && w.packed; k++) {
+                const int T = Ts[k];
+                if (T == 1) continue;
+                matmul_forward(out, x, &w, T, scratch);
+                int bad = -1;
+                for (int t = 0; t < T && bad < 0; t++)
+                    if (memcmp(out + (size_t)t * oc, one + (size_t)t * oc, (size_t)oc * 4) != 0) bad = t;
+                CHECKF(bad < 0, "packed %s OC %lld T %d: row %d differs from T = 1", herd_type_name(types[ti]),
+                       (long long)oc, T, bad);
+            }
+            matmul_unpack(&w);
+            free(scratch);
+            free((void *)w.data);
+        }
+    free(x); free(xr); free(wr); free(one); free(out); free(ref);
+}
+
 /* ---- row ops ----------------------------------------------------------------- */
 
 static void test_rows(void) {
@@ -544,6 +602,7 @@ int main(void) {
     test_matmul();
     test_matmul_batch_invariance();
     test_matmul_packed();
+    test_matmul_kpacked();
     float row[64], rr[64];
     block_q4_0 blk[2];
     fill_normal(row, 64, 1.0f);

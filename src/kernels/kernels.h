@@ -72,8 +72,10 @@ void matmul_forward_ref(float *out, const float *x, const herd_weight *w, int T)
 size_t matmul_scratch_size(int type, int T, int64_t ic);
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch);
 /* Repacks w into the layout this CPU's matmul reads fastest, when it has one
- * (AVX-512: Q8_0, Q4_0, F32, F16, BF16; cpu/pack_avx512.c), and sets w->packed;
- * results stay bitwise the same, w->data stays valid. done (may be NULL) is
+ * (AVX-512: Q8_0, Q4_0, F32, F16, BF16, cpu/pack_avx512.c; Q4_K, Q6_K,
+ * cpu/kpack_avx512.c), and sets w->packed; w->data stays valid. Results stay
+ * bitwise the same, except that packed K-quants quantize x per 32 (as Q8_0
+ * does) where the other K-quant paths quantize it per 256. done (may be NULL) is
  * called on each run of source rows once it is packed (so the caller can give
  * those pages back while the rest is packed). Returns the packed bytes (0:
  * nothing to pack, or out of memory: the unpacked path runs).

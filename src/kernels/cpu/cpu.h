@@ -120,6 +120,21 @@ static inline const void *zp_f(const herd_weight *w, int64_t g, int64_t k) {
  * ZP_QUAD); x laid out by gemm_z_layout / gemm_z_prep for T = 1. Bitwise what
  * gemm_z_rows gives. */
 void zp_rows_t1(float *out, const mm_act *a, const herd_weight *w, int64_t r0, int64_t r1);
+/* K-quants (kpack_avx512.c), per quad and 256-element super-block, one unit:
+ *   Q4_K (9472 bytes): d [64 rows] f16, dmin [64] f16, sc [8 sub-blocks][64] u8,
+ *     m [8][64] u8, then per sub-block the 4 groups' nibbles as Q4_0's (4 x 64
+ *     bytes each, no -8);
+ *   Q6_K (17536 bytes): d [64] f16, sc [16 groups of 16][64] i8, then per 32-block
+ *     the 4 groups' quants 0..63 as Q8_0's bytes (8 x 64 each, no +128).
+ * zk_layout / zk_prep quantize x per 32 (with each half's negated sum); zk_rows
+ * serves every T. */
+static inline size_t zk_unit(int type) { return type == HERD_Q4_K ? 9472 : 17536; }
+size_t zk_bytes(const herd_weight *w); /* 0: not Q4_K / Q6_K */
+void zk_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1);
+int64_t zk_layout(mm_act *a, const float *x, int T, int64_t ic, void *scratch);
+void zk_prep(const mm_act *a, const float *x, int T, int64_t i0, int64_t i1);
+void zk_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
+
 /* The same for 2 <= T <= ZP_SMALL_T tokens (decode of a few sequences at once):
  * reads the packed quads directly, where the GEMM would first copy them into
  * its panels. */

@@ -64,6 +64,23 @@ static const ops_isa *ops_pick(void) {
     return herd_cpu_isa() >= HERD_ISA_AVX2 ? &ops_isa_avx2 : &ops_isa_scalar;
 }
 
+/* K-quants packed for AVX-512 (kpack_avx512.c): their own layout of x */
+static int zk_supports(int type) { return type == HERD_Q4_K || type == HERD_Q6_K; }
+static int64_t zk_layout_isa(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch) {
+    return zk_layout(a, x, T, ic, scratch);
+}
+static void zk_prep_isa(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1) {
+    zk_prep(a, x, T, i0, i1);
+}
+static const mm_isa mm_isa_avx512k = { "avx512-packed", zk_supports, zk_layout_isa, zk_prep_isa, zk_rows };
+
+/* A packed K-quant weight runs its own path while the CPU (cap) allows AVX-512;
+ * otherwise (and for everything else) the type decides. */
+static const mm_isa *mm_pick_w(const herd_weight *w) {
+    if (w->packed && zk_supports(w->type) && herd_cpu_isa() >= HERD_ISA_AVX512) return &mm_isa_avx512k;
+    return mm_pick(w->type);
+}
+
 const char *herd_cpu_matmul_path(int type) { return mm_pick(type)->name; }
 
 void dequant_row(float *out, const void *row, int type, int64_t n) {
@@ -74,7 +91,8 @@ size_t matmul_scratch_size(int type, int T, int64_t ic) { return mm_scratch_byte
 
 size_t matmul_pack(herd_weight *w, void (*done)(void *ctx, const void *rows, size_t bytes), void *ctx) {
     if (w->packed || herd_cpu_isa() < HERD_ISA_AVX512) return 0;
-    const size_t n = zp_bytes(w);
+    const int k = zk_bytes(w) > 0;
+    const size_t n = k ? zk_bytes(w) : zp_bytes(w);
     if (n == 0) return 0;
     /* mmap'd (a page-size header keeps the length for munmap) and asking for
      * huge pages: a 1B model's packed copy is ~10^5 4 KiB page faults otherwise */
@@ -89,7 +107,8 @@ size_t matmul_pack(herd_weight *w, void (*done)(void *ctx, const void *rows, siz
     const int64_t step = (int64_t)((8u << 20) / (rb * ZP_QUAD)) + 1; /* ~8 MiB of source rows */
     for (int64_t q0 = 0; q0 < quads; q0 += step) {
         const int64_t q1 = q0 + step < quads ? q0 + step : quads;
-        zp_pack(p, w, q0, q1);
+        if (k) zk_pack(p, w, q0, q1);
+        else zp_pack(p, w, q0, q1);
         const int64_t r0 = q0 * ZP_QUAD, r1 = q1 * ZP_QUAD < w->oc ? q1 * ZP_QUAD : w->oc;
         if (done) done(ctx, (const uint8_t *)w->data + (size_t)r0 * rb, (size_t)(r1 - r0) * rb);
     }
@@ -109,8 +128,9 @@ void matmul_unpack(herd_weight *w) {
 #define MM_TILE 16 /* rows per unit of the row split (a multiple of ZP_ROWS) */
 
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch) {
-    const mm_isa *isa = mm_pick(w->type);
-    const int64_t tile = w->packed && T <= ZP_SMALL_T ? ZP_QUAD : MM_TILE; /* packed decode runs whole quads */
+    const mm_isa *isa = mm_pick_w(w);
+    /* packed decode (and every packed K-quant matmul) runs whole quads */
+    const int64_t tile = w->packed && (T <= ZP_SMALL_T || isa == &mm_isa_avx512k) ? ZP_QUAD : MM_TILE;
     const int64_t n_tiles = (w->oc + tile - 1) / tile;
     /* tiny problems (tests, T = 1 biases) are not worth waking the team */
     const int nth_max = (double)w->oc * (double)w->ic * T < 65536.0 ? 1 : omp_get_max_threads();

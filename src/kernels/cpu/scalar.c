@@ -31,7 +31,10 @@ size_t mm_scratch_bytes(int type, int T, int64_t ic) {
     size_t rows = n + nb * (4 + 32 + 32) + 5 * 64, gq = tq * (size_t)ic + tq * (size_t)(ic / QK) * 8 + 3 * 64;
     switch (type) {
     case HERD_Q8_0: case HERD_Q4_0: return rows > gq ? rows : gq;
-    case HERD_Q4_K: case HERD_Q5_K: case HERD_Q6_K: return n + n / QKK * 4 + n / 16 * 2 + 4 * 64;
+    case HERD_Q4_K: case HERD_Q5_K: case HERD_Q6_K: { /* per 256, or per 32 (packed AVX-512) */
+        const size_t k256 = n + n / QKK * 4 + n / 16 * 2 + 4 * 64, k32 = n + n / QK * 12 + 4 * 64;
+        return k256 > k32 ? k256 : k32;
+    }
     case HERD_F32: case HERD_F16: case HERD_BF16: return tf * (size_t)ic * 4 + 64;
     default: return 64;
     }

@@ -1,0 +1,243 @@
+/* kpack_avx512.c - K-quant weights (Q4_K, Q6_K) repacked at load for AVX-512,
+ * and the matmul that reads them, for every T (layout in cpu.h).
+ *
+ * Why: the GGUF layout makes the AVX2 row kernels unpack 6-bit scales and
+ * shuffle nibbles per row and token and end each super-block with horizontal
+ * sums (about half of llama.cpp's speed). Packed, a K-quant matrix reads like
+ * Q4_0 / Q8_0 (pack_avx512.c): 16 rows per zmm, one linear stream per quad.
+ *
+ * The math, per output row and 32-element block b of x (x quantized per 32 as
+ * every Q8_0 / Q4_0 path does: q, scale dx, and the negated sums of each half):
+ *   Q4_K: w = d sc_j q - dmin m_j (q 0..15; sub-block j of 32 = block b):
+ *         acc = fma(float(dot(q, xq)), d sc_j dx, acc);
+ *         acc = fma(float(-sum(xq)), dmin m_j dx, acc)
+ *   Q6_K: w = d sc_g (q - 32) (q 0..63, groups g of 16: b's two halves):
+ *         acc = fma(float(dot(q, xq)_half - 32 sum(xq)_half), d sc_g dx, acc), half 0 then 1
+ * d sc_j is exact in f32 (an f16 times a 6- or 8-bit integer), so the packed
+ * copy is lossless. One kernel serves every T (tokens in tiles of 4 sharing each
+ * weight load), so each output's operations never depend on T: batch invariant.
+ * This path quantizes x per 32 where the AVX2 / scalar K-quant paths quantize
+ * per 256: results differ from theirs within that rounding.
+ */
+#include <immintrin.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+size_t zk_bytes(const herd_weight *w) {
+    if ((w->type != HERD_Q4_K && w->type != HERD_Q6_K) || w->ic % QKK) return 0;
+    const size_t quads = (size_t)((w->oc + ZP_QUAD - 1) / ZP_QUAD);
+    return quads * (size_t)(w->ic / QKK) * zk_unit(w->type);
+}
+
+/* The 256 quants of one super-block as bytes (Q4_K 0..15, Q6_K 0..63). */
+static void k_quants(uint8_t *e, const uint8_t *blk, int type) {
+    if (type == HERD_Q4_K) {
+        const uint8_t *qs = ((const block_q4_K *)blk)->qs;
+        for (int j = 0; j < 8; j++)
+            for (int l = 0; l < 32; l++) e[32 * j + l] = (uint8_t)((qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF);
+        return;
+    }
+    const block_q6_K *b = (const block_q6_K *)blk;
+    for (int n = 0; n < QKK; n++) {
+        const int h = n / 128, r = n % 128, quarter = r / 32, l = r % 32;
+        const uint8_t ql = b->ql[64 * h + l + (quarter & 1) * 32], qh = b->qh[32 * h + l];
+        e[n] = (uint8_t)((quarter < 2 ? ql & 0xF : ql >> 4) | (((qh >> (2 * quarter)) & 3) << 4));
+    }
+}
+
+/* Row `row` (of quad `quad`; src NULL: a padding row, all zero) into its units. */
+static void pack_row(uint8_t *dst, const herd_weight *w, int64_t quad, int r, const uint8_t *src) {
+    const int64_t nsb = w->ic / QKK;
+    const int lane = r % ZP_ROWS, g = r / ZP_ROWS;
+    const size_t bb = w->type == HERD_Q4_K ? sizeof(block_q4_K) : sizeof(block_q6_K);
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        uint8_t *u = dst + ((size_t)quad * (size_t)nsb + (size_t)sb) * zk_unit(w->type);
+        uint8_t e[QKK];
+        const uint8_t *blk = src ? src + (size_t)sb * bb : NULL;
+        if (blk) k_quants(e, blk, w->type);
+        else memset(e, 0, sizeof e);
+        if (w->type == HERD_Q4_K) {
+            uint16_t d = 0, dmin = 0;
+            if (blk) memcpy(&d, blk, 2), memcpy(&dmin, blk + 2, 2);
+            memcpy(u + 2 * r, &d, 2);
+            memcpy(u + 128 + 2 * r, &dmin, 2);
+            for (int j = 0; j < 8; j++) {
+                int sc = 0, m = 0;
+                if (blk) kq_scale_min(j, ((const block_q4_K *)blk)->scales, &sc, &m);
+                u[256 + j * 64 + r] = (uint8_t)sc;
+                u[768 + j * 64 + r] = (uint8_t)m;
+                uint8_t by[16]; /* Q4_0's arrangement: element i low, 16 + i high */
+                for (int i = 0; i < 16; i++) by[i] = (uint8_t)(e[32 * j + i] | (e[32 * j + 16 + i] << 4));
+                for (int k = 0; k < 4; k++) memcpy(u + 1280 + (j * 4 + g) * 256 + (k * 16 + lane) * 4, by + 4 * k, 4);
+            }
+        } else {
+            uint16_t d = 0;
+            if (blk) memcpy(&d, blk + offsetof(block_q6_K, d), 2);
+            memcpy(u + 2 * r, &d, 2);
+            for (int s = 0; s < 16; s++) u[128 + s * 64 + r] = blk ? blk[offsetof(block_q6_K, scales) + s] : 0;
+            for (int j = 0; j < 8; j++)
+                for (int k = 0; k < 8; k++) memcpy(u + 1152 + (j * 4 + g) * 512 + (k * 16 + lane) * 4, e + 32 * j + 4 * k, 4);
+        }
+    }
+}
+
+void zk_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1) {
+    const size_t rb = kern_row_bytes(w->type, w->ic);
+#pragma omp parallel for schedule(static)
+    for (int64_t quad = quad0; quad < quad1; quad++)
+        for (int r = 0; r < ZP_QUAD; r++) {
+            const int64_t row = quad * ZP_QUAD + r;
+            pack_row(dst, w, quad, r, row < w->oc ? (const uint8_t *)w->data + (size_t)row * rb : NULL);
+        }
+}
+
+/* x per token: q (T, IC) int8, d (T, nb), corr (T, nb, 2): -sum of each half. */
+int64_t zk_layout(mm_act *a, const float *x, int T, int64_t ic, void *scratch) {
+    memset(a, 0, sizeof *a);
+    a->f32 = x;
+    a->ic = ic;
+    a->nb = ic / QK;
+    uint8_t *p = scratch;
+    a->q = mm_carve(&p, (size_t)T * (size_t)ic);
+    a->d = mm_carve(&p, (size_t)T * (size_t)a->nb * sizeof(float));
+    a->corr = mm_carve(&p, (size_t)T * (size_t)a->nb * 2 * sizeof(int32_t));
+    return (int64_t)T * a->nb;
+}
+
+void zk_prep(const mm_act *a, const float *x, int T, int64_t i0, int64_t i1) {
+    for (int64_t u = i0; u < i1; u++) {
+        int8_t *q = (int8_t *)a->q + u * QK;
+        z_quantize_block(q, (float *)a->d + u, x + u * QK);
+        int32_t s0 = 0, s1 = 0;
+        for (int j = 0; j < 16; j++) s0 += q[j], s1 += q[16 + j];
+        ((int32_t *)a->corr)[2 * u] = -s0;
+        ((int32_t *)a->corr)[2 * u + 1] = -s1;
+    }
+}
+
+static __mmask16 row_mask(int64_t row, int64_t r0, int64_t r1) {
+    uint32_t m = 0xffff;
+    if (r1 - row < 16) m = r1 <= row ? 0 : m & ((1u << (r1 - row)) - 1);
+    if (r0 > row) m = r0 - row >= 16 ? 0 : m & ~((1u << (r0 - row)) - 1);
+    return (__mmask16)m;
+}
+
+INLINE __m512 u8_ps(const uint8_t *p) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p))); }
+INLINE __m512 i8_ps(const uint8_t *p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p))); }
+
+/* One quad against tokens t0 .. t0 + TT - 1 (TT 1..4). */
+INLINE void k_tile(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
+                   int t0, const int TT, const int q6) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const int64_t nb = a->nb, nsb = nb / 8;
+    const int32_t *xq[4], *xc[4];
+    const float *xd[4];
+    UNROLL
+    for (int t = 0; t < TT; t++) {
+        xq[t] = (const int32_t *)(a->q + (int64_t)(t0 + t) * a->ic);
+        xd[t] = a->d + (int64_t)(t0 + t) * nb;
+        xc[t] = a->corr + (int64_t)(t0 + t) * nb * 2;
+    }
+    __m512 acc[4][4];
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        UNROLL
+        for (int t = 0; t < TT; t++) acc[i][t] = _mm512_setzero_ps();
+    }
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const uint8_t *u = (const uint8_t *)w->packed + ((size_t)quad * (size_t)nsb + (size_t)sb) * zk_unit(w->type);
+        for (int j = 0; j < 8; j++) {
+            const int64_t b = sb * 8 + j;
+            UNROLL
+            for (int i = 0; i < 4; i++) {
+                const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(u + 32 * i)));
+                if (!q6) {
+                    const uint8_t *q = u + 1280 + (j * 4 + i) * 256;
+                    __m512i s[4];
+                    UNROLL
+                    for (int t = 0; t < TT; t++) s[t] = _mm512_setzero_si512();
+                    UNROLL
+                    for (int k = 0; k < 4; k++) {
+                        const __m512i v = _mm512_load_si512(q + k * 64);
+                        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                        UNROLL
+                        for (int t = 0; t < TT; t++) {
+                            s[t] = _mm512_dpbusd_epi32(s[t], lo, _mm512_set1_epi32(xq[t][b * 8 + k]));
+                            s[t] = _mm512_dpbusd_epi32(s[t], hi, _mm512_set1_epi32(xq[t][b * 8 + k + 4]));
+                        }
+                    }
+                    const __m512 A = _mm512_mul_ps(dw, u8_ps(u + 256 + j * 64 + i * 16));
+                    const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(u + 128 + 32 * i)));
+                    const __m512 B = _mm512_mul_ps(dm, u8_ps(u + 768 + j * 64 + i * 16));
+                    UNROLL
+                    for (int t = 0; t < TT; t++) {
+                        const __m512 dx = _mm512_set1_ps(xd[t][b]);
+                        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(A, dx), acc[i][t]);
+                        acc[i][t] = _mm512_fmadd_ps(_mm512_set1_ps((float)(xc[t][2 * b] + xc[t][2 * b + 1])),
+                                                    _mm512_mul_ps(B, dx), acc[i][t]);
+                    }
+                } else {
+                    const uint8_t *q = u + 1152 + (j * 4 + i) * 512;
+                    __m512i s0[4], s1[4];
+                    UNROLL
+                    for (int t = 0; t < TT; t++) {
+                        s0[t] = _mm512_set1_epi32(32 * xc[t][2 * b]);
+                        s1[t] = _mm512_set1_epi32(32 * xc[t][2 * b + 1]);
+                    }
+                    UNROLL
+                    for (int k = 0; k < 4; k++) {
+                        const __m512i v0 = _mm512_load_si512(q + k * 64), v1 = _mm512_load_si512(q + (k + 4) * 64);
+                        UNROLL
+                        for (int t = 0; t < TT; t++) {
+                            s0[t] = _mm512_dpbusd_epi32(s0[t], v0, _mm512_set1_epi32(xq[t][b * 8 + k]));
+                            s1[t] = _mm512_dpbusd_epi32(s1[t], v1, _mm512_set1_epi32(xq[t][b * 8 + k + 4]));
+                        }
+                    }
+                    const __m512 A0 = _mm512_mul_ps(dw, i8_ps(u + 128 + (2 * j) * 64 + i * 16));
+                    const __m512 A1 = _mm512_mul_ps(dw, i8_ps(u + 128 + (2 * j + 1) * 64 + i * 16));
+                    UNROLL
+                    for (int t = 0; t < TT; t++) {
+                        const __m512 dx = _mm512_set1_ps(xd[t][b]);
+                        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0[t]), _mm512_mul_ps(A0, dx), acc[i][t]);
+                        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1[t]), _mm512_mul_ps(A1, dx), acc[i][t]);
+                    }
+                }
+            }
+        }
+    }
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
+        const __mmask16 m = row_mask(row, r0, r1);
+        UNROLL
+        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * w->oc + row, m, acc[i][t]);
+    }
+}
+
+#define KT_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0
+static void q4k1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, 0); }
+static void q4k2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, 0); }
+static void q4k3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, 0); }
+static void q4k4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, 0); }
+static void q6k1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, 1); }
+static void q6k2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, 1); }
+static void q6k3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, 1); }
+static void q6k4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, 1); }
+
+/* Per quad, tokens in tiles of 4 and a tail of 1 to 3; after the first tile the
+ * quad's data comes from L2. */
+void zk_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
+    typedef void (*kt_fn)(KT_ARGS);
+    static const kt_fn tab[2][4] = { { q4k1, q4k2, q4k3, q4k4 }, { q6k1, q6k2, q6k3, q6k4 } };
+    const kt_fn *k = tab[w->type == HERD_Q6_K];
+    for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
+        int t = 0;
+        for (; t + 4 <= T; t += 4) k[3](out, a, w, quad, r0, r1, t);
+        if (t < T) k[T - t - 1](out, a, w, quad, r0, r1, t);
+    }
+}
