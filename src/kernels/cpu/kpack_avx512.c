@@ -14,7 +14,9 @@
  *   Q6_K: w = d sc_g (q - 32) (q 0..63, groups g of 16: b's two halves):
  *         acc = fma(float(dot(q, xq)_half - 32 sum(xq)_half), d sc_g dx, acc), half 0 then 1
  * d sc_j is exact in f32 (an f16 times a 6- or 8-bit integer), so the packed
- * copy is lossless. One kernel serves every T (tokens in tiles of 4 sharing each
+ * copy is lossless, and it is as large as the GGUF one (Q6_K keeps its top two
+ * bits apart and ORs them back in: a few more operations, a quarter fewer bytes
+ * than whole bytes; decode reads the weights once, so bytes count). One kernel serves every T (tokens in tiles of 4 sharing each
  * weight load), so each output's operations never depend on T: batch invariant.
  * This path quantizes x per 32 where the AVX2 / scalar K-quant paths quantize
  * per 256: results differ from theirs within that rounding.
@@ -80,8 +82,23 @@ static void pack_row(uint8_t *dst, const herd_weight *w, int64_t quad, int r, co
             if (blk) memcpy(&d, blk + offsetof(block_q6_K, d), 2);
             memcpy(u + 2 * r, &d, 2);
             for (int s = 0; s < 16; s++) u[128 + s * 64 + r] = blk ? blk[offsetof(block_q6_K, scales) + s] : 0;
-            for (int j = 0; j < 8; j++)
-                for (int k = 0; k < 8; k++) memcpy(u + 1152 + (j * 4 + g) * 512 + (k * 16 + lane) * 4, e + 32 * j + 4 * k, 4);
+            for (int j = 0; j < 8; j++) { /* low 4 bits as Q4_0's nibbles, top 2 bits apart */
+                const uint8_t *ej = e + 32 * j;
+                uint8_t *blk6 = u + 1152 + j * 1536;
+                for (int k = 0; k < 4; k++) {
+                    uint8_t by[4];
+                    for (int i = 0; i < 4; i++) by[i] = (uint8_t)((ej[4 * k + i] & 0xF) | ((ej[16 + 4 * k + i] & 0xF) << 4));
+                    memcpy(blk6 + g * 256 + (k * 16 + lane) * 4, by, 4);
+                }
+                uint8_t ha[4] = { 0 }, hb[4] = { 0 }; /* byte i, bits 2k..2k+1: element 4k + i (+ 16) */
+                for (int k = 0; k < 4; k++)
+                    for (int i = 0; i < 4; i++) {
+                        ha[i] |= (uint8_t)(((ej[4 * k + i] >> 4) & 3) << (2 * k));
+                        hb[i] |= (uint8_t)(((ej[16 + 4 * k + i] >> 4) & 3) << (2 * k));
+                    }
+                memcpy(blk6 + 1024 + g * 128 + lane * 4, ha, 4);
+                memcpy(blk6 + 1024 + g * 128 + 64 + lane * 4, hb, 4);
+            }
         }
     }
 }
@@ -130,10 +147,16 @@ static __mmask16 row_mask(int64_t row, int64_t r0, int64_t r1) {
 INLINE __m512 u8_ps(const uint8_t *p) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p))); }
 INLINE __m512 i8_ps(const uint8_t *p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p))); }
 
+/* Bit pair k of every byte moved to bits 4-5 (the rest is masked off by the
+ * caller: bits crossing from a neighbouring byte land outside 4-5). */
+INLINE __m512i top2(__m512i h, int k) {
+    return k == 0 ? _mm512_slli_epi32(h, 4) : k == 1 ? _mm512_slli_epi32(h, 2) : k == 2 ? h : _mm512_srli_epi32(h, 2);
+}
+
 /* One quad against tokens t0 .. t0 + TT - 1 (TT 1..4). */
 INLINE void k_tile(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
                    int t0, const int TT, const int q6) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     const int64_t nb = a->nb, nsb = nb / 8;
     const int32_t *xq[4], *xc[4];
     const float *xd[4];
@@ -182,7 +205,8 @@ INLINE void k_tile(float *out, const mm_act *a, const herd_weight *w, int64_t qu
                                                     _mm512_mul_ps(B, dx), acc[i][t]);
                     }
                 } else {
-                    const uint8_t *q = u + 1152 + (j * 4 + i) * 512;
+                    const uint8_t *q = u + 1152 + j * 1536 + i * 256, *h = u + 1152 + j * 1536 + 1024 + i * 128;
+                    const __m512i ha = _mm512_load_si512(h), hb = _mm512_load_si512(h + 64);
                     __m512i s0[4], s1[4];
                     UNROLL
                     for (int t = 0; t < TT; t++) {
@@ -191,7 +215,10 @@ INLINE void k_tile(float *out, const mm_act *a, const herd_weight *w, int64_t qu
                     }
                     UNROLL
                     for (int k = 0; k < 4; k++) {
-                        const __m512i v0 = _mm512_load_si512(q + k * 64), v1 = _mm512_load_si512(q + (k + 4) * 64);
+                        const __m512i v = _mm512_load_si512(q + k * 64);
+                        const __m512i v0 = _mm512_or_si512(_mm512_and_si512(v, m4), _mm512_and_si512(top2(ha, k), m30));
+                        const __m512i v1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                                           _mm512_and_si512(top2(hb, k), m30));
                         UNROLL
                         for (int t = 0; t < TT; t++) {
                             s0[t] = _mm512_dpbusd_epi32(s0[t], v0, _mm512_set1_epi32(xq[t][b * 8 + k]));
