@@ -36,19 +36,21 @@ size_t zk_bytes(const herd_weight *w) {
     return quads * (size_t)(w->ic / QKK) * zk_unit(w->type);
 }
 
-/* The 256 quants of one super-block as bytes (Q4_K 0..15, Q6_K 0..63). */
-static void k_quants(uint8_t *e, const uint8_t *blk, int type) {
-    if (type == HERD_Q4_K) {
-        const uint8_t *qs = ((const block_q4_K *)blk)->qs;
-        for (int j = 0; j < 8; j++)
-            for (int l = 0; l < 32; l++) e[32 * j + l] = (uint8_t)((qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF);
-        return;
-    }
+/* The 256 quants of one Q6_K super-block as bytes 0..63: element 128 h + 32 q + l
+ * is nibble (q < 2: low, else high) of ql[64 h + 32 (q & 1) + l] with bits
+ * 2q..2q+1 of qh[32 h + l] on top. */
+static void q6_quants(uint8_t *e, const uint8_t *blk) {
     const block_q6_K *b = (const block_q6_K *)blk;
-    for (int n = 0; n < QKK; n++) {
-        const int h = n / 128, r = n % 128, quarter = r / 32, l = r % 32;
-        const uint8_t ql = b->ql[64 * h + l + (quarter & 1) * 32], qh = b->qh[32 * h + l];
-        e[n] = (uint8_t)((quarter < 2 ? ql & 0xF : ql >> 4) | (((qh >> (2 * quarter)) & 3) << 4));
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    for (int h = 0; h < 2; h++) {
+        const __m256i hi = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+        for (int q = 0; q < 4; q++) {
+            __m256i lo = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32 * (q & 1)));
+            if (q >= 2) lo = _mm256_srli_epi16(lo, 4);
+            const __m256i top = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * q), m3);
+            _mm256_storeu_si256((__m256i *)(e + 128 * h + 32 * q),
+                                _mm256_or_si256(_mm256_and_si256(lo, m4), _mm256_slli_epi16(top, 4)));
+        }
     }
 }
 
@@ -61,8 +63,10 @@ static void pack_row(uint8_t *dst, const herd_weight *w, int64_t quad, int r, co
         uint8_t *u = dst + ((size_t)quad * (size_t)nsb + (size_t)sb) * zk_unit(w->type);
         uint8_t e[QKK];
         const uint8_t *blk = src ? src + (size_t)sb * bb : NULL;
-        if (blk) k_quants(e, blk, w->type);
-        else memset(e, 0, sizeof e);
+        if (w->type == HERD_Q6_K) {
+            if (blk) q6_quants(e, blk);
+            else memset(e, 0, sizeof e);
+        }
         if (w->type == HERD_Q4_K) {
             uint16_t d = 0, dmin = 0;
             if (blk) memcpy(&d, blk, 2), memcpy(&dmin, blk + 2, 2);
@@ -73,8 +77,16 @@ static void pack_row(uint8_t *dst, const herd_weight *w, int64_t quad, int r, co
                 if (blk) kq_scale_min(j, ((const block_q4_K *)blk)->scales, &sc, &m);
                 u[256 + j * 64 + r] = (uint8_t)sc;
                 u[768 + j * 64 + r] = (uint8_t)m;
-                uint8_t by[16]; /* Q4_0's arrangement: element i low, 16 + i high */
-                for (int i = 0; i < 16; i++) by[i] = (uint8_t)(e[32 * j + i] | (e[32 * j + 16 + i] << 4));
+                /* Q4_0's arrangement, byte i: element i low, 16 + i high; sub-block j is
+                 * the low (j even) or high nibbles of qs[32 (j / 2) ..] */
+                uint8_t by[16] = { 0 };
+                if (blk) {
+                    const uint8_t *qs = ((const block_q4_K *)blk)->qs + 32 * (j / 2);
+                    const __m128i m = _mm_set1_epi8(0x0F);
+                    __m128i a = _mm_loadu_si128((const __m128i *)qs), c = _mm_loadu_si128((const __m128i *)(qs + 16));
+                    if (j % 2) a = _mm_srli_epi16(a, 4), c = _mm_srli_epi16(c, 4);
+                    _mm_storeu_si128((__m128i *)by, _mm_or_si128(_mm_and_si128(a, m), _mm_slli_epi16(_mm_and_si128(c, m), 4)));
+                }
                 for (int k = 0; k < 4; k++) memcpy(u + 1280 + (j * 4 + g) * 256 + (k * 16 + lane) * 4, by + 4 * k, 4);
             }
         } else {
