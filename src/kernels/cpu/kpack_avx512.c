@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/simd_avx512.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
@@ -149,12 +150,6 @@ void zk_prep(const mm_act *a, const float *x, int T, int64_t i0, int64_t i1) {
     }
 }
 
-static __mmask16 row_mask(int64_t row, int64_t r0, int64_t r1) {
-    uint32_t m = 0xffff;
-    if (r1 - row < 16) m = r1 <= row ? 0 : m & ((1u << (r1 - row)) - 1);
-    if (r0 > row) m = r0 - row >= 16 ? 0 : m & ~((1u << (r0 - row)) - 1);
-    return (__mmask16)m;
-}
 
 INLINE __m512 u8_ps(const uint8_t *p) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p))); }
 INLINE __m512 i8_ps(const uint8_t *p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p))); }
@@ -249,13 +244,7 @@ INLINE void k_tile(float *out, const mm_act *a, const herd_weight *w, int64_t qu
             }
         }
     }
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
-        const __mmask16 m = row_mask(row, r0, r1);
-        UNROLL
-        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * w->oc + row, m, acc[i][t]);
-    }
+    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc);
 }
 
 #define KT_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0

@@ -142,13 +142,6 @@ void zp_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1) {
     }
 }
 
-/* Lanes of rows [row, row + 16) that fall in [r0, r1). */
-static __mmask16 row_mask(int64_t row, int64_t r0, int64_t r1) {
-    uint32_t m = 0xffff;
-    if (r1 - row < 16) m = r1 <= row ? 0 : m & ((1u << (r1 - row)) - 1);
-    if (r0 > row) m = r0 - row >= 16 ? 0 : m & ~((1u << (r0 - row)) - 1);
-    return (__mmask16)m;
-}
 
 /* One quad of a Q4_0 / Q8_0 weight. x: gemm_z_prep's T = 1 layout (dword k of
  * block b at q[(b 8 + k) GEMM_QT], scale and correction at [b GEMM_QT]). */
@@ -192,7 +185,7 @@ INLINE void q_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     UNROLL
     for (int i = 0; i < 4; i++) {
         const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
-        _mm512_mask_storeu_ps(out + row, row_mask(row, r0, r1), acc[i]);
+        _mm512_mask_storeu_ps(out + row, zrow_mask(row, r0, r1), acc[i]);
     }
 }
 
@@ -224,7 +217,7 @@ INLINE void f_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     UNROLL
     for (int i = 0; i < 4; i++) {
         const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
-        _mm512_mask_storeu_ps(out + row, row_mask(row, r0, r1), acc[i]);
+        _mm512_mask_storeu_ps(out + row, zrow_mask(row, r0, r1), acc[i]);
     }
 }
 
@@ -281,13 +274,7 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
                                             acc[i][t]);
         }
     }
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
-        const __mmask16 m = row_mask(row, r0, r1);
-        UNROLL
-        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * w->oc + row, m, acc[i][t]);
-    }
+    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc);
 }
 
 /* One quad of an F32 / F16 / BF16 weight against TT (1..4) tokens (x rows contiguous). */
@@ -309,13 +296,7 @@ INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
             for (int t = 0; t < TT; t++) acc[i][t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * w->ic + k]), acc[i][t]);
         }
     }
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
-        const __mmask16 m = row_mask(row, r0, r1);
-        UNROLL
-        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * w->oc + row, m, acc[i][t]);
-    }
+    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc);
 }
 
 #define TN_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0

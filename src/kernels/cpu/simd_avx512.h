@@ -56,4 +56,24 @@ static inline __attribute__((always_inline)) void tr16x4(__m512i col[4], const u
     col[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
+/* Lanes of the 16 rows [row, row + 16) that fall in [r0, r1). */
+static inline __mmask16 zrow_mask(int64_t row, int64_t r0, int64_t r1) {
+    uint32_t m = 0xffff;
+    if (r1 - row < 16) m = r1 <= row ? 0 : m & ((1u << (r1 - row)) - 1);
+    if (r0 > row) m = r0 - row >= 16 ? 0 : m & ~((1u << (r0 - row)) - 1);
+    return (__mmask16)m;
+}
+
+/* A quad's results: acc[i][t] holds rows row0 + 16 i .. + 15 of token t0 + t;
+ * rows outside [r0, r1) are not written. */
+static inline __attribute__((always_inline)) void store_quad(float *out, int64_t oc, int64_t row0, int64_t r0,
+                                                             int64_t r1, int t0, const int TT, __m512 acc[4][4]) {
+    _Pragma("GCC unroll 4")
+    for (int i = 0; i < 4; i++) {
+        const __mmask16 m = zrow_mask(row0 + 16 * i, r0, r1);
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * oc + row0 + 16 * i, m, acc[i][t]);
+    }
+}
+
 #endif
