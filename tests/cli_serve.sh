@@ -166,15 +166,20 @@ check "429 body" bash -c "grep -l 'rate_limit_exceeded' $T/b* | grep -q ."
 check "some requests served" bash -c "grep -l '^HTTP/1.1 200' $T/h* | grep -q ."
 # the burst above may leave a sequence running whose client gave up (curl --max-time on a slow,
 # sanitized build): wait until the server is idle, so the check below sees the drain request
+# (idle only on a /metrics answer that says so: a /metrics call that times out is not idle)
+am() { curl -s --max-time 5 -H 'Authorization: Bearer s3cret' $A/metrics; }
 for _ in $(seq 600); do
-    curl -s --max-time 2 -H 'Authorization: Bearer s3cret' $A/metrics |
-        grep -qE '^herd_(running_sequences|queue_depth) [1-9]' || break
+    am > "$T/am"
+    grep -q '^herd_running_sequences 0' "$T/am" && grep -q '^herd_queue_depth 0' "$T/am" && break
     sleep 0.1
 done
-curl -s --max-time 90 -H 'Authorization: Bearer s3cret' $A/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":400,"temperature":1,"seed":3}' > "$T/drain" 2>"$T/drain.err" &
+req0=$(sed -n 's/^herd_requests_total //p' "$T/am")
+curl -sS --max-time 90 -H 'Authorization: Bearer s3cret' $A/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":400,"temperature":1,"seed":3}' > "$T/drain" 2>"$T/drain.err" &
 cpid=$!
-for _ in $(seq 200); do  # SIGTERM once the request is running (a slow machine may take a while)
-    curl -s --max-time 2 -H 'Authorization: Bearer s3cret' $A/metrics | grep -q '^herd_running_sequences 1' && break
+for _ in $(seq 400); do  # SIGTERM once this request was accepted and runs (a slow machine may take a while)
+    am > "$T/am"
+    [ "$(sed -n 's/^herd_requests_total //p' "$T/am")" -gt "${req0:-0}" ] 2>/dev/null &&
+        grep -q '^herd_running_sequences 1' "$T/am" && break
     sleep 0.05
 done
 kill -TERM "$auth_pid"; wait "$auth_pid"; rc=$?
