@@ -344,6 +344,13 @@ static herd_status load_hf(herd_model *m, herd_error *err) {
     return make_rope_freqs(m, NULL, err);
 }
 
+/* A layer's seven matrices (packing and freeing walk them alike). */
+enum { LAYER_MATRICES = 7 };
+static void layer_matrices(herd_layer *L, herd_weight *ws[LAYER_MATRICES]) {
+    herd_weight *all[LAYER_MATRICES] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
+    memcpy(ws, all, sizeof all);
+}
+
 /* Whether [p, p + n) lies in one of the model's file mappings. */
 static int in_mapping(const herd_model *m, const void *p, size_t n) {
     const uint8_t *b = p;
@@ -374,9 +381,9 @@ static void pack_weights(herd_model *m) {
     const char *e = getenv("HERD_PACK");
     if (e && !strcmp(e, "0")) return;
     for (int l = 0; l < m->config.n_layers; l++) {
-        herd_layer *L = &m->layers[l];
-        herd_weight *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) pack_weight(m, ws[i]);
+        herd_weight *ws[LAYER_MATRICES];
+        layer_matrices(&m->layers[l], ws);
+        for (int i = 0; i < LAYER_MATRICES; i++) pack_weight(m, ws[i]);
     }
     pack_weight(m, &m->output); /* tied: output's copy of tok_embd (rows for lookups stay unpacked) */
 }
@@ -414,9 +421,9 @@ void herd_model_free(herd_model *m) {
     if (!m) return;
     if (m->layers) {
         for (int l = 0; l < m->config.n_layers; l++) {
-            herd_layer *L = &m->layers[l];
-            herd_weight *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
-            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) matmul_unpack(ws[i]);
+            herd_weight *ws[LAYER_MATRICES];
+            layer_matrices(&m->layers[l], ws);
+            for (int i = 0; i < LAYER_MATRICES; i++) matmul_unpack(ws[i]);
             free(m->layers[l].attn_norm);
             free(m->layers[l].ffn_norm);
         }

@@ -94,7 +94,8 @@ void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64
  *     32 quants as w + 128, u8), then the 4 groups' 16 f16 scales (128 bytes);
  *   F32 / F16 / BF16: per quad, per input k: the 4 groups' 16 values (256 or
  *     128 bytes).
- * T = 1 reads it directly (zp_rows_t1); T > 1 fills the GEMM's panels from it. */
+ * T <= ZP_SMALL_T reads it directly (zp_rows_small); larger T fills the GEMM's
+ * panels from it. */
 #define ZP_ROWS 16
 #define ZP_QUAD 64
 size_t zp_bytes(const herd_weight *w); /* 0: the type has no packed layout */
@@ -116,10 +117,6 @@ static inline const void *zp_f(const herd_weight *w, int64_t g, int64_t k) {
     const size_t es = w->type == HERD_F32 ? 4 : 2;
     return (const uint8_t *)w->packed + (((size_t)(g / 4) * (size_t)w->ic + (size_t)k) * 4 + (size_t)(g % 4)) * ZP_ROWS * es;
 }
-/* out (1, OC) rows [r0, r1) from w->packed (fastest with r0 a multiple of
- * ZP_QUAD); x laid out by gemm_z_layout / gemm_z_prep for T = 1. Bitwise what
- * gemm_z_rows gives. */
-void zp_rows_t1(float *out, const mm_act *a, const herd_weight *w, int64_t r0, int64_t r1);
 /* K-quants (kpack_avx512.c), per quad and 256-element super-block, one unit:
  *   Q4_K (9472 bytes): d [64 rows] f16, dmin [64] f16, sc [8 sub-blocks][64] u8,
  *     m [8][64] u8, then per sub-block the 4 groups' nibbles as Q4_0's (4 x 64
@@ -137,9 +134,10 @@ int64_t zk_layout(mm_act *a, const float *x, int T, int64_t ic, void *scratch);
 void zk_prep(const mm_act *a, const float *x, int T, int64_t i0, int64_t i1);
 void zk_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
 
-/* The same for 2 <= T <= ZP_SMALL_T tokens (decode of a few sequences at once):
- * reads the packed quads directly, where the GEMM would first copy them into
- * its panels. */
+/* out (T, OC) rows [r0, r1) from w->packed for 1 <= T <= ZP_SMALL_T (decode of
+ * one or a few sequences; fastest with r0 a multiple of ZP_QUAD): reads the
+ * packed quads directly, where the GEMM would first copy them into its panels.
+ * x laid out by gemm_z_layout / gemm_z_prep. Bitwise what gemm_z_rows gives. */
 #define ZP_SMALL_T 16
 void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
 

@@ -91,8 +91,8 @@ size_t matmul_scratch_size(int type, int T, int64_t ic) { return mm_scratch_byte
 
 size_t matmul_pack(herd_weight *w, void (*done)(void *ctx, const void *rows, size_t bytes), void *ctx) {
     if (w->packed || herd_cpu_isa() < HERD_ISA_AVX512) return 0;
-    const int k = zk_bytes(w) > 0;
-    const size_t n = k ? zk_bytes(w) : zp_bytes(w);
+    const size_t nk = zk_bytes(w), n = nk ? nk : zp_bytes(w);
+    const int k = nk > 0;
     if (n == 0) return 0;
     /* mmap'd (a page-size header keeps the length for munmap) and asking for
      * huge pages: a 1B model's packed copy is ~10^5 4 KiB page faults otherwise */

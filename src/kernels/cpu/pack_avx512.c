@@ -143,52 +143,6 @@ void zp_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1) {
 }
 
 
-/* One quad of a Q4_0 / Q8_0 weight. x: gemm_z_prep's T = 1 layout (dword k of
- * block b at q[(b 8 + k) GEMM_QT], scale and correction at [b GEMM_QT]). */
-INLINE void q_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
-                 const int q8) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const int32_t *xq = (const int32_t *)a->q;
-    const size_t qb = q8 ? 512 : 256;
-    __m512 acc[4];
-    UNROLL
-    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
-    const uint8_t *p = zp_block(w, quad, 0);
-    for (int64_t b = 0; b < a->nb; b++, p += 4 * qb + 128) {
-        __m512i xb[8];
-        UNROLL
-        for (int k = 0; k < 8; k++) xb[k] = _mm512_set1_epi32(xq[(b * 8 + k) * GEMM_QT]);
-        const __m512i corr = _mm512_set1_epi32(a->corr[b * GEMM_QT]);
-        const __m512 dx = _mm512_set1_ps(a->d[b * GEMM_QT]);
-        UNROLL
-        for (int i = 0; i < 4; i++) {
-            const uint8_t *q = p + i * qb;
-            __m512i lo = corr, hi = _mm512_setzero_si512();
-            if (q8) {
-                UNROLL
-                for (int k = 0; k < 8; k += 2) {
-                    lo = _mm512_dpbusd_epi32(lo, _mm512_load_si512(q + k * 64), xb[k]);
-                    hi = _mm512_dpbusd_epi32(hi, _mm512_load_si512(q + (k + 1) * 64), xb[k + 1]);
-                }
-            } else {
-                UNROLL
-                for (int k = 0; k < 4; k++) {
-                    const __m512i v = _mm512_load_si512(q + k * 64);
-                    lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(v, m4), xb[k]);
-                    hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), xb[k + 4]);
-                }
-            }
-            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(p + 4 * qb + 32 * i)));
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), _mm512_mul_ps(dw, dx), acc[i]);
-        }
-    }
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
-        _mm512_mask_storeu_ps(out + row, zrow_mask(row, r0, r1), acc[i]);
-    }
-}
-
 /* Group i's 16 weights at p (one input k of a quad) as f32; kind 0 F16, 1 BF16
  * (widened exactly by a shift), 2 F32. */
 INLINE __m512 wvec(const uint8_t *p, int i, const int kind) {
@@ -197,33 +151,11 @@ INLINE __m512 wvec(const uint8_t *p, int i, const int kind) {
     return kind == 1 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
 }
 
-/* One quad of an F32 / F16 / BF16 weight; x is a->f32 (T = 1: the values a->xp holds
- * at stride GEMM_FT, contiguous: IC = 8192 of them stay in L1). */
-INLINE void f_t1(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
-                 const int kind) {
-    const float *x = a->f32;
-    __m512 acc[4];
-    UNROLL
-    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
-    const uint8_t *p = zp_f(w, quad * 4, 0);
-    for (int64_t k = 0; k < w->ic; k++, p += ZP_QUAD * (kind == 2 ? 4 : 2)) {
-        const __m512 xb = _mm512_set1_ps(x[k]);
-        UNROLL
-        for (int i = 0; i < 4; i++) {
-            const __m512 wv = wvec(p, i, kind);
-            acc[i] = _mm512_fmadd_ps(wv, xb, acc[i]);
-        }
-    }
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        const int64_t row = quad * ZP_QUAD + i * ZP_ROWS;
-        _mm512_mask_storeu_ps(out + row, zrow_mask(row, r0, r1), acc[i]);
-    }
-}
-
 /* One quad of a Q4_0 / Q8_0 weight against TT (1..4) tokens t0 ..: the quad's
  * weights are loaded (and Q4_0's nibbles split) once for all TT; each token's
- * integer dot is one chain (TT chains overlap). x: gemm_z_prep's tiles. */
+ * integer dot is one chain (TT chains overlap), two for TT = 1 (decode: Q4_0's
+ * high nibbles, Q8_0's odd dwords; integer sums are exact in any order).
+ * x: gemm_z_prep's tiles. */
 INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
                  int t0, const int TT, const int q8) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -249,7 +181,7 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
         UNROLL
         for (int i = 0; i < 4; i++) {
             const uint8_t *q = p + i * qb;
-            __m512i s[4];
+            __m512i s[4], s2 = _mm512_setzero_si512(); /* s2: TT = 1's second chain */
             UNROLL
             for (int t = 0; t < TT; t++) s[t] = _mm512_set1_epi32(xc[t][b * GEMM_QT]);
             UNROLL
@@ -257,16 +189,25 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
                 if (!q8 && k == 4) break; /* Q4_0: 4 loads, each two halves */
                 const __m512i v = _mm512_load_si512(q + k * 64);
                 const __m512i lo = q8 ? v : _mm512_and_si512(v, m4);
-                UNROLL
-                for (int t = 0; t < TT; t++)
-                    s[t] = _mm512_dpbusd_epi32(s[t], lo, _mm512_set1_epi32(xq[t][(b * 8 + k) * GEMM_QT]));
-                if (!q8) {
-                    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (TT == 1 && q8 && k % 2) {
+                    s2 = _mm512_dpbusd_epi32(s2, lo, _mm512_set1_epi32(xq[0][(b * 8 + k) * GEMM_QT]));
+                } else {
                     UNROLL
                     for (int t = 0; t < TT; t++)
-                        s[t] = _mm512_dpbusd_epi32(s[t], hi, _mm512_set1_epi32(xq[t][(b * 8 + k + 4) * GEMM_QT]));
+                        s[t] = _mm512_dpbusd_epi32(s[t], lo, _mm512_set1_epi32(xq[t][(b * 8 + k) * GEMM_QT]));
+                }
+                if (!q8) {
+                    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    if (TT == 1) {
+                        s2 = _mm512_dpbusd_epi32(s2, hi, _mm512_set1_epi32(xq[0][(b * 8 + k + 4) * GEMM_QT]));
+                    } else {
+                        UNROLL
+                        for (int t = 0; t < TT; t++)
+                            s[t] = _mm512_dpbusd_epi32(s[t], hi, _mm512_set1_epi32(xq[t][(b * 8 + k + 4) * GEMM_QT]));
+                    }
                 }
             }
+            if (TT == 1) s[0] = _mm512_add_epi32(s[0], s2);
             const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(p + 4 * qb + 32 * i)));
             UNROLL
             for (int t = 0; t < TT; t++)
@@ -317,7 +258,7 @@ TN_SET(b16n, f_tn)
 TN_SET(f32n, f_tn)
 #undef FLAG
 
-/* T 2 .. ZP_SMALL_T: per quad, tokens in tiles of 4 and a tail of 1 to 3; after
+/* T 1 .. ZP_SMALL_T: per quad, tokens in tiles of 4 and a tail of 1 to 3; after
  * the first tile the quad's data comes from L2. */
 void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
     typedef void (*tn_fn)(TN_ARGS);
@@ -331,17 +272,4 @@ void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int
         for (; t + 4 <= T; t += 4) tab[ti][3](out, a, w, quad, r0, r1, t);
         if (t < T) tab[ti][T - t - 1](out, a, w, quad, r0, r1, t);
     }
-}
-
-#define T1_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1
-static void q4(T1_ARGS) { q_t1(out, a, w, quad, r0, r1, 0); }
-static void q8(T1_ARGS) { q_t1(out, a, w, quad, r0, r1, 1); }
-static void h16(T1_ARGS) { f_t1(out, a, w, quad, r0, r1, 0); }
-static void b16(T1_ARGS) { f_t1(out, a, w, quad, r0, r1, 1); }
-static void f32(T1_ARGS) { f_t1(out, a, w, quad, r0, r1, 2); }
-
-void zp_rows_t1(float *out, const mm_act *a, const herd_weight *w, int64_t r0, int64_t r1) {
-    void (*k)(T1_ARGS) = w->type == HERD_Q4_0 ? q4 : w->type == HERD_Q8_0 ? q8 : w->type == HERD_F16 ? h16
-                       : w->type == HERD_BF16 ? b16 : f32;
-    for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) k(out, a, w, quad, r0, r1);
 }
