@@ -241,6 +241,13 @@ static void test_matmul(void) {
     test_matmul_case(HERD_Q4_0, 96, 48, 128);
 }
 
+/* The first of rows 0 .. n - 1 (oc floats each) where a and b differ bitwise, or -1. */
+static int first_diff_row(const float *a, const float *b, int n, int64_t oc) {
+    for (int t = 0; t < n; t++)
+        if (memcmp(a + (size_t)t * oc, b + (size_t)t * oc, (size_t)oc * 4) != 0) return t;
+    return -1;
+}
+
 /* Batch invariance (the server batches decode rows of many sequences into one
  * matmul): row t of matmul_forward(x, w, T) must be bitwise identical to
  * matmul_forward(x_t, w, 1), for every type, ISA and T. IC = 2304 crosses the
@@ -261,9 +268,7 @@ static void test_matmul_batch_invariance(void) {
             for (int k = 0; k < 5; k++) {
                 const int T = Ts[k];
                 matmul_forward(out, x, &w, T, scratch);
-                int bad = -1;
-                for (int t = 0; t < T && bad < 0; t++)
-                    if (memcmp(out + (size_t)t * oc, one + (size_t)t * oc, (size_t)oc * 4) != 0) bad = t;
+                const int bad = first_diff_row(out, one, T, oc);
                 CHECKF(bad < 0, "batch invariance %s path %s T %d: row %d differs from T = 1 (%.9g vs %.9g)",
                        herd_type_name(types[ti]), herd_cpu_matmul_path(types[ti]), T, bad,
                        bad < 0 ? 0.0 : out[(size_t)bad * oc], bad < 0 ? 0.0 : one[(size_t)bad * oc]);
@@ -306,9 +311,7 @@ static void test_matmul_packed(void) {
                 for (int rep = 0; rep < (T == 1 ? TMAX : 1); rep++) /* T = 1: every row alone */
                     matmul_forward(out + (size_t)rep * oc, x + (size_t)rep * ic, &w, T, scratch);
                 const int n = T == 1 ? TMAX : T;
-                int bad = -1;
-                for (int t = 0; t < n && bad < 0; t++)
-                    if (memcmp(out + (size_t)t * oc, one + (size_t)t * oc, (size_t)oc * 4) != 0) bad = t;
+                const int bad = first_diff_row(out, one, n, oc);
                 CHECKF(bad < 0, "packed %s OC %lld T %d: row %d differs from unpacked T = 1 (%.9g vs %.9g)",
                        herd_type_name(types[ti]), (long long)oc, T, bad,
                        bad < 0 ? 0.0 : out[(size_t)bad * oc], bad < 0 ? 0.0 : one[(size_t)bad * oc]);
@@ -366,9 +369,7 @@ static void test_matmul_kpacked(void) {
                 const int T = Ts[k];
                 if (T == 1) continue;
                 matmul_forward(out, x, &w, T, scratch);
-                int bad = -1;
-                for (int t = 0; t < T && bad < 0; t++)
-                    if (memcmp(out + (size_t)t * oc, one + (size_t)t * oc, (size_t)oc * 4) != 0) bad = t;
+                const int bad = first_diff_row(out, one, T, oc);
                 CHECKF(bad < 0, "packed %s OC %lld T %d: row %d differs from T = 1", herd_type_name(types[ti]),
                        (long long)oc, T, bad);
             }
