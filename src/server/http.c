@@ -42,6 +42,7 @@ typedef struct {
 typedef struct {
     srv_buf body;
     int too_big;
+    int active;    /* a non-streamed completion counted in server.active until its reply is sent */
 } conn_ctx;
 
 static void count_status(server *sv, int status) {
@@ -163,7 +164,7 @@ static enum MHD_Result completions(server *sv, struct MHD_Connection *c, int kin
     pthread_mutex_unlock(&r->mu);
     enum MHD_Result rc = send_body(sv, c, r->status, "application/json", r->out.p ? r->out.p : "", r->out.n, NULL);
     req_release(r);
-    active_done(sv);
+    cc->active = 1; /* queued, not sent: `completed` ends it, so a drain waits for the bytes to go out */
     return rc;
 }
 
@@ -314,9 +315,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t) {
-    (void)cls; (void)c; (void)t;
+    (void)c; (void)t;
     conn_ctx *cc = *con_cls;
     if (!cc) return;
+    if (cc->active) active_done(cls);
     buf_free(&cc->body);
     free(cc);
     *con_cls = NULL;
