@@ -4,7 +4,8 @@
  *
  *   cc -O2 -fopenmp -Iinclude bench/bench_batch.c build/libherd.a -lpcre2-8 -lcjson \
  *      -lmicrohttpd -lm -lpthread -o build/bench_batch
- *   build/bench_batch MODEL.gguf [THREADS] [REPS]
+ *   build/bench_batch MODEL.gguf [THREADS] [REPS] [B]
+ * With B, only that batch size runs, REPS times (up to 400: for a profiler).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,9 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: bench_batch MODEL [THREADS] [REPS]\n"); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: bench_batch MODEL [THREADS] [REPS] [B]\n"); return 2; }
     int threads = argc > 2 ? atoi(argv[2]) : 0, reps = argc > 3 ? atoi(argv[3]) : 5;
+    int only = argc > 4 ? atoi(argv[4]) : 0;
     herd_error err;
     herd_model *m;
     if (herd_model_load(&m, argv[1], &err)) { fprintf(stderr, "herd: %s\n", err.msg); return 1; }
@@ -48,8 +50,18 @@ int main(int argc, char **argv) {
     const int32_t *ids[NS];
     int n[NS];
     for (int j = 0; j < NS; j++) ids[j] = &tok[j], n[j] = 1;
+    if (only > 0) {
+        if (only > NS) only = NS;
+        double t0 = now();
+        for (int r = 0; r < reps && r < 100000; r++)
+            if (herd_session_eval_batch(s, ids, n, only, &err)) { fprintf(stderr, "herd: %s\n", err.msg); return 1; }
+        double dt = (now() - t0) / reps;
+        printf("batch %d: %.1f ms/step, %.2f tok/s (mean of %d)\n", only, dt * 1e3, only / dt, reps);
+        return 0;
+    }
+    if (reps > 64) reps = 64;
     double t[NB][64];
-    for (int r = 0; r < reps && r < 64; r++)
+    for (int r = 0; r < reps; r++)
         for (int b = 0; b < NB; b++) {
             double t0 = now();
             if (herd_session_eval_batch(s, ids, n, Bs[b], &err)) { fprintf(stderr, "herd: %s\n", err.msg); return 1; }

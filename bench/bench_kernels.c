@@ -4,8 +4,10 @@
  *           T = 128 (GFLOP/s, 2 flops per multiply-add);
  *   decode: the matmuls of one Llama 3.2 1B token (16 layers of q k v o gate up
  *           down + the 128256-row output), weights in memory, as tokens/s: the
- *           kernel-only ceiling of herd's decode, to hold against llama.cpp's tg.
- * Usage: bench_kernels [types...] (default F32 F16 BF16 Q8_0 Q4_0; also Q4_K Q5_K
+ *           kernel-only ceiling of herd's decode, to hold against llama.cpp's tg
+ *           (weights packed as herd_model_load packs them, where this CPU packs);
+ *           `--batch B`: B tokens per step (the server's batched decode).
+ * Usage: bench_kernels [--decode] [--batch B] [types...] (default F32 F16 BF16 Q8_0 Q4_0; also Q4_K Q5_K
  * Q6_K); OMP_NUM_THREADS. Besides wall time it prints the process CPU time per
  * call (cpu us): on a shared machine, with 1 thread, that is the kernel's cost
  * with the waits for other processes left out.
@@ -85,7 +87,7 @@ static void bench_shape(int type, int64_t oc, int64_t ic, int T, herd_rng *rng) 
 
 /* One 1B decode token's matmuls: 16 x (q 2048, k 512, v 512, o 2048, gate 8192,
  * up 8192 from 2048; down 2048 from 8192) + output 128256 from 2048. */
-static void bench_decode(int type, herd_rng *rng) {
+static void bench_decode(int type, int T, herd_rng *rng) {
     enum { L = 16 };
     static const int64_t shapes[7][2] = { { 2048, 2048 }, { 512, 2048 }, { 512, 2048 }, { 2048, 2048 },
                                           { 8192, 2048 }, { 8192, 2048 }, { 2048, 8192 } };
@@ -98,29 +100,35 @@ static void bench_decode(int type, herd_rng *rng) {
         }
     w[L * 7] = (herd_weight){ type, make_rows(type, 128256, 2048, rng), 2048, 128256, NULL };
     total += kern_row_bytes(type, 2048) * 128256;
-    float *x = calloc(8192, 4), *out = calloc(128256, 4);
-    void *scratch = aligned_alloc(64, (matmul_scratch_size(type, 1, 8192) + 63) & ~(size_t)63);
-    for (int i = 0; i < 8192; i++) x[i] = (float)herd_rng_normal(rng);
+    for (int i = 0; i < L * 7 + 1; i++) matmul_pack(&w[i], NULL, NULL);
+    float *x = calloc((size_t)T * 8192, 4), *out = calloc((size_t)T * 128256, 4);
+    void *scratch = aligned_alloc(64, (matmul_scratch_size(type, T, 8192) + 63) & ~(size_t)63);
+    for (int i = 0; i < T * 8192; i++) x[i] = (float)herd_rng_normal(rng);
     double best = 1e9, best_cpu = 1e9;
     for (int rep = 0; rep < 6; rep++) {
         double t0 = now(), c0 = cpu_now();
-        for (int i = 0; i < L * 7 + 1; i++) matmul_forward(out, x, &w[i], 1, scratch);
+        for (int i = 0; i < L * 7 + 1; i++) matmul_forward(out, x, &w[i], T, scratch);
         double el = now() - t0, cpu = cpu_now() - c0;
         if (rep > 0 && el < best) best = el;
         if (rep > 0 && cpu < best_cpu) best_cpu = cpu;
     }
-    printf("decode %-5s %-6s %.3f GB/token  %7.2f ms (cpu %7.2f ms)  %6.2f tok/s  %5.1f GB/s\n", herd_type_name(type),
-           herd_cpu_matmul_path(type), total * 1e-9, best * 1e3, best_cpu * 1e3, 1.0 / best, total / best * 1e-9);
-    for (int i = 0; i < L * 7 + 1; i++) free((void *)w[i].data);
+    printf("decode %-5s %-6s B %-2d %.3f GB/step  %7.2f ms (cpu %7.2f ms)  %6.2f tok/s  %5.1f GB/s\n",
+           herd_type_name(type), w[0].packed ? "packed" : herd_cpu_matmul_path(type), T, total * 1e-9, best * 1e3,
+           best_cpu * 1e3, T / best, total / best * 1e-9);
+    for (int i = 0; i < L * 7 + 1; i++) {
+        matmul_unpack(&w[i]);
+        free((void *)w[i].data);
+    }
     free(x); free(out); free(scratch);
 }
 
 int main(int argc, char **argv) {
     static const char *names[] = { "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K" };
     static const int ids[] = { HERD_F32, HERD_F16, HERD_BF16, HERD_Q8_0, HERD_Q4_0, HERD_Q4_K, HERD_Q5_K, HERD_Q6_K };
-    int types[16], nt = 0, decode_only = 0;
+    int types[16], nt = 0, decode_only = 0, batch = 1;
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--decode")) { decode_only = 1; continue; }
+        if (!strcmp(argv[a], "--batch") && a + 1 < argc) { batch = atoi(argv[++a]); decode_only = 1; continue; }
         for (int k = 0; k < 8 && nt < 16; k++) if (!strcmp(argv[a], names[k])) types[nt++] = ids[k];
     }
     if (!nt) for (int k = 0; k < 5; k++) types[nt++] = ids[k];
@@ -134,7 +142,7 @@ int main(int argc, char **argv) {
             bench_shape(types[k], 2048, 2048, 128, &rng);
             bench_shape(types[k], 8192, 2048, 128, &rng);
         }
-        bench_decode(types[k], &rng);
+        bench_decode(types[k], batch < 1 ? 1 : batch, &rng);
     }
     return 0;
 }

@@ -36,22 +36,29 @@ for _ in $(seq 600); do
 done
 URL="http://127.0.0.1:$port"
 rss() { awk '/VmRSS/ { print $2 }' /proc/$SPID/status; }
+# the scheduler's counters: uptime, seconds in steps, in the forward, steps, sequences in them
+sched() { curl -s --max-time 5 "$URL/metrics" | awk '/^herd_(uptime_seconds|step_seconds_total|forward_seconds_total|batch_steps_total|batch_sequences_total) / { v[$1] = $2 }
+    END { print v["herd_uptime_seconds"], v["herd_step_seconds_total"], v["herd_forward_seconds_total"], v["herd_batch_steps_total"], v["herd_batch_sequences_total"] }'; }
 echo "model $(basename "$MODEL"), $THREADS threads, --parallel $PAR, -c $CTX, $NTOK tokens per request on average (spread ±50%), prompts of ~$WORDS common words + a distinct tail"
 echo "TTFT in ms; 'later': each client's requests after its first, which arrive while the others decode"
+echo "busy: share of the wall time the scheduler spent in steps (fwd: in the batched forward); batch: mean sequences per step"
 
 if [ "$RSS_ONLY" = 0 ]; then
     node bench/serve_load.mjs "$URL" 1 1 4 "$WORDS" >/dev/null   # warm up (page in the weights)
-    printf '%7s %8s %7s %8s %6s %11s %11s %13s %13s\n' streams requests tokens "tok/s" "x1" \
-        "TTFT med" "TTFT p99" "later med" "later p99"
+    printf '%7s %8s %7s %8s %6s %11s %11s %13s %13s %6s %6s %6s\n' streams requests tokens "tok/s" "x1" \
+        "TTFT med" "TTFT p99" "later med" "later p99" busy fwd batch
     base=
     for c in $LEVELS; do
+        m0=$(sched)
         j=$(node bench/serve_load.mjs "$URL" "$c" $((c * PER)) "$NTOK" "$WORDS")
+        m1=$(sched)
+        occ=$(echo "$m0 $m1" | awk '{ w = $6 - $1; s = $10 - $5; printf "%.2f %.2f %.2f", ($7 - $2) / w, ($8 - $3) / w, s ? ($10 - $5) / ($9 - $4) : 0 }')
         tps=$(echo "$j" | jq .tok_s)
         [ -z "$base" ] && base=$tps
         [ "$base" = 0 ] && base=1
-        printf '%7d %8d %7d %8.2f %6.2f %11.0f %11.0f %13.0f %13.0f\n' "$c" "$(echo "$j" | jq .requests)" \
+        printf '%7d %8d %7d %8.2f %6.2f %11.0f %11.0f %13.0f %13.0f %6s %6s %6s\n' "$c" "$(echo "$j" | jq .requests)" \
             "$(echo "$j" | jq .tokens)" "$tps" "$(echo "$tps / $base" | bc -l)" "$(echo "$j" | jq .ttft_median_ms)" \
-            "$(echo "$j" | jq .ttft_p99_ms)" "$(echo "$j" | jq .ttft_steady_median_ms)" "$(echo "$j" | jq .ttft_steady_p99_ms)"
+            "$(echo "$j" | jq .ttft_p99_ms)" "$(echo "$j" | jq .ttft_steady_median_ms)" "$(echo "$j" | jq .ttft_steady_p99_ms)" $occ
         [ "$(echo "$j" | jq .errors)" = 0 ] || echo "  errors: $(echo "$j" | jq .errors)"
     done
 fi

@@ -135,9 +135,13 @@ sleep 0.5
 C $B/metrics > "$T/metrics"
 check "disconnect cancels" grep -Eq '^herd_requests_cancelled_total [1-9]' "$T/metrics"
 check "slots free again" grep -q '^herd_running_sequences 0' "$T/metrics"
-for m in herd_requests_total herd_prompt_tokens_total herd_generated_tokens_total herd_queue_depth herd_kv_tokens_in_use herd_generation_tokens_per_second herd_batch_steps_total herd_batch_sequences_max; do
+for m in herd_requests_total herd_prompt_tokens_total herd_generated_tokens_total herd_queue_depth herd_kv_tokens_in_use herd_generation_tokens_per_second herd_batch_steps_total herd_batch_sequences_max herd_forward_seconds_total herd_step_seconds_total herd_uptime_seconds; do
     check "metrics $m" grep -q "^# TYPE $m " "$T/metrics"
 done
+# the scheduler's clock: some time in forwards, steps at least that long, and both within the uptime
+check "metrics: forward <= step <= uptime, forward > 0" awk '/^herd_forward_seconds_total / { f = $2 }
+    /^herd_step_seconds_total / { s = $2 } /^herd_uptime_seconds / { u = $2 }
+    END { exit !(f > 0 && f <= s && s <= u) }' "$T/metrics"
 
 # the official openai npm client
 if command -v node >/dev/null && [ -d tests/openai_client/node_modules/openai ]; then

@@ -231,6 +231,11 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
            (unsigned long long)st.step_sequences);
     METRIC("herd_batch_sequences_max", "gauge", "The most sequences one batched forward has carried.", "%d",
            st.step_sequences_max);
+    METRIC("herd_forward_seconds_total", "counter", "Scheduler time in the batched forward.", "%.6f",
+           st.forward_s);
+    METRIC("herd_step_seconds_total", "counter",
+           "Scheduler time in steps: the forward, then sampling and streaming the new tokens.", "%.6f", st.step_s);
+    METRIC("herd_uptime_seconds", "gauge", "Seconds since the scheduler started.", "%.3f", st.up_s);
     METRIC("herd_slots", "gauge", "Sequence slots (--parallel).", "%d", st.n_slots);
     METRIC("herd_kv_tokens_in_use", "gauge", "Tokens held in the KV caches (cached prefixes included).", "%ld",
            st.kv_tokens_in_use);

@@ -76,7 +76,7 @@ struct srv_sched {
     int n_queued, draining;
     pthread_mutex_t stats_mu;
     srv_stats st;
-    double win_start;
+    double win_start, t_start;
     uint64_t win_tokens;
 };
 
@@ -127,7 +127,7 @@ int sched_new(srv_sched **out, const herd_model *m, const srv_params *p, herd_er
     }
     s->st.n_slots = n_slots;
     s->st.kv_tokens_capacity = (long)n_slots * n_ctx;
-    s->win_start = now_s();
+    s->win_start = s->t_start = now_s();
     *out = s;
     return 0;
 }
@@ -160,6 +160,7 @@ void sched_stats(srv_sched *s, srv_stats *st) {
     st->queue_depth = s->n_queued;
     pthread_mutex_unlock(&s->mu);
     if (st->running == 0) st->tokens_per_s = 0;
+    st->up_s = now_s() - s->t_start;
 }
 
 int sched_submit(srv_sched *s, srv_req *r) {
@@ -437,6 +438,7 @@ static void step(srv_sched *s) {
         s->last_prefill_only = 0;
     }
     herd_error err;
+    double t0 = now_s();
     herd_status st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
     if (st == HERD_ERR_NOMEM) { /* out of KV pages: drop the prefixes idle slots keep */
         for (int i = 0; i < s->n_slots; i++)
@@ -477,7 +479,9 @@ static void step(srv_sched *s) {
         }
         return;
     }
+    double t1 = now_s();
     pthread_mutex_lock(&s->stats_mu);
+    s->st.forward_s += t1 - t0;
     s->st.steps++;
     s->st.step_sequences += (uint64_t)n;
     if (n > s->st.step_sequences_max) s->st.step_sequences_max = n;
@@ -492,6 +496,10 @@ static void step(srv_sched *s) {
         }
         sample_and_emit(s, sl);
     }
+    double t2 = now_s();
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.step_s += t2 - t0;
+    pthread_mutex_unlock(&s->stats_mu);
 }
 
 static void *loop(void *arg) {

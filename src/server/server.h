@@ -175,6 +175,9 @@ typedef struct {
     long kv_tokens_in_use, kv_tokens_capacity;
     int kv_pages_in_use, kv_pages_total;
     double tokens_per_s;
+    /* scheduler seconds: in the batched forward, in whole steps (forward, sampling,
+     * streaming), and since the scheduler started */
+    double forward_s, step_s, up_s;
 } srv_stats;
 
 /* One KV pool for all slots (p: n_parallel, n_ctx, kv_pages, kv_type, n_threads,
