@@ -1,10 +1,12 @@
 /* sampler.c - picks the next token from logits: greedy, or repetition penalty,
  * temperature, top-k, top-p (as Meta's sample_top_p: keep the smallest prefix of
  * the sorted distribution whose mass before each token is <= p), min-p, then a
- * seeded multinomial draw. Buffers are allocated once per sampler.
+ * seeded multinomial draw. Buffers are allocated once per sampler; samplers share
+ * no state, so different ones may run on different threads at once.
  * Order of filters (as in common engines): penalty -> top-k -> temperature ->
  * softmax -> top-p -> min-p -> renormalise -> draw.
  */
+#define _GNU_SOURCE /* qsort_r */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,18 +64,28 @@ void herd_sampler_free(herd_sampler *s) {
     free(s);
 }
 
+/* The first index of the largest value (NaNs never win; 0 when none is
+ * larger than -inf). 16 running maxima, then a scan for the first match: no
+ * loop-carried index, so the 128K-entry vocabulary takes microseconds. */
 static int32_t argmax(const float *x, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
+    float m[16];
+    for (int j = 0; j < 16; j++) m[j] = -INFINITY;
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+    for (; i < n; i++) m[0] = x[i] > m[0] ? x[i] : m[0];
+    float mx = m[0];
+    for (int j = 1; j < 16; j++) mx = m[j] > mx ? m[j] : mx;
+    for (i = 0; i < n; i++)
+        if (x[i] == mx) return i;
+    return 0;
 }
 
 /* Sort key: descending value, then ascending id (deterministic). */
-static const double *g_keys;
-static int by_desc(const void *a, const void *b) {
+static int by_desc(const void *a, const void *b, void *keys) {
+    const double *k = keys;
     int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    if (g_keys[i] != g_keys[j]) return g_keys[i] < g_keys[j] ? 1 : -1;
+    if (k[i] != k[j]) return k[i] < k[j] ? 1 : -1;
     return i < j ? -1 : 1;
 }
 
@@ -96,8 +108,10 @@ int32_t herd_sampler_sample(herd_sampler *s, const float *logits, const int32_t 
                             size_t n_history) {
     const herd_sampler_params *p = &s->p;
     int V = s->n_vocab;
+    const int penalise = p->repeat_penalty != 1.0f && n_history > 0;
+    if (p->temperature <= 0 && !penalise) return argmax(logits, V);
     memcpy(s->work, logits, (size_t)V * sizeof(float));
-    if (p->repeat_penalty != 1.0f && n_history > 0) apply_penalty(s, history, n_history);
+    if (penalise) apply_penalty(s, history, n_history);
     if (p->temperature <= 0) return argmax(s->work, V);
 
     /* softmax(logits / temperature) in double */
@@ -113,8 +127,7 @@ int32_t herd_sampler_sample(herd_sampler *s, const float *logits, const int32_t 
     int n = 0;
     for (int i = 0; i < V; i++)
         if (s->prob[i] > cut) s->idx[n++] = i;
-    g_keys = s->prob;
-    qsort(s->idx, (size_t)n, sizeof(int32_t), by_desc);
+    qsort_r(s->idx, (size_t)n, sizeof(int32_t), by_desc, s->prob);
     if (p->top_k > 0 && p->top_k < n) n = p->top_k;
 
     /* top-p as Meta's sample_top_p: drop tokens whose preceding mass exceeds p */

@@ -1,6 +1,7 @@
 /* test_sampler.c - sampling filters: greedy, temperature, top-k, Meta's top-p,
  * min-p, repetition penalty and seed determinism, checked on small hand-made
  * distributions whose answers are known in closed form. */
+#include <math.h>
 #include <stdint.h>
 
 #include "herd.h"
@@ -23,6 +24,7 @@ static void histogram(herd_sampler *s, const float *logits, int n, int *counts) 
 }
 
 int main(void) {
+    herd_error err;
     /* probabilities 0.5, 0.25, 0.125, 0.0625, ... from logits log(p) */
     float logits[8];
     double p[8] = { 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.0078125 };
@@ -96,10 +98,40 @@ int main(void) {
     CHECK(diff);
     herd_sampler_free(a); herd_sampler_free(b); herd_sampler_free(c);
 
+    /* greedy over a vocabulary the size of Llama 3's (and sizes that leave a tail
+     * after the 16-wide blocks): the first index of the largest logit wins */
+    {
+        enum { BV = 128256 + 13 };
+        static float big[BV];
+        const int sizes[] = { 1, 15, 17, 4096, 128256, BV };
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+            const int V = sizes[k];
+            herd_sampler_params gp = herd_sampler_default_params();
+            gp.temperature = 0;
+            herd_sampler *g = NULL;
+            CHECK(herd_sampler_new(&g, gp, V, &err) == HERD_OK);
+            for (int i = 0; i < V; i++) big[i] = (float)((i * 7919) % 1009) * 0.01f - 5;
+            int want = 0; /* by the definition: scan for the first strict maximum */
+            for (int i = 1; i < V; i++) if (big[i] > big[want]) want = i;
+            CHECK(herd_sampler_sample(g, big, NULL, 0) == want);
+            big[V - 1] = 100; /* the very last entry (a tail element for most sizes) */
+            CHECK(herd_sampler_sample(g, big, NULL, 0) == V - 1);
+            if (V > 3) {
+                big[V / 2] = 100; /* a tie: the lower index wins */
+                CHECK(herd_sampler_sample(g, big, NULL, 0) == V / 2);
+                big[1] = NAN; /* NaN never wins */
+                big[0] = NAN;
+                CHECK(herd_sampler_sample(g, big, NULL, 0) == V / 2);
+            }
+            for (int i = 0; i < V; i++) big[i] = -INFINITY;
+            CHECK(herd_sampler_sample(g, big, NULL, 0) == 0);
+            herd_sampler_free(g);
+        }
+    }
+
     /* bad parameters are rejected with a message */
     herd_sampler_params bad = herd_sampler_default_params();
     bad.top_p = 0;
-    herd_error err;
     herd_sampler *x = NULL;
     CHECK(herd_sampler_new(&x, bad, 8, &err) == HERD_ERR_ARG && strstr(err.msg, "top-p"));
     TEST_MAIN_END("test_sampler");

@@ -14,8 +14,9 @@
  *      long prompts do not stall the others (a short prefill, <= PREFILL_ALONE
  *      rows, runs alone every other step at most: time to first token); out of KV pages, idle slots' cached
  *      prefixes are dropped, then the sequence with the most prompt left fails;
- *   4. sample each sequence that has logits for a new token, stream its text,
- *      finish it on an end id, a stop string, max_tokens or a full context.
+ *   4. pick the next token of each sequence that has logits for one (in
+ *      parallel across sequences), then stream each one's text, finishing it on
+ *      an end id, a stop string, max_tokens or a full context.
  *
  * Invariants:
  *   - Only this thread touches the model, the pool, the sessions and the slots.
@@ -59,6 +60,12 @@ typedef struct {
     float *work;        /* (V) penalised logits */
     int *counts;        /* (V) generated-token counts, zero between requests */
     int32_t *gen;       /* (n_ctx) generated ids */
+    /* chosen by pick() (in parallel across slots), emitted by emit() */
+    int32_t pick_id;
+    float pick_lp;              /* its log-probability (logprobs requested) */
+    int n_top;                  /* top_logprobs entries */
+    int32_t top[MAX_TOP];
+    float top_lp[MAX_TOP];
 } slot;
 
 struct srv_sched {
@@ -318,26 +325,27 @@ static int cut_stop(const srv_req *r, srv_buf *t, size_t from) {
     return 1;
 }
 
-static void add_logprobs(srv_sched *s, slot *sl, const float *logits, int32_t id, size_t offset) {
+/* The chosen token's log-probability and the top_logprobs list: log-softmax of
+ * the raw logits. */
+static void pick_logprobs(const srv_sched *s, slot *sl, const float *logits) {
     const srv_req *r = sl->r;
     float mx = logits[0];
     for (int i = 1; i < s->V; i++) mx = logits[i] > mx ? logits[i] : mx;
     double sum = 0;
     for (int i = 0; i < s->V; i++) sum += exp((double)(logits[i] - mx));
     float lse = mx + (float)log(sum);
-    int32_t top[MAX_TOP];
-    float top_lp[MAX_TOP];
     int k = 0, want = r->top_logprobs < MAX_TOP ? r->top_logprobs : MAX_TOP;
     for (int i = 0; i < s->V && want > 0; i++) { /* insertion into a small sorted list */
         float v = logits[i];
-        if (k == want && v <= top_lp[k - 1]) continue;
+        if (k == want && v <= sl->top_lp[k - 1]) continue;
         int j = k < want ? k++ : k - 1;
-        while (j > 0 && top_lp[j - 1] < v) top[j] = top[j - 1], top_lp[j] = top_lp[j - 1], j--;
-        top[j] = i;
-        top_lp[j] = v;
+        while (j > 0 && sl->top_lp[j - 1] < v) sl->top[j] = sl->top[j - 1], sl->top_lp[j] = sl->top_lp[j - 1], j--;
+        sl->top[j] = i;
+        sl->top_lp[j] = v;
     }
-    for (int i = 0; i < k; i++) top_lp[i] -= lse;
-    out_add_logprob(&sl->out, r, herd_model_tokenizer(s->m), id, logits[id] - lse, top, top_lp, k, offset);
+    for (int i = 0; i < k; i++) sl->top_lp[i] -= lse;
+    sl->n_top = k;
+    sl->pick_lp = logits[sl->pick_id] - lse;
 }
 
 static int is_eos(const herd_config *c, int32_t id) {
@@ -346,9 +354,9 @@ static int is_eos(const herd_config *c, int32_t id) {
     return 0;
 }
 
-/* Samples the next token of a slot whose session holds fresh logits. Returns 1
- * when the sequence goes on (sl->next set), 0 when it finished. */
-static int sample_and_emit(srv_sched *s, slot *sl) {
+/* Chooses the next token of a slot whose session holds fresh logits (and its
+ * logprobs): touches only the slot, so slots are picked in parallel. */
+static void pick(const srv_sched *s, slot *sl) {
     srv_req *r = sl->r;
     const float *logits = herd_session_logits(sl->s), *l = logits;
     if (r->freq_penalty != 0 || r->pres_penalty != 0) {
@@ -363,13 +371,22 @@ static int sample_and_emit(srv_sched *s, slot *sl) {
             if (sl->counts[sl->gen[i]] < 0) sl->counts[sl->gen[i]] = -sl->counts[sl->gen[i]];
         l = sl->work;
     }
-    int32_t id = herd_sampler_sample(sl->smp, l, NULL, 0);
+    sl->pick_id = herd_sampler_sample(sl->smp, l, NULL, 0);
+    if (r->logprobs) pick_logprobs(s, sl, logits);
+}
+
+/* Streams the slot's picked token. Returns 1 when the sequence goes on
+ * (sl->next set), 0 when it finished. */
+static int emit(srv_sched *s, slot *sl) {
+    srv_req *r = sl->r;
+    int32_t id = sl->pick_id;
     if (is_eos(herd_model_config(s->m), id)) {
         finish(s, sl, "stop");
         return 0;
     }
     srv_out *o = &sl->out;
-    if (r->logprobs) add_logprobs(s, sl, logits, id, o->text.n);
+    if (r->logprobs)
+        out_add_logprob(o, r, herd_model_tokenizer(s->m), id, sl->pick_lp, sl->top, sl->top_lp, sl->n_top, o->text.n);
     sl->gen[o->n_gen++] = id;
     sl->counts[id]++;
     pthread_mutex_lock(&s->stats_mu);
@@ -486,6 +503,7 @@ static void step(srv_sched *s) {
     s->st.step_sequences += (uint64_t)n;
     if (n > s->st.step_sequences_max) s->st.step_sequences_max = n;
     pthread_mutex_unlock(&s->stats_mu);
+    int todo[s->n_slots], n_todo = 0;
     for (int j = 0; j < n; j++) {
         slot *sl = &s->slots[who[j]];
         memcpy(sl->cache + sl->n_cache, ids[j], (size_t)n_ids[j] * sizeof *ids[j]);
@@ -494,8 +512,13 @@ static void step(srv_sched *s) {
             sl->n_done += n_ids[j];
             if (sl->n_done < sl->r->n_prompt) continue;
         }
-        sample_and_emit(s, sl);
+        todo[n_todo++] = who[j];
     }
+    /* choosing (argmax or a draw over the vocabulary, logprobs) runs on the
+     * forward's threads; streaming the text stays on this thread */
+#pragma omp parallel for schedule(dynamic, 1) if (n_todo > 1)
+    for (int j = 0; j < n_todo; j++) pick(s, &s->slots[todo[j]]);
+    for (int j = 0; j < n_todo; j++) emit(s, &s->slots[todo[j]]);
     double t2 = now_s();
     pthread_mutex_lock(&s->stats_mu);
     s->st.step_s += t2 - t0;
