@@ -98,6 +98,13 @@ void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64
  * panels from it. */
 #define ZP_ROWS 16
 #define ZP_QUAD 64
+/* Bytes ahead of the loads that a quad's first tile of 2+ tokens prefetches: with
+ * TT x the work per byte the hardware prefetcher alone leaves the memory idle
+ * part of the time (bench_kernels --batch B, 1B shapes, 2 threads, ms per step:
+ * B=4 Q8_0 41 -> 25, F16 74 -> 50, Q4_K 46 -> 19; B=8 Q4_0 36 -> 31). At TT = 1
+ * only the K-quants prefetch (decode Q4_K 27 -> 15 ms, Q6_K 39 -> 21); Q8_0, F16
+ * and BF16 decode got slower with it. */
+#define ZP_PREFETCH 4608
 size_t zp_bytes(const herd_weight *w); /* 0: the type has no packed layout */
 void zp_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1); /* quads [quad0, quad1) */
 static inline size_t zp_qblock(int type) { return type == HERD_Q8_0 ? 512 : 256; }

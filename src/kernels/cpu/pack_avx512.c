@@ -151,12 +151,6 @@ INLINE __m512 wvec(const uint8_t *p, int i, const int kind) {
     return kind == 1 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
 }
 
-/* Bytes ahead of the loads that a quad's first tile of 2+ tokens prefetches: with
- * TT x the work per byte the hardware prefetcher alone leaves the memory idle
- * part of the time (1B Q4_0, 8 tokens per step: 34 -> 29 ms, Q8_0 53 -> 37 ms in
- * bench_kernels --batch 8); at TT = 1 it does not help (Q8_0 decode got slower). */
-#define ZP_PREFETCH 4608
-
 /* One quad of a Q4_0 / Q8_0 weight against TT (1..4) tokens t0 ..: the quad's
  * weights are loaded (and Q4_0's nibbles split) once for all TT; each token's
  * integer dot is one chain (TT chains overlap), two for TT = 1 (decode: Q4_0's
@@ -239,7 +233,10 @@ INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
         for (int t = 0; t < TT; t++) acc[i][t] = _mm512_setzero_ps();
     }
     const uint8_t *p = zp_f(w, quad * 4, 0);
+    const int pf = TT > 1 && t0 == 0; /* ZP_PREFETCH */
     for (int64_t k = 0; k < w->ic; k++, p += ZP_QUAD * (kind == 2 ? 4 : 2)) {
+        if (pf)
+            for (int l = 0; l < (kind == 2 ? 4 : 2); l++) _mm_prefetch((const char *)p + ZP_PREFETCH + l * 64, _MM_HINT_T0);
         UNROLL
         for (int i = 0; i < 4; i++) {
             const __m512 wv = wvec(p, i, kind);
