@@ -62,12 +62,27 @@ static void round_logits(herd_kv_pool *P, int n_seg) {
     }
 }
 
+enum { SMALL_SEG = 4 }; /* rows of a segment whose attention runs on one thread */
+
+/* Rope on a segment's queries and keys, its keys and values into its KV pages,
+ * and its attention. Rows of different segments touch disjoint memory (the
+ * attention scratch too: 2 NH floats per row), so segments may run at once. */
+static void attend(herd_kv_pool *P, const fwd_seg *g, int l) {
+    const herd_model *m = P->m;
+    const herd_config *c = &m->config;
+    const int NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim, QD = NH * HS, KVD = NKV * HS;
+    float *q = P->q + (size_t)g->row0 * QD, *k = P->k + (size_t)g->row0 * KVD;
+    rope_forward(q, m->rope_freqs, g->pos0, g->n, NH, HS, m->rope_interleaved);
+    rope_forward(k, m->rope_freqs, g->pos0, g->n, NKV, HS, m->rope_interleaved);
+    kv_attend(&g->s->kv, l, g->pos0, g->n, q, k, P->v + (size_t)g->row0 * KVD, P->att + (size_t)g->row0 * QD,
+              NH, P->att_scratch + kv_attend_scratch_size(g->row0, NH, HS));
+}
+
 /* One round: T rows in n_seg segments (P->segs). */
 static void forward_round(herd_kv_pool *P, int n_seg, int T) {
     const herd_model *m = P->m;
     const herd_config *c = &m->config;
-    int C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim, F = c->ffn_dim;
-    int QD = NH * HS, KVD = NKV * HS;
+    int C = c->dim, F = c->ffn_dim;
     void *scr = P->mm_scratch;
     size_t erow = herd_type_row_size(m->tok_embd.type, C);
 
@@ -84,14 +99,16 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
         matmul_forward(P->q, P->xb, &L->wq, T, scr);
         matmul_forward(P->k, P->xb, &L->wk, T, scr);
         matmul_forward(P->v, P->xb, &L->wv, T, scr);
-        for (int i = 0; i < n_seg; i++) {
-            const fwd_seg *g = &P->segs[i];
-            float *q = P->q + (size_t)g->row0 * QD, *k = P->k + (size_t)g->row0 * KVD;
-            rope_forward(q, m->rope_freqs, g->pos0, g->n, NH, HS, m->rope_interleaved);
-            rope_forward(k, m->rope_freqs, g->pos0, g->n, NKV, HS, m->rope_interleaved);
-            kv_attend(&g->s->kv, l, g->pos0, g->n, q, k, P->v + (size_t)g->row0 * KVD,
-                      P->att + (size_t)g->row0 * QD, NH, P->att_scratch);
-        }
+        /* segments of a few rows (decode) go to the threads one each, in one
+         * parallel region (their own calls then run on one thread); longer ones
+         * (prompt chunks) use every thread inside kv_attend */
+        int n_small = 0;
+        for (int i = 0; i < n_seg; i++) n_small += P->segs[i].n <= SMALL_SEG;
+#pragma omp parallel for schedule(dynamic, 1) if (n_small > 1)
+        for (int i = 0; i < n_seg; i++)
+            if (P->segs[i].n <= SMALL_SEG || n_small <= 1) attend(P, &P->segs[i], l);
+        for (int i = 0; i < n_seg; i++)
+            if (P->segs[i].n > SMALL_SEG && n_small > 1) attend(P, &P->segs[i], l);
         matmul_forward(P->xb2, P->att, &L->wo, T, scr);
         add_inplace(P->x, P->xb2, (size_t)T * C);
         /* feed_forward */
