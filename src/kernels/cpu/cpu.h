@@ -80,6 +80,7 @@ extern const mm_isa mm_isa_scalar, mm_isa_avx2, mm_isa_avx512;
 #define GEMM_MIN_T 8
 #define GEMM_QT 6
 #define GEMM_FT 12
+#define GEMM_PREP_K 16 /* f32 inputs per unit of gemm_z_prep: 16 x GEMM_FT floats, whole lines */
 int gemm_z_supports(int type, int T);
 int64_t gemm_z_layout(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch);
 void gemm_z_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, int64_t i1);
