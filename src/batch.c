@@ -104,11 +104,13 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
          * (prompt chunks) use every thread inside kv_attend */
         int n_small = 0;
         for (int i = 0; i < n_seg; i++) n_small += P->segs[i].n <= SMALL_SEG;
-#pragma omp parallel for schedule(dynamic, 1) if (n_small > 1)
+        if (n_small > 1) { /* (not an if clause: nested in a team of one, kv_attend lost its threads) */
+#pragma omp parallel for schedule(dynamic, 1)
+            for (int i = 0; i < n_seg; i++)
+                if (P->segs[i].n <= SMALL_SEG) attend(P, &P->segs[i], l);
+        }
         for (int i = 0; i < n_seg; i++)
-            if (P->segs[i].n <= SMALL_SEG || n_small <= 1) attend(P, &P->segs[i], l);
-        for (int i = 0; i < n_seg; i++)
-            if (P->segs[i].n > SMALL_SEG && n_small > 1) attend(P, &P->segs[i], l);
+            if (P->segs[i].n > SMALL_SEG || n_small <= 1) attend(P, &P->segs[i], l);
         matmul_forward(P->xb2, P->att, &L->wo, T, scr);
         add_inplace(P->x, P->xb2, (size_t)T * C);
         /* feed_forward */
