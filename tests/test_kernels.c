@@ -293,7 +293,7 @@ static void test_matmul_packed(void) {
         return;
     }
     static const int types[] = { HERD_F32, HERD_F16, HERD_BF16, HERD_Q8_0, HERD_Q4_0 };
-    static const int Ts[] = { 1, 3, 5, 16, 17, 64, 130 }; /* decode, small-T tiles and tails, GEMM */
+    static const int Ts[] = { 1, 3, 5, 16, 17, 32, 33, 64, 130 }; /* decode, small-T tiles and tails, GEMM */
     static const int64_t ocs[] = { 70, 150 };
     const int64_t ic = 2304;
     const int TMAX = 130;

@@ -95,8 +95,8 @@ void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64
  *     32 quants as w + 128, u8), then the 4 groups' 16 f16 scales (128 bytes);
  *   F32 / F16 / BF16: per quad, per input k: the 4 groups' 16 values (256 or
  *     128 bytes).
- * T <= ZP_SMALL_T reads it directly (zp_rows_small); larger T fills the GEMM's
- * panels from it. */
+ * zp_small(w, T) says when zp_rows_small reads it directly; otherwise the GEMM
+ * fills its panels from it. */
 #define ZP_ROWS 16
 #define ZP_QUAD 64
 /* Bytes ahead of the loads that a quad's first tile of 2+ tokens prefetches: with
@@ -142,11 +142,18 @@ int64_t zk_layout(mm_act *a, const float *x, int T, int64_t ic, void *scratch);
 void zk_prep(const mm_act *a, const float *x, int T, int64_t i0, int64_t i1);
 void zk_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
 
-/* out (T, OC) rows [r0, r1) from w->packed for 1 <= T <= ZP_SMALL_T (decode of
- * one or a few sequences; fastest with r0 a multiple of ZP_QUAD): reads the
- * packed quads directly, where the GEMM would first copy them into its panels.
- * x laid out by gemm_z_layout / gemm_z_prep. Bitwise what gemm_z_rows gives. */
-#define ZP_SMALL_T 16
+/* out (T, OC) rows [r0, r1) from w->packed when zp_small(w, T) (fastest with r0
+ * a multiple of ZP_QUAD): reads the packed quads directly, where the GEMM would
+ * first copy them into its panels. x laid out by gemm_z_layout / gemm_z_prep
+ * (Q4_0 / Q8_0; float types read x as it is). Bitwise what gemm_z_rows gives.
+ * Where it beats the GEMM (bench_kernels --batch T, 1B shapes, 2 threads):
+ * Q4_0 / Q8_0 up to T = 32 (T = 17: 55 vs 73 ms, 24: 74 vs 83; at 64 the GEMM
+ * wins, 173 vs 189); F32 / F16 / BF16 at every T measured (F16 T = 128: 974 vs
+ * 1128 ms, BF16 914 vs 1110, F32 1066 vs 1205). */
+#define ZP_SMALL_T 32
+static inline int zp_small(const herd_weight *w, int T) {
+    return w->packed && (T <= ZP_SMALL_T || w->type == HERD_F32 || w->type == HERD_F16 || w->type == HERD_BF16);
+}
 void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1);
 
 /* q (32) = x (32) quantized as mm_quantize_block_q8, *d its scale; returns sum(q). */

@@ -130,7 +130,8 @@ void matmul_unpack(herd_weight *w) {
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch) {
     const mm_isa *isa = mm_pick_w(w);
     /* packed decode (and every packed K-quant matmul) runs whole quads */
-    const int64_t tile = w->packed && (T <= ZP_SMALL_T || isa == &mm_isa_avx512k) ? ZP_QUAD : MM_TILE;
+    const int small = isa == &mm_isa_avx512 && zp_small(w, T);
+    const int64_t tile = small || (w->packed && isa == &mm_isa_avx512k) ? ZP_QUAD : MM_TILE;
     const int64_t n_tiles = (w->oc + tile - 1) / tile;
     /* tiny problems (tests, T = 1 biases) are not worth waking the team */
     const int nth_max = (double)w->oc * (double)w->ic * T < 65536.0 ? 1 : omp_get_max_threads();
@@ -138,7 +139,8 @@ void matmul_forward(float *out, const float *x, const herd_weight *w, int T, voi
     {
         const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
         mm_act a;
-        const int64_t n_units = isa->layout(&a, x, w->type, T, w->ic, scratch);
+        int64_t n_units = isa->layout(&a, x, w->type, T, w->ic, scratch);
+        if (small && !a.q) n_units = 0; /* float types: the packed kernel reads x as it is */
         if (n_units > 0) {
             isa->prep(&a, x, w->type, T, n_units * ith / nth, n_units * (ith + 1) / nth);
 #pragma omp barrier

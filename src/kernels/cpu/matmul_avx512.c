@@ -45,7 +45,7 @@ static void z_prep(const mm_act *a, const float *x, int type, int T, int64_t i0,
 }
 
 static void z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
-    if (w->packed && T <= ZP_SMALL_T) zp_rows_small(out, a, w, T, r0, r1); /* decode: stream the packed rows */
+    if (zp_small(w, T)) zp_rows_small(out, a, w, T, r0, r1); /* stream the packed rows */
     else gemm_z_rows(out, a, w, T, r0, r1);
 }
 
