@@ -222,11 +222,14 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc);
 }
 
-/* One quad of an F32 / F16 / BF16 weight against TT (1..4) tokens (x rows contiguous). */
+/* One quad of an F32 / F16 / BF16 weight against TT (1..FT_MAX) tokens (x rows
+ * contiguous): per input k, the 4 groups' weights widened once, then TT x 4
+ * FMAs; each output sums w_k x_k in k order whatever TT. */
+#define FT_MAX 6
 INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
                  int t0, const int TT, const int kind) {
     const float *x = a->f32 + (int64_t)t0 * w->ic;
-    __m512 acc[4][4];
+    __m512 acc[4][FT_MAX];
     UNROLL
     for (int i = 0; i < 4; i++) {
         UNROLL
@@ -244,7 +247,12 @@ INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
             for (int t = 0; t < TT; t++) acc[i][t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * w->ic + k]), acc[i][t]);
         }
     }
-    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc);
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        const __mmask16 m = zrow_mask(quad * ZP_QUAD + 16 * i, r0, r1);
+        UNROLL
+        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * w->oc + quad * ZP_QUAD + 16 * i, m, acc[i][t]);
+    }
 }
 
 #define TN_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0
@@ -253,30 +261,36 @@ INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     static void name##2(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 2, FLAG); } \
     static void name##3(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 3, FLAG); } \
     static void name##4(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 4, FLAG); }
+#define TN_SET6(name, body) \
+    TN_SET(name, body) \
+    static void name##5(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 5, FLAG); } \
+    static void name##6(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 6, FLAG); }
 #define FLAG 0
 TN_SET(q4n, q_tn)
-TN_SET(h16n, f_tn)
+TN_SET6(h16n, f_tn)
 #undef FLAG
 #define FLAG 1
 TN_SET(q8n, q_tn)
-TN_SET(b16n, f_tn)
+TN_SET6(b16n, f_tn)
 #undef FLAG
 #define FLAG 2
-TN_SET(f32n, f_tn)
+TN_SET6(f32n, f_tn)
 #undef FLAG
 
-/* T 1 .. ZP_SMALL_T: per quad, tokens in tiles of 4 and a tail of 1 to 3; after
- * the first tile the quad's data comes from L2. */
+/* Per quad, tokens in tiles of 4 (Q4_0 / Q8_0) or FT_MAX (float types) and a
+ * shorter tail; after the first tile the quad's data comes from L2. */
 void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
     typedef void (*tn_fn)(TN_ARGS);
-    static const tn_fn tab[5][4] = { { q4n1, q4n2, q4n3, q4n4 }, { q8n1, q8n2, q8n3, q8n4 },
-                                     { h16n1, h16n2, h16n3, h16n4 }, { b16n1, b16n2, b16n3, b16n4 },
-                                     { f32n1, f32n2, f32n3, f32n4 } };
+    static const tn_fn tab[5][FT_MAX] = { { q4n1, q4n2, q4n3, q4n4 }, { q8n1, q8n2, q8n3, q8n4 },
+                                          { h16n1, h16n2, h16n3, h16n4, h16n5, h16n6 },
+                                          { b16n1, b16n2, b16n3, b16n4, b16n5, b16n6 },
+                                          { f32n1, f32n2, f32n3, f32n4, f32n5, f32n6 } };
     const int ti = w->type == HERD_Q4_0 ? 0 : w->type == HERD_Q8_0 ? 1 : w->type == HERD_F16 ? 2
                  : w->type == HERD_BF16 ? 3 : 4;
+    const int tile = ti < 2 ? 4 : FT_MAX;
     for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
         int t = 0;
-        for (; t + 4 <= T; t += 4) tab[ti][3](out, a, w, quad, r0, r1, t);
+        for (; t + tile <= T; t += tile) tab[ti][tile - 1](out, a, w, quad, r0, r1, t);
         if (t < T) tab[ti][T - t - 1](out, a, w, quad, r0, r1, t);
     }
 }
