@@ -286,6 +286,7 @@ typedef enum {
     HERD_FTYPE_Q4_0 = 2,
     HERD_FTYPE_Q8_0 = 7,
     HERD_FTYPE_Q4_K_M = 15, /* Q4_K, Q6_K for output and some attn_v / ffn_down */
+    HERD_FTYPE_Q5_K_M = 17, /* the same mixture on Q5_K */
     HERD_FTYPE_Q6_K = 18,
     HERD_FTYPE_BF16 = 32,
 } herd_ftype;

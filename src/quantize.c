@@ -14,11 +14,12 @@
  *                                      herd keeps it Q4_0 like gguf-py's converter);
  *   Q4_K_M   Q4_K, except Q6_K for output.weight (and token_embd when tied) and for
  *            attn_v / ffn_down of the "use_more_bits" layers: the first and last
- *            eighth of the layers and every third layer in between.
+ *            eighth of the layers and every third layer in between;
+ *   Q5_K_M   the same on Q5_K (llama.cpp applies both rules to Q4_K_M and Q5_K_M).
  * A row length that is not a multiple of the block (256 for K types) falls back to
- * Q8_0 (llama.cpp: Q5_0 for Q4_K, which herd lacks; Q8_0 for Q6_K), or to F16 when
+ * Q8_0 (llama.cpp: Q5_0 / Q5_1 for Q4_K / Q5_K, which herd lacks; Q8_0 for Q6_K), or to F16 when
  * it is not a multiple of 32 either.
- * Not here: importance matrices, the other llama.cpp mixtures (Q4_K_S, Q5_K_M, ...).
+ * Not here: importance matrices, the other llama.cpp mixtures (Q4_K_S, Q5_K_S, ...).
  * The output is assembled in memory by gguf_writer (peak RAM ~ the output size).
  */
 #include <math.h>
@@ -33,7 +34,7 @@ int herd_ftype_from_name(const char *name) {
     static const struct { const char *name; int ftype; } names[] = {
         { "F32", HERD_FTYPE_F32 }, { "F16", HERD_FTYPE_F16 }, { "BF16", HERD_FTYPE_BF16 },
         { "Q8_0", HERD_FTYPE_Q8_0 }, { "Q4_0", HERD_FTYPE_Q4_0 }, { "Q4_K_M", HERD_FTYPE_Q4_K_M },
-        { "Q6_K", HERD_FTYPE_Q6_K },
+        { "Q5_K_M", HERD_FTYPE_Q5_K_M }, { "Q6_K", HERD_FTYPE_Q6_K },
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcasecmp(name, names[i].name)) return names[i].ftype;
@@ -48,6 +49,7 @@ const char *herd_ftype_name(int ftype) {
     case HERD_FTYPE_Q8_0: return "Q8_0";
     case HERD_FTYPE_Q4_0: return "Q4_0";
     case HERD_FTYPE_Q4_K_M: return "Q4_K_M";
+    case HERD_FTYPE_Q5_K_M: return "Q5_K_M";
     case HERD_FTYPE_Q6_K: return "Q6_K";
     default: return "?";
     }
@@ -122,6 +124,7 @@ static int base_type(int ftype) {
     case HERD_FTYPE_Q8_0: return HERD_Q8_0;
     case HERD_FTYPE_Q4_0: return HERD_Q4_0;
     case HERD_FTYPE_Q4_K_M: return HERD_Q4_K;
+    case HERD_FTYPE_Q5_K_M: return HERD_Q5_K;
     case HERD_FTYPE_Q6_K: return HERD_Q6_K;
     default: return -1;
     }
@@ -129,7 +132,7 @@ static int base_type(int ftype) {
 
 static int pick_type(int ftype, role r, int layer, int n_layers, int tied, int64_t ncols) {
     int t = base_type(ftype);
-    if (ftype == HERD_FTYPE_Q4_K_M) {
+    if (ftype == HERD_FTYPE_Q4_K_M || ftype == HERD_FTYPE_Q5_K_M) {
         if (r == ROLE_OUTPUT || (r == ROLE_EMBD && tied)) t = HERD_Q6_K;
         else if ((r == ROLE_V || r == ROLE_DOWN) && use_more_bits(layer, n_layers)) t = HERD_Q6_K;
     }
@@ -275,7 +278,7 @@ herd_status herd_quantize(const char *in_path, const char *out_path, const herd_
         return herd_errf(err, HERD_ERR_ARG, "quantize: input, output and params are required");
     if (base_type(p->ftype) < 0)
         return herd_errf(err, HERD_ERR_ARG, "quantize: unknown type %d; use F32, F16, BF16, Q8_0, "
-                         "Q4_0, Q4_K_M or Q6_K", p->ftype);
+                         "Q4_0, Q4_K_M, Q5_K_M or Q6_K", p->ftype);
     herd_model *m;
     herd_status st = model_load(&m, in_path, err);
     if (st) return st;

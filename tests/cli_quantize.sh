@@ -17,7 +17,7 @@ check "init" test -f "$T/m/model.safetensors"
 ids="256 $($HERD generate -m "$T/m" --prompt-ids 256 -n 47 --temp 0 --ids)"
 nll() { $HERD perplexity -m "$1" --prompt-ids "$ids" | sed -n 's/^nll: //p'; }
 
-for t in F32 F16 BF16 Q8_0 Q4_0 Q6_K Q4_K_M; do
+for t in F32 F16 BF16 Q8_0 Q4_0 Q6_K Q4_K_M Q5_K_M; do
     if $HERD quantize -q "$T/m" "$T/m-$t.gguf" $t 2>"$T/qerr"; then ok; else bad "quantize $t: $(cat "$T/qerr")"; continue; fi
     check "$t: loads" bash -c "$HERD info $T/m-$t.gguf > $T/info-$t"
     g=$($HERD generate -m "$T/m-$t.gguf" --prompt-ids "256 104 105" -n 8 --temp 0 --ids)
@@ -31,6 +31,7 @@ $HERD quantize "$T/m" "$T/log.gguf" Q4_K_M 2>"$T/log"
 check "Q4_K_M: blk.3.attn_v is Q6_K" grep -q "blk.3.attn_v.weight .*-> Q6_K" "$T/log"
 check "Q4_K_M: blk.1.ffn_down is Q4_K" grep -q "blk.1.ffn_down.weight .*-> Q4_K" "$T/log"
 check "Q4_K_M: output is Q6_K" grep -q "output.weight .*-> Q6_K" "$T/log"
+check "Q5_K_M: mixture Q5_K x25 Q6_K x5" grep -q "tensor types: *Q5_K x25 Q6_K x5 " "$T/info-Q5_K_M"
 
 # F32: same model as herd init's F32 GGUF; GGUF source == HF source (q/k permuted once)
 n_ref=$(nll "$T/m-init.gguf"); n32=$(nll "$T/m-F32.gguf")
@@ -42,14 +43,16 @@ check "requantize Q8_0 -> Q4_0" bash -c "$HERD quantize -q $T/m-Q8_0.gguf $T/rq.
 
 # nll bounds in nats over the F32 model (measured when written: F32 0.140, F16 / BF16
 # equal (the weights are bf16), Q8_0 0.167, Q6_K 0.177, Q4_K_M 0.581, Q4_0 0.991)
-for t in F16 BF16 Q8_0 Q6_K Q4_K_M Q4_0; do eval "n_$t=$(nll "$T/m-$t.gguf")"; done
-echo "cli_quantize: nll F32 $n32 F16 $n_F16 BF16 $n_BF16 Q8_0 $n_Q8_0 Q6_K $n_Q6_K Q4_K_M $n_Q4_K_M Q4_0 $n_Q4_0"
+for t in F16 BF16 Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0; do eval "n_$t=$(nll "$T/m-$t.gguf")"; done
+echo "cli_quantize: nll F32 $n32 F16 $n_F16 BF16 $n_BF16 Q8_0 $n_Q8_0 Q6_K $n_Q6_K Q5_K_M $n_Q5_K_M Q4_K_M $n_Q4_K_M Q4_0 $n_Q4_0"
 check "F16 nll == F32 ($n_F16 vs $n32)" nll_within "$n32" "$n_F16" 1e-4
 check "BF16 nll == F32" nll_within "$n32" "$n_BF16" 1e-4
 check "Q8_0 nll within 0.1 nats of F32" nll_within "$n32" "$n_Q8_0" 0.1
 check "Q6_K nll within 0.1 nats of F32" nll_within "$n32" "$n_Q6_K" 0.1
 check "Q4_K_M nll within 0.75 nats of F32" nll_within "$n32" "$n_Q4_K_M" 0.75
 check "Q4_K_M nll below Q4_0's ($n_Q4_K_M < $n_Q4_0)" awk -v a="$n_Q4_K_M" -v b="$n_Q4_0" 'BEGIN { exit !(a < b) }'
+check "Q5_K_M nll within 0.3 nats of F32" nll_within "$n32" "$n_Q5_K_M" 0.3
+check "Q5_K_M nll below Q4_K_M's ($n_Q5_K_M < $n_Q4_K_M)" awk -v a="$n_Q5_K_M" -v b="$n_Q4_K_M" 'BEGIN { exit !(a < b) }'
 
 # K types on rows not a multiple of 256 fall back to Q8_0
 $HERD init -o "$T/s" --seed 2 --dim 64 --layers 1 --heads 4 --kv-heads 2 --ffn 160 2>/dev/null

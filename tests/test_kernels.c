@@ -333,7 +333,7 @@ static void test_matmul_kpacked(void) {
         printf("  packed K-quant matmul: skipped (this CPU has no AVX-512)\n");
         return;
     }
-    static const int types[] = { HERD_Q4_K, HERD_Q6_K };
+    static const int types[] = { HERD_Q4_K, HERD_Q5_K, HERD_Q6_K };
     static const int Ts[] = { 1, 3, 5, 16, 17, 64, 130 };
     static const int64_t ocs[] = { 70, 150 };
     const int64_t ic = 2304;
@@ -350,7 +350,7 @@ static void test_matmul_kpacked(void) {
         for (int oi = 0; oi < 2; oi++) {
             const int64_t oc = ocs[oi];
             herd_weight w = { types[ti], make_weight(types[ti], oc, ic), ic, oc, NULL };
-            const size_t rb = (size_t)(ic / 256) * (types[ti] == HERD_Q4_K ? 144 : 210);
+            const size_t rb = (size_t)(ic / 256) * (types[ti] == HERD_Q4_K ? 144 : types[ti] == HERD_Q5_K ? 176 : 210);
             for (int64_t o = 0; o < oc; o++) {
                 dequant_row_ref(wr, (const uint8_t *)w.data + o * rb, types[ti], ic);
                 for (int t = 0; t < TMAX; t++) {

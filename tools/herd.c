@@ -763,6 +763,7 @@ static const char *HELP_QUANTIZE =
     "        Q4_K_M   llama.cpp's mixture: Q4_K, with Q6_K for output.weight and for\n"
     "                 attn_v / ffn_down of the first and last eighth of the layers\n"
     "                 and every third layer between\n"
+    "        Q5_K_M   the same mixture on Q5_K\n"
     "  Rows whose length is not a multiple of the block (256 for K types) use Q8_0.\n"
     "  -q    no per-tensor lines on stderr\n";
 
@@ -782,7 +783,7 @@ static int cmd_quantize(int argc, char **argv) {
     herd_quantize_params p = herd_quantize_default_params();
     p.ftype = herd_ftype_from_name(pos[2]);
     if (p.ftype < 0)
-        usage_error(a.cmd, "unknown TYPE '%s'; use F32, F16, BF16, Q8_0, Q4_0, Q4_K_M or Q6_K", pos[2]);
+        usage_error(a.cmd, "unknown TYPE '%s'; use F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M or Q6_K", pos[2]);
     p.log = quiet ? NULL : stderr;
     herd_error err;
     if (herd_quantize(pos[0], pos[1], &p, &err)) die("%s", err.msg);

@@ -129,14 +129,17 @@ static inline const void *zp_f(const herd_weight *w, int64_t g, int64_t k) {
  *   Q4_K (9472 bytes): d [64 rows] f16, dmin [64] f16, sc [8 sub-blocks][64] u8,
  *     m [8][64] u8, then per sub-block the 4 groups' nibbles as Q4_0's (4 x 64
  *     bytes each, no -8);
+ *   Q5_K (11520 bytes): Q4_K's unit, then per sub-block the 4 groups' fifth bits
+ *     (64 bytes each: dword lane = row; byte i, bit k: element 4k + i, bit 4 + k:
+ *     16 + 4k + i);
  *   Q6_K (13440 bytes): d [64] f16, sc [16 groups of 16][64] i8, then per 32-block
  *     the 4 groups' low 4 bits as Q4_0's nibbles (4 x 64 bytes each), then their
  *     top 2 bits (2 x 64 each: dword lane = row; byte i, bits 2k..2k+1 hold
  *     element 4k + i, then 16 + 4k + i): 210 bytes a row per 256, as in GGUF.
  * zk_layout / zk_prep quantize x per 32 (with each half's negated sum); zk_rows
  * serves every T. */
-static inline size_t zk_unit(int type) { return type == HERD_Q4_K ? 9472 : 13440; }
-size_t zk_bytes(const herd_weight *w); /* 0: not Q4_K / Q6_K */
+static inline size_t zk_unit(int type) { return type == HERD_Q4_K ? 9472 : type == HERD_Q5_K ? 11520 : 13440; }
+size_t zk_bytes(const herd_weight *w); /* 0: not Q4_K / Q5_K / Q6_K */
 void zk_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1);
 int64_t zk_layout(mm_act *a, const float *x, int T, int64_t ic, void *scratch);
 void zk_prep(const mm_act *a, const float *x, int T, int64_t i0, int64_t i1);

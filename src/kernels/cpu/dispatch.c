@@ -65,7 +65,7 @@ static const ops_isa *ops_pick(void) {
 }
 
 /* K-quants packed for AVX-512 (kpack_avx512.c): their own layout of x */
-static int zk_supports(int type) { return type == HERD_Q4_K || type == HERD_Q6_K; }
+static int zk_supports(int type) { return type == HERD_Q4_K || type == HERD_Q5_K || type == HERD_Q6_K; }
 static int64_t zk_layout_isa(mm_act *a, const float *x, int type, int T, int64_t ic, void *scratch) {
     return zk_layout(a, x, T, ic, scratch);
 }

@@ -1,4 +1,4 @@
-/* kpack_avx512.c - K-quant weights (Q4_K, Q6_K) repacked at load for AVX-512,
+/* kpack_avx512.c - K-quant weights (Q4_K, Q5_K, Q6_K) repacked at load for AVX-512,
  * and the matmul that reads them, for every T (layout in cpu.h).
  *
  * Why: the GGUF layout makes the AVX2 row kernels unpack 6-bit scales and
@@ -8,7 +8,8 @@
  *
  * The math, per output row and 32-element block b of x (x quantized per 32 as
  * every Q8_0 / Q4_0 path does: q, scale dx, and the negated sums of each half):
- *   Q4_K: w = d sc_j q - dmin m_j (q 0..15; sub-block j of 32 = block b):
+ *   Q4_K: w = d sc_j q - dmin m_j (q 0..15; sub-block j of 32 = block b; Q5_K the
+ *         same with q 0..31, its fifth bit kept apart and ORed back in):
  *         acc = fma(float(dot(q, xq)), d sc_j dx, acc);
  *         acc = fma(float(-sum(xq)), dmin m_j dx, acc)
  *   Q6_K: w = d sc_g (q - 32) (q 0..63, groups g of 16: b's two halves):
@@ -32,7 +33,7 @@
 #define UNROLL _Pragma("GCC unroll 16")
 
 size_t zk_bytes(const herd_weight *w) {
-    if ((w->type != HERD_Q4_K && w->type != HERD_Q6_K) || w->ic % QKK) return 0;
+    if ((w->type != HERD_Q4_K && w->type != HERD_Q5_K && w->type != HERD_Q6_K) || w->ic % QKK) return 0;
     const size_t quads = (size_t)((w->oc + ZP_QUAD - 1) / ZP_QUAD);
     return quads * (size_t)(w->ic / QKK) * zk_unit(w->type);
 }
@@ -59,7 +60,8 @@ static void q6_quants(uint8_t *e, const uint8_t *blk) {
 static void pack_row(uint8_t *dst, const herd_weight *w, int64_t quad, int r, const uint8_t *src) {
     const int64_t nsb = w->ic / QKK;
     const int lane = r % ZP_ROWS, g = r / ZP_ROWS;
-    const size_t bb = w->type == HERD_Q4_K ? sizeof(block_q4_K) : sizeof(block_q6_K);
+    const size_t bb = w->type == HERD_Q4_K ? sizeof(block_q4_K) : w->type == HERD_Q5_K ? sizeof(block_q5_K)
+                                                                                      : sizeof(block_q6_K);
     for (int64_t sb = 0; sb < nsb; sb++) {
         uint8_t *u = dst + ((size_t)quad * (size_t)nsb + (size_t)sb) * zk_unit(w->type);
         uint8_t e[QKK];
@@ -68,8 +70,10 @@ static void pack_row(uint8_t *dst, const herd_weight *w, int64_t quad, int r, co
             if (blk) q6_quants(e, blk);
             else memset(e, 0, sizeof e);
         }
-        if (w->type == HERD_Q4_K) {
-            uint16_t d = 0, dmin = 0;
+        if (w->type == HERD_Q4_K || w->type == HERD_Q5_K) {
+            /* block_q4_K and block_q5_K share d, dmin, scales; then Q5_K has qh, qs */
+            const int q5 = w->type == HERD_Q5_K;
+                    uint16_t d = 0, dmin = 0;
             if (blk) memcpy(&d, blk, 2), memcpy(&dmin, blk + 2, 2);
             memcpy(u + 2 * r, &d, 2);
             memcpy(u + 128 + 2 * r, &dmin, 2);
@@ -82,13 +86,23 @@ static void pack_row(uint8_t *dst, const herd_weight *w, int64_t quad, int r, co
                  * the low (j even) or high nibbles of qs[32 (j / 2) ..] */
                 uint8_t by[16] = { 0 };
                 if (blk) {
-                    const uint8_t *qs = ((const block_q4_K *)blk)->qs + 32 * (j / 2);
+                    const uint8_t *qs = (q5 ? ((const block_q5_K *)blk)->qs : ((const block_q4_K *)blk)->qs) + 32 * (j / 2);
                     const __m128i m = _mm_set1_epi8(0x0F);
                     __m128i a = _mm_loadu_si128((const __m128i *)qs), c = _mm_loadu_si128((const __m128i *)(qs + 16));
                     if (j % 2) a = _mm_srli_epi16(a, 4), c = _mm_srli_epi16(c, 4);
                     _mm_storeu_si128((__m128i *)by, _mm_or_si128(_mm_and_si128(a, m), _mm_slli_epi16(_mm_and_si128(c, m), 4)));
                 }
                 for (int k = 0; k < 4; k++) memcpy(u + 1280 + (j * 4 + g) * 256 + (k * 16 + lane) * 4, by + 4 * k, 4);
+                if (q5) { /* fifth bits: byte i, bit k: element 4k + i; bit 4 + k: element 16 + 4k + i */
+                    uint8_t hb[4] = { 0 };
+                    for (int k = 0; k < 4 && blk; k++)
+                        for (int i = 0; i < 4; i++) {
+                            const uint8_t *qh = ((const block_q5_K *)blk)->qh;
+                            hb[i] |= (uint8_t)(((qh[4 * k + i] >> j) & 1) << k);
+                            hb[i] |= (uint8_t)(((qh[16 + 4 * k + i] >> j) & 1) << (4 + k));
+                        }
+                    memcpy(u + 9472 + (j * 4 + g) * 64 + lane * 4, hb, 4);
+                }
             }
         } else {
             uint16_t d = 0;
@@ -162,8 +176,8 @@ INLINE __m512i top2(__m512i h, int k) {
 
 /* One quad against tokens t0 .. t0 + TT - 1 (TT 1..4). */
 INLINE void k_tile(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
-                   int t0, const int TT, const int q6) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+                   int t0, const int TT, const int q6, const int q5) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30), m10 = _mm512_set1_epi8(0x10);
     const int64_t nb = a->nb, nsb = nb / 8;
     const int32_t *xq[4], *xc[4];
     const float *xd[4];
@@ -196,10 +210,15 @@ INLINE void k_tile(float *out, const mm_act *a, const herd_weight *w, int64_t qu
                     __m512i s[4];
                     UNROLL
                     for (int t = 0; t < TT; t++) s[t] = _mm512_setzero_si512();
+                    const __m512i h5 = q5 ? _mm512_load_si512(u + 9472 + (j * 4 + i) * 64) : _mm512_setzero_si512();
                     UNROLL
                     for (int k = 0; k < 4; k++) {
                         const __m512i v = _mm512_load_si512(q + k * 64);
-                        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                        if (q5) { /* bit k (bit 4 + k) of each byte to bit 4: no bit of a neighbour byte lands there */
+                            lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi32(h5, 4 - k), m10));
+                            hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_srli_epi32(h5, k), m10));
+                        }
                         UNROLL
                         for (int t = 0; t < TT; t++) {
                             s[t] = _mm512_dpbusd_epi32(s[t], lo, _mm512_set1_epi32(xq[t][b * 8 + k]));
@@ -253,21 +272,26 @@ INLINE void k_tile(float *out, const mm_act *a, const herd_weight *w, int64_t qu
 }
 
 #define KT_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0
-static void q4k1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, 0); }
-static void q4k2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, 0); }
-static void q4k3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, 0); }
-static void q4k4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, 0); }
-static void q6k1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, 1); }
-static void q6k2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, 1); }
-static void q6k3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, 1); }
-static void q6k4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, 1); }
+static void q4k1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, 0, 0); }
+static void q4k2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, 0, 0); }
+static void q4k3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, 0, 0); }
+static void q4k4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, 0, 0); }
+static void q5k1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, 0, 1); }
+static void q5k2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, 0, 1); }
+static void q5k3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, 0, 1); }
+static void q5k4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, 0, 1); }
+static void q6k1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, 1, 0); }
+static void q6k2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, 1, 0); }
+static void q6k3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, 1, 0); }
+static void q6k4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, 1, 0); }
 
 /* Per quad, tokens in tiles of 4 and a tail of 1 to 3; after the first tile the
  * quad's data comes from L2. */
 void zk_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
     typedef void (*kt_fn)(KT_ARGS);
-    static const kt_fn tab[2][4] = { { q4k1, q4k2, q4k3, q4k4 }, { q6k1, q6k2, q6k3, q6k4 } };
-    const kt_fn *k = tab[w->type == HERD_Q6_K];
+    static const kt_fn tab[3][4] = { { q4k1, q4k2, q4k3, q4k4 }, { q6k1, q6k2, q6k3, q6k4 },
+                                     { q5k1, q5k2, q5k3, q5k4 } };
+    const kt_fn *k = tab[w->type == HERD_Q6_K ? 1 : w->type == HERD_Q5_K ? 2 : 0];
     for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
         int t = 0;
         for (; t + 4 <= T; t += 4) k[3](out, a, w, quad, r0, r1, t);
