@@ -268,22 +268,18 @@ INLINE void k_tile(float *out, const mm_act *a, const herd_weight *w, int64_t qu
             }
         }
     }
-    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc);
+    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc[0], 4);
 }
 
 #define KT_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0
-static void q4k1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, 0, 0); }
-static void q4k2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, 0, 0); }
-static void q4k3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, 0, 0); }
-static void q4k4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, 0, 0); }
-static void q5k1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, 0, 1); }
-static void q5k2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, 0, 1); }
-static void q5k3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, 0, 1); }
-static void q5k4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, 0, 1); }
-static void q6k1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, 1, 0); }
-static void q6k2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, 1, 0); }
-static void q6k3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, 1, 0); }
-static void q6k4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, 1, 0); }
+#define KT_SET(name, q6, q5)                                                                   \
+    static void name##1(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 1, q6, q5); }           \
+    static void name##2(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 2, q6, q5); }           \
+    static void name##3(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 3, q6, q5); }           \
+    static void name##4(KT_ARGS) { k_tile(out, a, w, quad, r0, r1, t0, 4, q6, q5); }
+KT_SET(q4k, 0, 0)
+KT_SET(q5k, 0, 1)
+KT_SET(q6k, 1, 0)
 
 /* Per quad, tokens in tiles of 4 and a tail of 1 to 3; after the first tile the
  * quad's data comes from L2. */

@@ -219,7 +219,7 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
                                             acc[i][t]);
         }
     }
-    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc);
+    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc[0], 4);
 }
 
 /* One quad of an F32 / F16 / BF16 weight against TT (1..FT_MAX) tokens (x rows
@@ -247,12 +247,7 @@ INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
             for (int t = 0; t < TT; t++) acc[i][t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * w->ic + k]), acc[i][t]);
         }
     }
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        const __mmask16 m = zrow_mask(quad * ZP_QUAD + 16 * i, r0, r1);
-        UNROLL
-        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * w->oc + quad * ZP_QUAD + 16 * i, m, acc[i][t]);
-    }
+    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc[0], FT_MAX);
 }
 
 #define TN_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0
