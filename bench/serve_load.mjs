@@ -8,9 +8,13 @@
 // ttft_steady_p99_ms (each client's later requests: they arrive while the other
 // clients decode), errors}. Node 18+ (built-in fetch); no dependencies.
 //
-//   node bench/serve_load.mjs URL CONC REQUESTS MAX_TOKENS [PROMPT_WORDS]
-// REQUESTS is the total over all clients.
-const [url, conc = '1', total = '4', maxTokens = '32', promptWords = '40'] = process.argv.slice(2);
+//   node bench/serve_load.mjs URL CONC REQUESTS MAX_TOKENS [PROMPT_WORDS] [THINK_MS]
+// REQUESTS is the total over all clients. THINK_MS (default 0): a client waits a
+// pseudo-random 0 .. 2 * THINK_MS ms (the same sequence every run) after each
+// response before its next request, as a user reads or an application works; with
+// 0 a request follows the previous one's last byte at once, i.e. it reaches the
+// server just after the step that finished its predecessor began: the longest wait.
+const [url, conc = '1', total = '4', maxTokens = '32', promptWords = '40', think = '0'] = process.argv.slice(2);
 if (!url) {
     console.error('usage: node bench/serve_load.mjs URL CONC REQUESTS MAX_TOKENS [PROMPT_WORDS]');
     process.exit(2);
@@ -62,6 +66,8 @@ const t0 = performance.now();
 async function client() {
     for (let first = true; next < +total; first = false) {
         const i = next++;
+        if (!first && +think > 0) /* a fixed pseudo-random spread: runs are comparable */
+            await new Promise(res => setTimeout(res, 2 * +think * (((i * 2654435761) >>> 0) % 1000) / 1000));
         try {
             const r = await one(i);
             if (r.ttft >= 0) ttfts.push(r.ttft);

@@ -143,6 +143,20 @@ check "metrics: forward <= step <= uptime, forward > 0" awk '/^herd_forward_seco
     /^herd_step_seconds_total / { s = $2 } /^herd_uptime_seconds / { u = $2 }
     END { exit !(f > 0 && f <= s && s <= u) }' "$T/metrics"
 
+# latency histograms: cumulative buckets ending in +Inf = count; every admitted request
+# waited in the queue once, and those that generated got a first token after that
+for h in herd_request_queue_seconds herd_time_to_first_token_seconds; do
+    check "metrics $h histogram" awk -v h=$h '$0 == "# TYPE " h " histogram" { t = 1 }
+        index($0, h "_bucket{") == 1 { if ($2 < prev) bad = 1; prev = $2; n++; if ($1 ~ /le="\+Inf"/) inf = $2 }
+        $1 == h "_count" { c = $2 } $1 == h "_sum" { s = $2 }
+        END { exit !(t && !bad && n == 12 && inf == c && c >= 1 && s > 0) }' "$T/metrics"
+done
+check "metrics: first tokens <= admitted <= requests" awk '/^herd_requests_total / { r = $2 }
+    /^herd_request_queue_seconds_count / { q = $2 } /^herd_time_to_first_token_seconds_count / { f = $2 }
+    END { exit !(f >= 1 && f <= q && q <= r) }' "$T/metrics"
+check "metrics: first token no sooner than admission (sums)" awk '/^herd_request_queue_seconds_sum / { q = $2 }
+    /^herd_time_to_first_token_seconds_sum / { f = $2 } END { exit !(f > q) }' "$T/metrics"
+
 # the official openai npm client
 if command -v node >/dev/null && [ -d tests/openai_client/node_modules/openai ]; then
     if HERD_URL="$B/v1" HERD_MODEL=m timeout 60 node tests/openai_client/test.mjs > "$T/node.log" 2>&1; then ok

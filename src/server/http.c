@@ -247,6 +247,22 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
     METRIC("herd_generation_tokens_per_second", "gauge", "Aggregate generation rate over the last second.",
            "%.3f", st.tokens_per_s);
 #undef METRIC
+    const struct { const char *name, *help; const srv_hist *h; } hs[2] = {
+        { "herd_request_queue_seconds", "Time a request waited in the queue for a slot.", &st.queue_wait },
+        { "herd_time_to_first_token_seconds",
+          "Time from a request's queueing to its first generated token (prompt prefill included).", &st.ttft },
+    };
+    for (int k = 0; k < 2; k++) {
+        buf_printf(&b, "# HELP %s %s\n# TYPE %s histogram\n", hs[k].name, hs[k].help, hs[k].name);
+        uint64_t cum = 0;
+        for (int i = 0; i < SRV_LAT_BUCKETS; i++) {
+            cum += hs[k].h->bucket[i];
+            if (i < SRV_LAT_BUCKETS - 1) buf_printf(&b, "%s_bucket{le=\"%g\"} %llu\n", hs[k].name, srv_lat_bounds[i], (unsigned long long)cum);
+            else buf_printf(&b, "%s_bucket{le=\"+Inf\"} %llu\n", hs[k].name, (unsigned long long)cum);
+        }
+        buf_printf(&b, "%s_sum %.6f\n%s_count %llu\n", hs[k].name, hs[k].h->sum, hs[k].name,
+                   (unsigned long long)hs[k].h->count);
+    }
     static const char *const cls[6] = { "2xx", "400", "401", "404", "4xx_busy", "5xx" };
     buf_str(&b, "# HELP herd_http_responses_total HTTP responses by status class.\n"
                 "# TYPE herd_http_responses_total counter\n");

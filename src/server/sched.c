@@ -95,6 +95,17 @@ static double now_s(void) {
 
 int sched_n_ctx(const srv_sched *s) { return s->n_ctx; }
 
+const double srv_lat_bounds[SRV_LAT_BUCKETS - 1] = { 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 10 };
+
+/* Under the stats lock. */
+static void hist_add(srv_hist *h, double v) {
+    int i = 0;
+    while (i < SRV_LAT_BUCKETS - 1 && v > srv_lat_bounds[i]) i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum += v;
+}
+
 int sched_new(srv_sched **out, const herd_model *m, const srv_params *p, herd_error *err) {
     *out = NULL;
     srv_sched *s = calloc(1, sizeof *s);
@@ -182,6 +193,8 @@ int sched_submit(srv_sched *s, srv_req *r) {
         else s->head = r;
         s->tail = r;
         s->n_queued++;
+        r->t_submit = now_s();
+        r->first_seen = 0;
         pthread_cond_signal(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
@@ -291,6 +304,7 @@ static int admit(srv_sched *s, srv_req *r) {
         return 1;
     }
     pthread_mutex_lock(&s->stats_mu);
+    hist_add(&s->st.queue_wait, now_s() - r->t_submit);
     s->st.running++;
     s->st.prompt_tokens += (uint64_t)r->n_prompt;
     s->st.reused_tokens += (uint64_t)best_common;
@@ -380,6 +394,12 @@ static void pick(const srv_sched *s, slot *sl) {
 static int emit(srv_sched *s, slot *sl) {
     srv_req *r = sl->r;
     int32_t id = sl->pick_id;
+    if (!r->first_seen) {
+        r->first_seen = 1;
+        pthread_mutex_lock(&s->stats_mu);
+        hist_add(&s->st.ttft, now_s() - r->t_submit);
+        pthread_mutex_unlock(&s->stats_mu);
+    }
     if (is_eos(herd_model_config(s->m), id)) {
         finish(s, sl, "stop");
         return 0;

@@ -84,6 +84,8 @@ typedef struct srv_req {
     long created;
     const char *model_id;
     struct srv_req *next;    /* queue link (under the queue's mutex) */
+    double t_submit;         /* queued (scheduler clock), for the latency histograms */
+    int first_seen;          /* the scheduler has counted its first token */
 
     /* shared, under mu */
     pthread_mutex_t mu;
@@ -167,6 +169,16 @@ int tc_build_messages(const cJSON *messages, const cJSON *tools, herd_chat_messa
 
 typedef struct srv_sched srv_sched;
 
+/* Latency histograms of /metrics (Prometheus: cumulative buckets, upper bounds
+ * in seconds; the last is +Inf). */
+#define SRV_LAT_BUCKETS 12
+extern const double srv_lat_bounds[SRV_LAT_BUCKETS - 1];
+typedef struct {
+    uint64_t bucket[SRV_LAT_BUCKETS]; /* not cumulative: observations per bucket */
+    uint64_t count;
+    double sum;
+} srv_hist;
+
 typedef struct {
     /* counters (read with the scheduler's stats lock) */
     uint64_t requests, prompt_tokens, generated_tokens, cancelled, reused_tokens;
@@ -178,6 +190,9 @@ typedef struct {
     /* scheduler seconds: in the batched forward, in whole steps (forward, sampling,
      * streaming), and since the scheduler started */
     double forward_s, step_s, up_s;
+    /* per request: queued -> admitted into a slot; queued -> its first generated
+     * token chosen (time to first token, the HTTP parsing before it left out) */
+    srv_hist queue_wait, ttft;
 } srv_stats;
 
 /* One KV pool for all slots (p: n_parallel, n_ctx, kv_pages, kv_type, n_threads,
