@@ -34,6 +34,7 @@ int main(int argc, char **argv) {
     const int Bs[NB] = { 1, 2, 4, 8, 16 };
     herd_session_params sp = herd_session_default_params();
     sp.n_ctx = 512;
+    sp.kv_type = HERD_F16; /* as herd serve's default */
     sp.n_threads = threads;
     herd_kv_pool *pool;
     if (herd_kv_pool_new(&pool, m, sp, NS, 0, &err)) { fprintf(stderr, "herd: %s\n", err.msg); return 1; }
