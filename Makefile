@@ -63,7 +63,12 @@ attn-bench: $(BUILD)/attn_bench
 $(BUILD)/attn_bench: bench/attn_bench.c $(BUILD)/libherd.a
 	$(CC) $(CFLAGS) $< $(BUILD)/libherd.a $(LDFLAGS) $(LDLIBS) -o $@
 
+# Fork/join cost of OpenMP against a spinning pool (bench/fork_join.c): make fork-join && build/fork_join
+fork-join: $(BUILD)/fork_join
+$(BUILD)/fork_join: bench/fork_join.c
+	$(CC) $(CFLAGS) $< -lpthread -o $@
+
 clean:
 	rm -rf build build-san build-fuzz herd
 
-.PHONY: all test fuzz clean herd-link attn-bench
+.PHONY: all test fuzz clean herd-link attn-bench fork-join
