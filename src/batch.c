@@ -96,9 +96,9 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
         const herd_layer *L = &m->layers[l];
         /* attention */
         rmsnorm_forward(P->xb, P->x, L->attn_norm, T, C, c->norm_eps);
-        matmul_forward(P->q, P->xb, &L->wq, T, scr);
-        matmul_forward(P->k, P->xb, &L->wk, T, scr);
-        matmul_forward(P->v, P->xb, &L->wv, T, scr);
+        float *const qkv_out[3] = { P->q, P->k, P->v };
+        const herd_weight *const qkv[3] = { &L->wq, &L->wk, &L->wv };
+        matmul_forward_n(qkv_out, P->xb, qkv, 3, T, scr);
         /* segments of a few rows (decode) go to the threads one each, in one
          * parallel region (their own calls then run on one thread); longer ones
          * (prompt chunks) use every thread inside kv_attend */
@@ -115,8 +115,9 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
         add_inplace(P->x, P->xb2, (size_t)T * C);
         /* feed_forward */
         rmsnorm_forward(P->xb, P->x, L->ffn_norm, T, C, c->norm_eps);
-        matmul_forward(P->hb, P->xb, &L->w1, T, scr);
-        matmul_forward(P->hb2, P->xb, &L->w3, T, scr);
+        float *const gu_out[2] = { P->hb, P->hb2 };
+        const herd_weight *const gu[2] = { &L->w1, &L->w3 };
+        matmul_forward_n(gu_out, P->xb, gu, 2, T, scr);
         swiglu_forward(P->hb, P->hb, P->hb2, T, F);
         matmul_forward(P->xb2, P->hb, &L->w2, T, scr);
         add_inplace(P->x, P->xb2, (size_t)T * C);

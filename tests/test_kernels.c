@@ -380,6 +380,62 @@ static void test_matmul_kpacked(void) {
     free(x); free(xr); free(wr); free(one); free(out); free(ref);
 }
 
+/* matmul_forward_n (q, k, v over one x) is bitwise n matmul_forward calls: on
+ * every ISA, unpacked and (AVX-512) packed, at decode, small-T and GEMM sizes,
+ * with one weight of another type (each matmul on its own then) and with weights
+ * whose row splits differ (OC 150, 70, 64). */
+static void test_matmul_n(void) {
+    static const int types[] = { HERD_F32, HERD_F16, HERD_BF16, HERD_Q8_0, HERD_Q4_0, HERD_Q4_K, HERD_Q6_K };
+    static const int Ts[] = { 1, 5, 33, 130 };
+    static const int64_t ocs[3] = { 150, 70, 64 };
+    const int64_t ic = 2304;
+    const int TMAX = 130;
+    float *x = xmalloc((size_t)TMAX * ic * 4);
+    fill_normal(x, (size_t)TMAX * ic, 1.0f);
+    float *sep[3], *got[3];
+    for (int j = 0; j < 3; j++) sep[j] = xmalloc((size_t)TMAX * 150 * 4), got[j] = xmalloc((size_t)TMAX * 150 * 4);
+    int checked = 0;
+    for (int isa = HERD_ISA_SCALAR; isa <= max_isa; isa++) {
+        herd_cpu_force_isa(isa);
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+            for (int mixed = 0; mixed < 2; mixed++)
+                for (int packed = 0; packed < 1 + (isa >= HERD_ISA_AVX512); packed++) {
+                    herd_weight w[3];
+                    for (int j = 0; j < 3; j++) {
+                        const int type = mixed && j == 1 ? (types[ti] == HERD_Q8_0 ? HERD_F16 : HERD_Q8_0) : types[ti];
+                        w[j] = (herd_weight){ type, make_weight(type, ocs[j], ic), ic, ocs[j], NULL };
+                        if (packed) matmul_pack(&w[j], NULL, NULL);
+                    }
+                    size_t sb = 0;
+                    for (int j = 0; j < 3; j++)
+                        if (matmul_scratch_size(w[j].type, TMAX, ic) > sb) sb = matmul_scratch_size(w[j].type, TMAX, ic);
+                    uint8_t *scratch = xmalloc(sb);
+                    const herd_weight *wp[3] = { &w[0], &w[1], &w[2] };
+                    for (int k = 0; k < 4; k++) {
+                        const int T = Ts[k];
+                        for (int j = 0; j < 3; j++) matmul_forward(sep[j], x, &w[j], T, scratch);
+                        matmul_forward_n(got, x, wp, 3, T, scratch);
+                        for (int j = 0; j < 3; j++) {
+                            const int bad = first_diff_row(got[j], sep[j], T, ocs[j]);
+                            CHECKF(bad < 0, "matmul_forward_n %s %s%s%s T %d: weight %d row %d differs from matmul_forward",
+                                   isa_name[isa], herd_type_name(types[ti]), mixed ? " (+ another type)" : "",
+                                   packed ? " packed" : "", T, j, bad);
+                            checked++;
+                        }
+                    }
+                    free(scratch);
+                    for (int j = 0; j < 3; j++) {
+                        matmul_unpack(&w[j]);
+                        free((void *)w[j].data);
+                    }
+                }
+    }
+    herd_cpu_force_isa(-1);
+    CHECK(checked >= 3 * 4 * 7 * 2);
+    for (int j = 0; j < 3; j++) free(sep[j]), free(got[j]);
+    free(x);
+}
+
 /* ---- row ops ----------------------------------------------------------------- */
 
 static void test_rows(void) {
@@ -604,6 +660,7 @@ int main(void) {
     test_matmul_batch_invariance();
     test_matmul_packed();
     test_matmul_kpacked();
+    test_matmul_n();
     float row[64], rr[64];
     block_q4_0 blk[2];
     fill_normal(row, 64, 1.0f);

@@ -71,6 +71,11 @@ void dequant_row_q6_K_ref(float *out, const block_q6_K *x, int64_t n);
 void matmul_forward_ref(float *out, const float *x, const herd_weight *w, int T);
 size_t matmul_scratch_size(int type, int T, int64_t ic);
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch);
+/* out[j] = x . w[j]^T for n weights over the same x (attention's q, k, v; the
+ * FFN's gate, up): bitwise what n matmul_forward calls give, but when the weights
+ * share a type, input size and kernel, x is prepared once and the n matmuls run in
+ * one parallel region. scratch as for one. */
+void matmul_forward_n(float *const *out, const float *x, const herd_weight *const *w, int n, int T, void *scratch);
 /* Repacks w into the layout this CPU's matmul reads fastest, when it has one
  * (AVX-512: Q8_0, Q4_0, F32, F16, BF16, cpu/pack_avx512.c; Q4_K, Q6_K,
  * cpu/kpack_avx512.c), and sets w->packed; w->data stays valid. Results stay

@@ -127,28 +127,55 @@ void matmul_unpack(herd_weight *w) {
 
 #define MM_TILE 16 /* rows per unit of the row split (a multiple of ZP_ROWS) */
 
-void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch) {
-    const mm_isa *isa = mm_pick_w(w);
-    /* packed decode (and every packed K-quant matmul) runs whole quads */
+/* How matmul_forward splits w's rows: units of tile rows. */
+static int64_t mm_tile(const mm_isa *isa, const herd_weight *w, int T) {
     const int small = isa == &mm_isa_avx512 && zp_small(w, T);
-    const int64_t tile = small || (w->packed && isa == &mm_isa_avx512k) ? ZP_QUAD : MM_TILE;
-    const int64_t n_tiles = (w->oc + tile - 1) / tile;
+    return small || (w->packed && isa == &mm_isa_avx512k) ? ZP_QUAD : MM_TILE;
+}
+
+/* The n weights' matmuls over x in one parallel region: x prepared once (callers
+ * pass weights of one type, input size and ISA), then each thread takes its share
+ * of every weight's rows (outputs are disjoint: no barrier between weights). */
+static void mm_run(float *const *out, const float *x, const herd_weight *const *w, int n, int T,
+                   const mm_isa *isa, void *scratch) {
+    /* packed decode (and every packed K-quant matmul) runs whole quads */
+    const int small = isa == &mm_isa_avx512 && zp_small(w[0], T);
     /* tiny problems (tests, T = 1 biases) are not worth waking the team */
-    const int nth_max = (double)w->oc * (double)w->ic * T < 65536.0 ? 1 : omp_get_max_threads();
+    double work = 0;
+    for (int j = 0; j < n; j++) work += (double)w[j]->oc * (double)w[j]->ic * T;
+    const int nth_max = work < 65536.0 ? 1 : omp_get_max_threads();
 #pragma omp parallel num_threads(nth_max)
     {
         const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
         mm_act a;
-        int64_t n_units = isa->layout(&a, x, w->type, T, w->ic, scratch);
+        int64_t n_units = isa->layout(&a, x, w[0]->type, T, w[0]->ic, scratch);
         if (small && !a.q) n_units = 0; /* float types: the packed kernel reads x as it is */
         if (n_units > 0) {
-            isa->prep(&a, x, w->type, T, n_units * ith / nth, n_units * (ith + 1) / nth);
+            isa->prep(&a, x, w[0]->type, T, n_units * ith / nth, n_units * (ith + 1) / nth);
 #pragma omp barrier
         }
-        int64_t t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
-        int64_t r0 = t0 * tile, r1 = t1 * tile < w->oc ? t1 * tile : w->oc;
-        if (r0 < r1) isa->rows(out, &a, w, T, r0, r1);
+        for (int j = 0; j < n; j++) {
+            const int64_t tile = mm_tile(isa, w[j], T), n_tiles = (w[j]->oc + tile - 1) / tile;
+            const int64_t t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
+            const int64_t r0 = t0 * tile, r1 = t1 * tile < w[j]->oc ? t1 * tile : w[j]->oc;
+            if (r0 < r1) isa->rows(out[j], &a, w[j], T, r0, r1);
+        }
     }
+}
+
+void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch) {
+    mm_run(&out, x, &w, 1, T, mm_pick_w(w), scratch);
+}
+
+void matmul_forward_n(float *const *out, const float *x, const herd_weight *const *w, int n, int T, void *scratch) {
+    const mm_isa *isa = n > 0 ? mm_pick_w(w[0]) : NULL;
+    int same = 1;
+    for (int j = 1; j < n && same; j++)
+        same = w[j]->type == w[0]->type && w[j]->ic == w[0]->ic && mm_pick_w(w[j]) == isa &&
+               mm_tile(isa, w[j], T) == mm_tile(isa, w[0], T) && !w[j]->packed == !w[0]->packed;
+    if (n > 0 && same) mm_run(out, x, w, n, T, isa, scratch);
+    else
+        for (int j = 0; j < n; j++) matmul_forward(out[j], x, w[j], T, scratch);
 }
 
 void rmsnorm_forward(float *out, const float *x, const float *w, int T, int C, float eps) {
