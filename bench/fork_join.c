@@ -19,7 +19,7 @@
  * inside; the spinning pool 0.4-1.2 us. On a ~15 ms 1B Q4_0 decode step (~145 regions,
  * ~113 barriers) OpenMP's share is ~0.6 ms, a pool's would be ~0.1 ms: ~3% of decode, less
  * of a batched step. The pool spins while idle, so it needs the cores to itself: a
- * spinning thread of each kind at once (3 on 2 cores) made both 5-20x slower here.
+ * spinning thread of each kind at once (3 on 2 cores) made both 4-18x slower here.
  */
 #include <omp.h>
 #include <pthread.h>
