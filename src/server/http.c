@@ -257,8 +257,10 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         uint64_t cum = 0;
         for (int i = 0; i < SRV_LAT_BUCKETS; i++) {
             cum += hs[k].h->bucket[i];
-            if (i < SRV_LAT_BUCKETS - 1) buf_printf(&b, "%s_bucket{le=\"%g\"} %llu\n", hs[k].name, srv_lat_bounds[i], (unsigned long long)cum);
-            else buf_printf(&b, "%s_bucket{le=\"+Inf\"} %llu\n", hs[k].name, (unsigned long long)cum);
+            if (i < SRV_LAT_BUCKETS - 1)
+                buf_printf(&b, "%s_bucket{le=\"%g\"} %llu\n", hs[k].name, srv_lat_bounds[i], (unsigned long long)cum);
+            else
+                buf_printf(&b, "%s_bucket{le=\"+Inf\"} %llu\n", hs[k].name, (unsigned long long)cum);
         }
         buf_printf(&b, "%s_sum %.6f\n%s_count %llu\n", hs[k].name, hs[k].h->sum, hs[k].name,
                    (unsigned long long)hs[k].h->count);
