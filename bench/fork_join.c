@@ -18,8 +18,9 @@
  * two runs: an OpenMP region costs 3.0-3.7 us more than its job, 4.3-4.9 us with a barrier
  * inside; the spinning pool 0.4-1.2 us. On a ~15 ms 1B Q4_0 decode step (~145 regions,
  * ~113 barriers) OpenMP's share is ~0.6 ms, a pool's would be ~0.1 ms: ~3% of decode, less
- * of a batched step. The pool spins while idle, so it needs the cores to itself: a
- * spinning thread of each kind at once (3 on 2 cores) made both 4-18x slower here.
+ * of a batched step. The pool spins while idle, so it needs the cores to itself: with
+ * a spinning thread of each kind at once (3 on 2 cores) OpenMP's overhead went from ~3 to
+ * 13-59 us and the pool's from 0.4-1.2 to 3.5-41 us here.
  */
 #include <omp.h>
 #include <pthread.h>
