@@ -15,10 +15,10 @@ trap cleanup EXIT
 . "$(dirname "$0")/lib.sh"
 $HERD init -o "$T/m" --seed 3 2>/dev/null
 port_of() { for _ in $(seq 1 100); do p=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1" | head -1); [ -n "$p" ] && { echo "$p"; return; }; sleep 0.1; done; }
-serve() {  # serve LOG ARGS...: starts herd serve on a free port, prints the port
+serve() {  # serve LOG ARGS...: starts herd serve on a free port (not in a subshell: cleanup kills it)
     local log=$1; shift
     $HERD serve -m "$T/m" --port 0 -t 1 -c 256 "$@" >"$log" 2>&1 &
-    pids+=($!); port_of "$log"
+    pids+=($!)
 }
 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$T/chrome" --remote-debugging-port=0 \
     about:blank >"$T/chrome.log" 2>&1 &
@@ -31,11 +31,11 @@ done
 [ -n "$dport" ] || { echo "cli_web: FAILED: chromium did not start: $(head -c 300 "$T/chrome.log")"; exit 1; }
 drive() { timeout 90 node --experimental-websocket --no-warnings tests/web/chat_page.mjs "$dport" "$@"; }
 
-p1=$(serve "$T/s1.log")
+serve "$T/s1.log"; p1=$(port_of "$T/s1.log")
 out=$(drive "http://127.0.0.1:$p1/" "Hello there" 2>&1)
 if echo "$out" | grep -q '"user":"Hello there","assistant":"[^"]' && echo "$out" | grep -q '"error":false'; then ok
 else bad "page streams an answer: $(echo "$out" | head -c 300)"; fi
-p2=$(serve "$T/s2.log" --api-key sekrit)
+serve "$T/s2.log" --api-key sekrit; p2=$(port_of "$T/s2.log")
 out=$(drive "http://127.0.0.1:$p2/" "Hello" 2>&1)
 if echo "$out" | grep -q '"error":true' && echo "$out" | grep -qi 'api key'; then ok
 else bad "page shows the 401 error: $(echo "$out" | head -c 300)"; fi
