@@ -308,6 +308,7 @@ static void test_matmul_packed(void) {
             CHECKF(matmul_pack(&w, NULL, NULL) > 0 && w.packed, "matmul_pack %s", herd_type_name(types[ti]));
             for (int k = 0; k < 7 && w.packed; k++) {
                 const int T = Ts[k];
+                for (size_t i = 0; i < (size_t)TMAX * oc; i++) out[i] = NAN; /* a row not written fails */
                 for (int rep = 0; rep < (T == 1 ? TMAX : 1); rep++) /* T = 1: every row alone */
                     matmul_forward(out + (size_t)rep * oc, x + (size_t)rep * ic, &w, T, scratch);
                 const int n = T == 1 ? TMAX : T;
@@ -368,6 +369,7 @@ static void test_matmul_kpacked(void) {
             for (int k = 0; k < 7 && w.packed; k++) {
                 const int T = Ts[k];
                 if (T == 1) continue;
+                for (size_t i = 0; i < (size_t)TMAX * oc; i++) out[i] = NAN; /* a row not written fails */
                 matmul_forward(out, x, &w, T, scratch);
                 const int bad = first_diff_row(out, one, T, oc);
                 CHECKF(bad < 0, "packed %s OC %lld T %d: row %d differs from T = 1", herd_type_name(types[ti]),

@@ -268,7 +268,7 @@ INLINE void k_tile(float *out, const mm_act *a, const herd_weight *w, int64_t qu
             }
         }
     }
-    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc[0], 4);
+    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc[0], 4, 4);
 }
 
 #define KT_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0
