@@ -151,11 +151,6 @@ INLINE __m512 wvec(const uint8_t *p, int i, const int kind) {
     return kind == 1 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
 }
 
-/* One quad of a Q4_0 / Q8_0 weight against TT (1..4) tokens t0 ..: the quad's
- * weights are loaded (and Q4_0's nibbles split) once for all TT; each token's
- * integer dot is one chain (TT chains overlap), two for TT = 1 (decode: Q4_0's
- * high nibbles, Q8_0's odd dwords; integer sums are exact in any order).
- * x: gemm_z_prep's tiles. */
 /* vpdpbusd with x's dword broadcast from memory ({1to16}): the compiler would
  * otherwise load the broadcasts a group shares into registers once, and with 8
  * tokens in flight spill them. */
