@@ -171,8 +171,8 @@ void matmul_forward_n(float *const *out, const float *x, const herd_weight *cons
     const mm_isa *isa = n > 0 ? mm_pick_w(w[0]) : NULL;
     int same = 1;
     for (int j = 1; j < n && same; j++)
-        same = w[j]->type == w[0]->type && w[j]->ic == w[0]->ic && mm_pick_w(w[j]) == isa &&
-               mm_tile(isa, w[j], T) == mm_tile(isa, w[0], T) && !w[j]->packed == !w[0]->packed;
+        same = w[j]->type == w[0]->type && w[j]->ic == w[0]->ic && !w[j]->packed == !w[0]->packed &&
+               mm_pick_w(w[j]) == isa; /* then their tiles and x's preparation are the same too */
     if (n > 0 && same) mm_run(out, x, w, n, T, isa, scratch);
     else
         for (int j = 0; j < n; j++) matmul_forward(out[j], x, w[j], T, scratch);
