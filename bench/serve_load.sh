@@ -6,7 +6,7 @@
 #
 #   bench/serve_load.sh [-m MODEL] [--herd PATH] [-t THREADS] [-c CTX] [--parallel N]
 #                       [--levels "1 2 4 8 16"] [--per-client K] [-n MAX_TOKENS]
-#                       [--words W] [--think MS] [--rss N] [--rss-only]
+#                       [--words W] [--think MS] [--linger MS] [--rss N] [--rss-only]
 # MODEL defaults to the oracle's 1B-shape Q4_0 GGUF. Each level sends K requests
 # per client (default 3) of MAX_TOKENS (default 32) generated tokens, so every
 # request after a client's first arrives while the others decode: at once after the
@@ -18,19 +18,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=$HOME/.cache/herd-oracle/models/llama3.2-1b/llama3.2-1b-Q4_0.gguf
-HERD=build/herd THREADS=2 CTX=512 PAR=16 LEVELS="1 2 4 8 16" PER=3 NTOK=32 WORDS=40 THINK=0 RSS=0 RSS_ONLY=0
+HERD=build/herd THREADS=2 CTX=512 PAR=16 LEVELS="1 2 4 8 16" PER=3 NTOK=32 WORDS=40 THINK=0 LINGER= RSS=0 RSS_ONLY=0
 while [ $# -gt 0 ]; do
     case $1 in
         -m) MODEL=$2; shift 2 ;; --herd) HERD=$2; shift 2 ;; -t) THREADS=$2; shift 2 ;;
         -c) CTX=$2; shift 2 ;; --parallel) PAR=$2; shift 2 ;; --levels) LEVELS=$2; shift 2 ;;
-        --per-client) PER=$2; shift 2 ;; -n) NTOK=$2; shift 2 ;; --words) WORDS=$2; shift 2 ;; --think) THINK=$2; shift 2 ;;
+        --per-client) PER=$2; shift 2 ;; -n) NTOK=$2; shift 2 ;; --words) WORDS=$2; shift 2 ;; --think) THINK=$2; shift 2 ;; --linger) LINGER=$2; shift 2 ;;
         --rss) RSS=$2; shift 2 ;; --rss-only) RSS_ONLY=1; shift ;;
         *) echo "bench/serve_load.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
 [ -e "$MODEL" ] || { echo "bench/serve_load.sh: no model at $MODEL (-m MODEL)" >&2; exit 2; }
 LOG=$(mktemp)
-"$HERD" serve --port 0 -t "$THREADS" -m "$MODEL" --parallel "$PAR" -c "$CTX" --queue 4096 2>"$LOG" &
+"$HERD" serve --port 0 -t "$THREADS" -m "$MODEL" --parallel "$PAR" -c "$CTX" --queue 4096 ${LINGER:+--linger "$LINGER"} 2>"$LOG" &
 SPID=$!
 trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null; rm -f "$LOG"' EXIT
 for _ in $(seq 600); do

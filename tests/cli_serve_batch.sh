@@ -2,7 +2,8 @@
 # Continuous batching end to end: at temperature 0 a request's output (streamed
 # and not) is identical alone and among 15 concurrent streams that share its
 # system prompt; the shared prefix is computed once (reused-token counter, KV
-# pages); a client that disconnects gives its pages back.
+# pages); a client that disconnects gives its pages back; --linger holds a step
+# for a finished client's next request, and that request ends the hold.
 # Bounded: every curl has --max-time, every wait is on those curls, the server is
 # killed on exit.
 HERD=${HERD:-build/herd}
@@ -124,4 +125,41 @@ check "KV full: server still healthy" bash -c "curl -s --max-time 5 $URL/health 
 C "$URL/v1/completions" -d '{"model":"m","prompt":"c'"$Y"'","max_tokens":4,"temperature":0}' > "$T/full3"
 check "KV full: idle caches give way to a new long prompt" grep -q '"object":"text_completion"' "$T/full3"
 kill -TERM "${PIDS[1]}"; wait "${PIDS[1]}"; check "SIGTERM exits 0 (small pool)" test $? -eq 0
+
+# --linger: when a sequence finishes while another runs, the next step waits (up
+# to 400 ms here) for that client's next request; one that comes at once ends the
+# wait. The other sequence is a ~19K-token prompt being prefilled (a few seconds;
+# a random model may end a decode at any token, a prompt cannot end early).
+expect_err "--linger -1 is refused" "linger" $HERD serve -m "$T/m" --linger -1
+expect_err "--linger x is refused" "linger" $HERD serve -m "$T/m" --linger x
+$HERD serve --port 0 -t 2 -m "$T/m" --parallel 2 -c 32768 --linger 400 2>"$T/log3" &
+PIDS+=($!)
+for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\)\/$/\1/p' "$T/log3")
+    [ -n "$port" ] && curl -s --max-time 2 "http://127.0.0.1:$port/health" | grep -q ok && break
+    sleep 0.1
+done
+URL="http://127.0.0.1:$port"
+seq 1 4000 | tr '\n' ' ' | jq -Rc '{model: "m", prompt: ., max_tokens: 1, temperature: 0}' > "$T/long.json"
+C "$URL/v1/completions" -d @"$T/long.json" > "$T/long_out" &
+pa=$!
+for _ in $(seq 200); do [ "$(metric herd_running_sequences)" = 1 ] && break; sleep 0.02; done
+short() { C "$URL/v1/completions" -d '{"model":"m","prompt":"'"$1"'","max_tokens":2,"temperature":0}' > /dev/null; }
+held_until() { # wait for herd_lingers_total >= $1, print herd_linger_seconds_total
+    for _ in $(seq 250); do [ "$(metric herd_lingers_total)" -ge "$1" ] && break; sleep 0.02; done
+    metric herd_linger_seconds_total
+}
+n0=$(metric herd_lingers_total); s0=$(metric herd_linger_seconds_total)
+short b
+s1=$(held_until $((n0 + 1)))
+check "no follow-up: the next step was held about 400 ms ($s0 -> $s1 s)" \
+    awk -v a="$s0" -v b="$s1" 'BEGIN { exit !(b - a >= 0.3 && b - a <= 2) }'
+short c; short d # d follows c at once: c's hold ends when d arrives; d's runs out
+s2=$(held_until $((n0 + 3)))
+check "a follow-up ends the hold early (two holds: $s1 -> $s2 s, not 2 x 400 ms)" \
+    awk -v a="$s1" -v b="$s2" 'BEGIN { exit !(b - a >= 0.3 && b - a < 0.65) }'
+check "the long prompt was still running through both (else nothing was tested)" kill -0 $pa
+wait $pa
+check "the long prompt completes" grep -q '"prompt_tokens":' "$T/long_out"
+kill -TERM "${PIDS[2]}"; wait "${PIDS[2]}"; check "SIGTERM exits 0 (--linger)" test $? -eq 0
 summary

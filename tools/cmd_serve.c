@@ -27,7 +27,11 @@ static const char *HELP_SERVE =
     "  --kv T            KV cache elements: f16 (default), f32 or q8_0 (--kv-type too)\n"
     "  -t THREADS        threads for the forward pass (default: all cores)\n"
     "  --queue N         requests waiting for a slot before 429 (default 64)\n"
-    "  --max-body BYTES  request bodies above this get 413 (default 1048576)\n";
+    "  --max-body BYTES  request bodies above this get 413 (default 1048576)\n"
+    "  --linger MS       after a sequence finishes, hold the next step up to MS ms\n"
+    "                    for the next request while others decode, so a client's\n"
+    "                    follow-up joins at once instead of after a step (default 5;\n"
+    "                    0: never wait)\n";
 
 static int usage(const char *fmt, const char *arg) {
     fputs("herd: ", stderr);
@@ -56,6 +60,7 @@ int cmd_serve(int argc, char **argv) {
     p.n_parallel = 4;
     p.queue_max = 64;
     p.max_body = 1 << 20;
+    p.linger_ms = 5;
     p.kv_type = HERD_F16; /* the CLI's default, as generate / chat / bench */
     p.api_key = getenv("HERD_API_KEY");
     if (p.api_key && !*p.api_key) p.api_key = NULL;
@@ -65,7 +70,8 @@ int cmd_serve(int argc, char **argv) {
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) { fputs(HELP_SERVE, stdout); return 0; }
         int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") ||
                     !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
-                    !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type") || !strcmp(s, "--kv");
+                    !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type") || !strcmp(s, "--kv") ||
+                    !strcmp(s, "--linger");
         if (!takes) return usage(s[0] == '-' ? "unknown flag '%s'" : "unexpected argument '%s'", s);
         if (!v) return usage("%s needs a value", s);
         i++;
@@ -83,6 +89,7 @@ int cmd_serve(int argc, char **argv) {
             else if (!strcmp(v, "Q8_0") || !strcmp(v, "q8_0")) p.kv_type = HERD_Q8_0;
             else return usage("--kv expects f32, f16 or q8_0, got '%s'", v);
         }
+        else if (!strcmp(s, "--linger")) { if (parse_int(s, v, 0, 1000, &x)) return 2; p.linger_ms = (double)x; }
         else if (!strcmp(s, "--queue")) { if (parse_int(s, v, 0, 1 << 20, &x)) return 2; p.queue_max = (int)x; }
         else { if (parse_int(s, v, 1024, 1L << 30, &x)) return 2; p.max_body = (size_t)x; }
     }

@@ -235,6 +235,11 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
            st.forward_s);
     METRIC("herd_step_seconds_total", "counter",
            "Scheduler time in steps: the forward, then sampling and streaming the new tokens.", "%.6f", st.step_s);
+    METRIC("herd_lingers_total", "counter",
+           "Steps held back after a sequence finished, for its client's next request (--linger).", "%llu",
+           (unsigned long long)st.lingers);
+    METRIC("herd_linger_seconds_total", "counter", "Scheduler time spent holding steps back (--linger).", "%.6f",
+           st.linger_s);
     METRIC("herd_uptime_seconds", "gauge", "Seconds since the scheduler started.", "%.3f", st.up_s);
     METRIC("herd_slots", "gauge", "Sequence slots (--parallel).", "%d", st.n_slots);
     METRIC("herd_kv_tokens_in_use", "gauge", "Tokens held in the KV caches (cached prefixes included).", "%ld",

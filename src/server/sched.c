@@ -75,6 +75,8 @@ struct srv_sched {
     herd_kv_pool *pool;      /* the KV pages of every slot */
     int rr;                  /* slot that gets the prefill budget first */
     int last_prefill_only;   /* the last step ran prefill rows alone */
+    int finished;            /* sequences that finished in the last step */
+    double linger_s;         /* srv_params.linger_ms */
     pthread_t th;
     int started;
     pthread_mutex_t mu;      /* queue, draining */
@@ -114,6 +116,7 @@ int sched_new(srv_sched **out, const herd_model *m, const srv_params *p, herd_er
     s->m = m;
     s->n_slots = n_slots;
     s->queue_max = p->queue_max;
+    s->linger_s = p->linger_ms > 0 ? p->linger_ms * 1e-3 : 0;
     s->V = herd_model_config(m)->vocab_size;
     const herd_config *c = herd_model_config(m);
     if (n_ctx <= 0) n_ctx = c->max_seq_len < 4096 ? c->max_seq_len : 4096;
@@ -231,6 +234,7 @@ static void finish(srv_sched *s, slot *sl, const char *reason) {
     buf_put(&sl->out.text, rest, n);
     out_finish(&sl->out, sl->r, reason);
     release_slot(s, sl);
+    s->finished++;
 }
 
 static void fail_slot(srv_sched *s, slot *sl, const char *msg) {
@@ -552,6 +556,27 @@ static void *loop(void *arg) {
         for (int i = 0; i < s->n_slots; i++) running += s->slots[i].r != NULL;
         pthread_mutex_lock(&s->mu);
         while (!s->head && !running && !s->draining) pthread_cond_wait(&s->cv, &s->mu);
+        /* A client whose response just ended often sends its next request at once
+         * (an agent's next turn, a batch job's next item): it then arrives a few ms
+         * into the next step and waits all of it. While others decode, the step is
+         * held back up to linger_s for as many requests as sequences finished (as
+         * slots are free), so they join it. */
+        const int want = s->finished < s->n_slots - running ? s->finished : s->n_slots - running;
+        if (want > 0 && running && s->linger_s > 0) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            const long ns = until.tv_nsec + (long)(s->linger_s * 1e9);
+            until.tv_sec += ns / 1000000000L;
+            until.tv_nsec = ns % 1000000000L;
+            const double t0 = now_s();
+            while (s->n_queued < want && !s->draining && pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0) {}
+            const double held = now_s() - t0;
+            pthread_mutex_lock(&s->stats_mu);
+            s->st.lingers++;
+            s->st.linger_s += held;
+            pthread_mutex_unlock(&s->stats_mu);
+        }
+        s->finished = 0;
         if (s->draining && !s->head && !running) {
             pthread_mutex_unlock(&s->mu);
             break;

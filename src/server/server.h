@@ -44,6 +44,7 @@ typedef struct {
     int n_threads;          /* 0: all cores */
     int queue_max;          /* queued requests before 429 */
     size_t max_body;        /* bytes; larger bodies get 413 */
+    double linger_ms;       /* after a sequence finishes, wait up to this long for the next request before the next step */
 } srv_params;
 
 /* Loads the model, serves until SIGINT/SIGTERM, drains in-flight requests and
@@ -190,6 +191,9 @@ typedef struct {
     /* scheduler seconds: in the batched forward, in whole steps (forward, sampling,
      * streaming), and since the scheduler started */
     double forward_s, step_s, up_s;
+    /* steps held back for a follow-up request (--linger), and the seconds held */
+    uint64_t lingers;
+    double linger_s;
     /* per request: queued -> admitted into a slot; queued -> its first generated
      * token chosen (time to first token, the HTTP parsing before it left out) */
     srv_hist queue_wait, ttft;
