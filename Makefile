@@ -5,7 +5,7 @@ CC      ?= cc
 SAN     ?= 0
 ifeq ($(SAN),1)
 BUILD   := build-san
-OPT     := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT     := -O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
 else
 BUILD   := build
 OPT     := -O2 -g
@@ -13,7 +13,7 @@ endif
 CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wno-unused-parameter -fopenmp -Iinclude -Isrc $(shell pkg-config --cflags libpcre2-8 libcjson 2>/dev/null)
 LDLIBS  += -fopenmp -lpcre2-8 -lcjson -lmicrohttpd -lm -lpthread
 ifeq ($(SAN),1)
-LDFLAGS += -fsanitize=address,undefined
+LDFLAGS += -fsanitize=address,undefined,float-cast-overflow
 endif
 
 SRC     := $(shell find src -name '*.c' | sort)
@@ -53,10 +53,11 @@ test: all
 # The parsers under fuzz need no kernels: link just them.
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_LIB := src/core/core.c src/core/config.c $(wildcard src/format/*.c) src/tokenizer.c src/tokenizer_io.c src/chat.c
+FUZZ_API_LIB := src/server/api.c src/server/toolcall.c # fuzz_api: the model is a stand-in in the target
 fuzz:
 	@mkdir -p build-fuzz
-	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc $(shell pkg-config --cflags libcjson 2>/dev/null) $$f $(FUZZ_LIB) -lpcre2-8 -lcjson -lm -o build-fuzz/$$n || exit 1; done
+	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); x=; [ $$n = fuzz_api ] && x="$(FUZZ_API_LIB)"; \
+	  clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc $(shell pkg-config --cflags libcjson 2>/dev/null) $$f $(FUZZ_LIB) $$x -lpcre2-8 -lcjson -lm -lpthread -o build-fuzz/$$n || exit 1; done
 
 # Attention benchmark (bench/attn_bench.c; not part of `make test`): make attn-bench && build/attn_bench
 attn-bench: $(BUILD)/attn_bench

@@ -4,7 +4,9 @@
 // Request i asks for tokensOf(i) tokens (MAX_TOKENS on average, spread so clients
 // drift apart). Prompts share a common prefix of PROMPT_WORDS words (a system prompt) and end
 // with the request's number. Prints one JSON line: {conc, requests, tokens, wall_s,
-// tok_s, ttft_median_ms, ttft_p99_ms (every request), ttft_steady_median_ms,
+// tok_s, all_active_s and all_active_tok_s (the window in which every client is
+// active: clients start together but end apart, and while the last ones drain fewer
+// than CONC streams run), ttft_median_ms, ttft_p99_ms (every request), ttft_steady_median_ms,
 // ttft_steady_p99_ms (each client's later requests: they arrive while the other
 // clients decode), errors}. Node 18+ (built-in fetch); no dependencies.
 //
@@ -12,8 +14,8 @@
 // REQUESTS is the total over all clients. THINK_MS (default 0): a client waits a
 // pseudo-random 0 .. 2 * THINK_MS ms (the same sequence every run) after each
 // response before its next request, as a user reads or an application works; with
-// 0 a request follows the previous one's last byte at once, i.e. it reaches the
-// server just after the step that finished its predecessor began: the longest wait.
+// 0 a request follows the previous one's last byte at once (the server's --linger
+// lets it join the next step).
 const [url, conc = '1', total = '4', maxTokens = '32', promptWords = '40', think = '0'] = process.argv.slice(2);
 if (!url) {
     console.error('usage: node bench/serve_load.mjs URL CONC REQUESTS MAX_TOKENS [PROMPT_WORDS]');
@@ -54,16 +56,21 @@ async function one(i) {
             if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
             const j = JSON.parse(ev.slice(6));
             if (ttft < 0 && j.choices && j.choices.length) ttft = performance.now() - t0;
+            if (j.choices && j.choices.length && j.choices[0].text) chunkTimes.push(performance.now());
             if (j.usage) tokens = j.usage.completion_tokens;
         }
     }
-    return { ttft, tokens };
+    return { ttft, tokens, tFirst: t0 + ttft };
 }
 
+// the window in which every client is active: from the last client's first token
+// to the first client's end (before it the clients ramp up, after it they drain)
+const chunkTimes = [], clientStart = [], clientEnd = [];
 const ttfts = [], steady = [];
 let tokens = 0, errors = 0, next = 0;
 const t0 = performance.now();
 async function client() {
+    let firstToken = -1;
     for (let first = true; next < +total; first = false) {
         const i = next++;
         if (!first && +think > 0) /* a fixed pseudo-random spread: runs are comparable */
@@ -72,12 +79,15 @@ async function client() {
             const r = await one(i);
             if (r.ttft >= 0) ttfts.push(r.ttft);
             if (r.ttft >= 0 && !first) steady.push(r.ttft);
+            if (r.ttft >= 0 && firstToken < 0) firstToken = r.tFirst;
             tokens += r.tokens;
         } catch (e) {
             errors++;
             if (errors <= 3) console.error('serve_load:', e.message);
         }
     }
+    clientStart.push(firstToken);
+    clientEnd.push(performance.now());
 }
 await Promise.all(Array.from({ length: +conc }, client));
 const wall = (performance.now() - t0) / 1000;
@@ -85,7 +95,13 @@ ttfts.sort((a, b) => a - b);
 steady.sort((a, b) => a - b);
 const qq = (v, p) => v.length ? v[Math.min(v.length - 1, Math.floor(p * v.length))] : -1;
 const q = p => qq(ttfts, p);
+// tokens in the window: content chunks in it, times tokens per chunk over the run
+// (a chunk is one token, or several when a token ends inside a UTF-8 character)
+const w0 = Math.max(...clientStart), w1 = Math.min(...clientEnd);
+const inWin = chunkTimes.filter(t => t >= w0 && t < w1).length;
+const fullTps = w1 > w0 && chunkTimes.length ? inWin * (tokens / chunkTimes.length) / ((w1 - w0) / 1000) : -1;
 console.log(JSON.stringify({ conc: +conc, requests: +total, tokens, wall_s: +wall.toFixed(2),
-                             tok_s: +(tokens / wall).toFixed(2), ttft_median_ms: +q(0.5).toFixed(1),
+                             tok_s: +(tokens / wall).toFixed(2), all_active_s: +(Math.max(0, w1 - w0) / 1000).toFixed(2),
+                             all_active_tok_s: +fullTps.toFixed(2), ttft_median_ms: +q(0.5).toFixed(1),
                              ttft_p99_ms: +q(0.99).toFixed(1), ttft_steady_median_ms: +qq(steady, 0.5).toFixed(1),
                              ttft_steady_p99_ms: +qq(steady, 0.99).toFixed(1), errors }));

@@ -47,12 +47,14 @@ sched() { curl -s --max-time 5 "$URL/metrics" | awk '/^herd_(uptime_seconds|step
     END { print v["herd_uptime_seconds"], v["herd_step_seconds_total"], v["herd_forward_seconds_total"], v["herd_batch_steps_total"], v["herd_batch_sequences_total"],
                 v["herd_request_queue_seconds_sum"], v["herd_request_queue_seconds_count"], v["herd_time_to_first_token_seconds_sum"], v["herd_time_to_first_token_seconds_count"] }'; }
 echo "model $(basename "$MODEL"), $THREADS threads, --parallel $PAR, -c $CTX, $NTOK tokens per request on average (spread ±50%), prompts of ~$WORDS common words + a distinct tail, think time ${THINK} ms on average"
+echo "all tok/s: while every client is active (after the last one's first token, before the first one ends; not ramp-up or drain)"
 echo "TTFT in ms; 'later': each client's requests after its first, which arrive while the others decode"
 echo "busy: share of the wall time the scheduler spent in steps (fwd: in the batched forward); batch: mean sequences per step"
 
 if [ "$RSS_ONLY" = 0 ]; then
     node bench/serve_load.mjs "$URL" 1 1 4 "$WORDS" >/dev/null   # warm up (page in the weights)
-    printf '%7s %8s %7s %8s %6s %11s %11s %13s %13s %6s %6s %6s %9s %8s\n' streams requests tokens "tok/s" "x1" \
+    printf '%7s %8s %7s %8s %6s %9s %6s %11s %11s %13s %13s %6s %6s %6s %9s %8s\n' streams requests tokens "tok/s" "x1" \
+        "all tok/s" "x1" \
         "TTFT med" "TTFT p99" "later med" "later p99" busy fwd batch "srv queue" "srv ttft"
     base=
     for c in $LEVELS; do
@@ -62,11 +64,13 @@ if [ "$RSS_ONLY" = 0 ]; then
         occ=$(echo "$m0 $m1" | awk '{ w = $10 - $1; s = $14 - $5; qn = $16 - $7; fn = $18 - $9
             printf "%.2f %.2f %.2f %.0f %.0f", ($11 - $2) / w, ($12 - $3) / w, s ? ($14 - $5) / ($13 - $4) : 0,
                    qn ? 1000 * ($15 - $6) / qn : -1, fn ? 1000 * ($17 - $8) / fn : -1 }')
-        tps=$(echo "$j" | jq .tok_s)
-        [ -z "$base" ] && base=$tps
+        tps=$(echo "$j" | jq .tok_s) atps=$(echo "$j" | jq .all_active_tok_s)
+        [ -z "$base" ] && base=$tps abase=$atps
         [ "$base" = 0 ] && base=1
-        printf '%7d %8d %7d %8.2f %6.2f %11.0f %11.0f %13.0f %13.0f %6s %6s %6s %9s %8s\n' "$c" "$(echo "$j" | jq .requests)" \
-            "$(echo "$j" | jq .tokens)" "$tps" "$(echo "$tps / $base" | bc -l)" "$(echo "$j" | jq .ttft_median_ms)" \
+        awk -v a="$abase" 'BEGIN { exit !(a <= 0) }' && abase=1
+        printf '%7d %8d %7d %8.2f %6.2f %9.2f %6.2f %11.0f %11.0f %13.0f %13.0f %6s %6s %6s %9s %8s\n' "$c" "$(echo "$j" | jq .requests)" \
+            "$(echo "$j" | jq .tokens)" "$tps" "$(echo "$tps / $base" | bc -l)" "$atps" "$(echo "$atps / $abase" | bc -l)" \
+            "$(echo "$j" | jq .ttft_median_ms)" \
             "$(echo "$j" | jq .ttft_p99_ms)" "$(echo "$j" | jq .ttft_steady_median_ms)" "$(echo "$j" | jq .ttft_steady_p99_ms)" $occ
         [ "$(echo "$j" | jq .errors)" = 0 ] || echo "  errors: $(echo "$j" | jq .errors)"
     done

@@ -76,6 +76,13 @@ int main(void) {
     none("{\"name\": 3}");
     none("[1, 2, 3]");
     none("<function=f>{\"a\":1}");
+    /* no '>' after the name but the closing tag's own (found by fuzz_api: read
+     * before the reply's start) */
+    none("<function=f,{\"n\": \"5\"}</function>");
+    none("<function=</function>");
+    none("<function=a b>{}</function>"); /* a name is letters, digits, _ - . */
+    none("<function=\x01>{}</function>");
+    one("<function=ns.get-time_2>{}</function>", "ns.get-time_2", "{}");
 
     /* streaming hold-back */
     CHECK(tc_maybe_call("", 0));
@@ -142,6 +149,16 @@ int main(void) {
         cJSON *m2 = cJSON_Parse("[{\"role\":\"user\",\"content\":\"hi\"}]");
         CHECK(tc_build_messages(m2, tools, &m, &n, &err) == 0 && n == 2 && !strcmp(m[0].role, "system"));
         herd_chat_messages_free(m, n);
+        /* numbers in a schema as json.dumps writes them; one past long long's range
+         * (fuzz_api: UBSan caught the cast done before the range check) */
+        cJSON *tn = cJSON_Parse("[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
+                                "{\"a\":1e38,\"b\":-5,\"c\":2.5,\"d\":-1e300}}}]");
+        CHECK(tc_build_messages(m2, tn, &m, &n, &err) == 0 && n == 2);
+        if (n == 2)
+            CHECKF(strstr(m[1].content, "\"a\": 1e+38,\n") && strstr(m[1].content, "\"b\": -5,\n") &&
+                   strstr(m[1].content, "\"c\": 2.5,\n") && strstr(m[1].content, "\"d\": -1e+300\n"), "%s", m[1].content);
+        herd_chat_messages_free(m, n);
+        cJSON_Delete(tn);
         cJSON *m3 = cJSON_Parse("[{\"role\":\"system\",\"content\":\"s\"}]");
         CHECK(tc_build_messages(m3, tools, &m, &n, &err) == -1 && strstr(err.msg, "user message"));
         /* without tools: the messages unchanged */

@@ -234,8 +234,10 @@ int tc_parse(const char *text, size_t len, tc_call **out) {
     int ok = 0;
     if (starts(s, n, "<function=")) {
         size_t i = 10, n0 = i;
-        while (i < n && s[i] != '>') i++;
-        if (i < n && i > n0 && ends(s, n, "</function>")) {
+        /* a function name (letters, digits, _ - .), then its '>', before the
+         * closing tag (whose own '>' does not count) */
+        while (i < n && (is_ident((unsigned char)s[i]) || s[i] == '-' || s[i] == '.')) i++;
+        if (i + 1 + 11 <= n && s[i] == '>' && i > n0 && ends(s, n, "</function>")) {
             const char *body = s + i + 1;
             size_t bn = n - (i + 1) - 11;
             trim(&body, &bn);
@@ -345,7 +347,7 @@ static void py_indent(srv_buf *b, const cJSON *x, int depth) {
     else if (cJSON_IsNumber(x)) {
         double d = x->valuedouble;
         char num[64];
-        if (d == (double)(long long)d && d < 1e16 && d > -1e16) snprintf(num, sizeof num, "%lld", (long long)d);
+        if (d < 1e16 && d > -1e16 && d == (double)(long long)d) snprintf /* range first: the cast */(num, sizeof num, "%lld", (long long)d);
         else
             for (int prec = 1; prec <= 17; prec++) {
                 snprintf(num, sizeof num, "%.*g", prec, d);
