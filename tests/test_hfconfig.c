@@ -168,6 +168,9 @@ static void test_rejects(void) {
          "head_dim is 127", "even");
     FAIL("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 0", HERD_ERR_FORMAT, "'rms_norm_eps' is 0", NULL);
     FAIL("\"rope_theta\": 500000.0", "\"rope_theta\": -1", HERD_ERR_FORMAT, "rope_theta", NULL);
+    /* > 0 as a double, 0 as the float it is kept in (fuzz_config) */
+    FAIL("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 1e-105", HERD_ERR_FORMAT, "'rms_norm_eps' is 1e-105",
+         "32-bit float");
     FAIL("\"tie_word_embeddings\": false", "\"tie_word_embeddings\": 0", HERD_ERR_FORMAT,
          "'tie_word_embeddings' is a number", "true or false");
     FAIL("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", HERD_ERR_UNSUPPORTED, "hidden_act is 'gelu'", NULL);

@@ -80,7 +80,12 @@ static herd_status get_float(ctx *c, const cJSON *obj, const char *key, int requ
     if (!(lo_incl ? d >= lo : d > lo) || !(d <= hi))
         return herd_errf(c->err, HERD_ERR_FORMAT, "config '%s': field '%s%s' is %g; expected a number "
                          "in %c%g, %g]", c->where, c->prefix, key, d, lo_incl ? '[' : '(', lo, hi);
-    *out = (float)d;
+    const float f = (float)d; /* the range again as stored: 1e-105 is > 0 but rounds to 0 */
+    if (!(lo_incl ? f >= lo : f > lo))
+        return herd_errf(c->err, HERD_ERR_FORMAT, "config '%s': field '%s%s' is %g, which is %g as a 32-bit "
+                         "float; expected a number in %c%g, %g]", c->where, c->prefix, key, d, (double)f,
+                         lo_incl ? '[' : '(', lo, hi);
+    *out = f;
     return HERD_OK;
 }
 
