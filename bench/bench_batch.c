@@ -4,8 +4,12 @@
  *
  *   cc -O2 -fopenmp -Iinclude bench/bench_batch.c build/libherd.a -lpcre2-8 -lcjson \
  *      -lmicrohttpd -lm -lpthread -o build/bench_batch
- *   build/bench_batch MODEL.gguf [THREADS] [REPS] [B]
+ *   build/bench_batch MODEL.gguf [THREADS] [REPS] [B] [P]
  * With B, only that batch size runs, REPS times (up to 400: for a profiler).
+ * With P too: a new request's P-token prompt, the three ways a scheduler can run
+ * it next to B - 1 decoding sequences, interleaved, medians: B decodes alone, the
+ * prompt alone, and B - 1 decodes + the prompt in one step (herd serve runs a
+ * short prompt alone, for its time to first token, at most every other step).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +55,37 @@ int main(int argc, char **argv) {
     const int32_t *ids[NS];
     int n[NS];
     for (int j = 0; j < NS; j++) ids[j] = &tok[j], n[j] = 1;
+    const int P = argc > 5 ? atoi(argv[5]) : 0;
+    if (only > 0 && P > 0) {
+        enum { PMAX = 256 };
+        if (only > NS) only = NS;
+        if (reps > 64) reps = 64;
+        int32_t pr[PMAX];
+        const int np = P < PMAX ? P : PMAX;
+        for (int i = 0; i < np; i++) pr[i] = 2000 + 11 * i;
+        double t[3][64];
+        for (int r = 0; r < reps; r++)
+            for (int v = 0; v < 3; v++) { /* 0: B decodes, 1: the prompt alone, 2: B - 1 decodes + the prompt */
+                herd_session *ss[NS];
+                const int32_t *id2[NS];
+                int n2[NS], k = 0;
+                if (v != 1)
+                    for (int j = 0; j < (v == 0 ? only : only - 1); j++) ss[k] = s[j], id2[k] = &tok[j], n2[k++] = 1;
+                herd_session *np_s = s[only - 1]; /* v = 2 leaves its decode out */
+                if (v != 0) ss[k] = np_s, id2[k] = pr, n2[k++] = np;
+                double t0 = now();
+                if (herd_session_eval_batch(ss, id2, n2, k, &err)) { fprintf(stderr, "herd: %s\n", err.msg); return 1; }
+                t[v][r] = now() - t0;
+                if (v != 0) herd_session_rewind(np_s, PROMPT);
+                else for (int j = 0; j < only; j++) herd_session_rewind(s[j], PROMPT); /* contexts stay put */
+            }
+        static const char *const what[3] = { "decodes", "prompt alone", "decodes - 1 + prompt" };
+        for (int v = 0; v < 3; v++) {
+            qsort(t[v], (size_t)reps, sizeof(double), cmp);
+            printf("B %d, P %d: %-22s %7.2f ms (median of %d)\n", only, np, what[v], t[v][reps / 2] * 1e3, reps);
+        }
+        return 0;
+    }
     if (only > 0) {
         if (only > NS) only = NS;
         double t0 = now();

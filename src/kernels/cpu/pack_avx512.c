@@ -234,21 +234,26 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
 }
 
 /* One quad of an F32 / F16 / BF16 weight against TT (1..FT_MAX) tokens (x rows
- * contiguous): per input k, the 4 groups' weights widened once, then TT x 4
- * FMAs; each output sums w_k x_k in k order whatever TT. */
+ * contiguous), inputs k0 .. k1 - 1: per input k, the 4 groups' weights widened
+ * once, then TT x 4 FMAs. The sums start at 0 (k0 = 0) or from out, where the
+ * previous inputs' call left them (the same FMAs in the same order: each output
+ * sums w_k x_k in k order whatever TT and the k blocks). */
 #define FT_MAX 6
 INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
-                 int t0, const int TT, const int kind) {
+                 int t0, int64_t k0, int64_t k1, const int TT, const int kind) {
     const float *x = a->f32 + (int64_t)t0 * w->ic;
     __m512 acc[4][FT_MAX];
     UNROLL
     for (int i = 0; i < 4; i++) {
+        const __mmask16 m = zrow_mask(quad * ZP_QUAD + 16 * i, r0, r1);
         UNROLL
-        for (int t = 0; t < TT; t++) acc[i][t] = _mm512_setzero_ps();
+        for (int t = 0; t < TT; t++)
+            acc[i][t] = k0 ? _mm512_maskz_loadu_ps(m, out + (int64_t)(t0 + t) * w->oc + quad * ZP_QUAD + 16 * i)
+                           : _mm512_setzero_ps();
     }
-    const uint8_t *p = zp_f(w, quad * 4, 0);
+    const uint8_t *p = zp_f(w, quad * 4, k0);
     const int pf = TT > 1 && t0 == 0; /* ZP_PREFETCH */
-    for (int64_t k = 0; k < w->ic; k++, p += ZP_QUAD * (kind == 2 ? 4 : 2)) {
+    for (int64_t k = k0; k < k1; k++, p += ZP_QUAD * (kind == 2 ? 4 : 2)) {
         if (pf)
             for (int l = 0; l < (kind == 2 ? 4 : 2); l++) _mm_prefetch((const char *)p + ZP_PREFETCH + l * 64, _MM_HINT_T0);
         UNROLL
@@ -267,10 +272,11 @@ INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     static void name##2(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 2, FLAG); } \
     static void name##3(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 3, FLAG); } \
     static void name##4(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 4, FLAG); }
-#define TN_SET6(name, body) \
-    TN_SET(name, body) \
-    static void name##5(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 5, FLAG); } \
-    static void name##6(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 6, FLAG); }
+/* float kernels: inputs k0 .. k1 - 1 (f_tn) */
+#define FN_ARGS TN_ARGS, int64_t k0, int64_t k1
+#define FN(name, n) \
+    static void name##n(FN_ARGS) { f_tn(out, a, w, quad, r0, r1, t0, k0, k1, n, FLAG); }
+#define FN_SET6(name) FN(name, 1) FN(name, 2) FN(name, 3) FN(name, 4) FN(name, 5) FN(name, 6)
 /* the quad's groups 0-1, then 2-3, against 8 tokens (q4h8a / q4h8b ...) */
 #define Q4 0, 4
 #define QH8(name, FL) \
@@ -282,41 +288,54 @@ QH8(q8h8, 1)
 TN_SET(q4n, q_tn)
 #undef FLAG
 #define FLAG 0
-TN_SET6(h16n, f_tn)
+FN_SET6(h16n)
 #undef FLAG
 #define FLAG 1, Q4
 TN_SET(q8n, q_tn)
 #undef FLAG
 #define FLAG 1
-TN_SET6(b16n, f_tn)
+FN_SET6(b16n)
 #undef FLAG
 #define FLAG 2
-TN_SET6(f32n, f_tn)
+FN_SET6(f32n)
 #undef FLAG
 
 /* Per quad, tokens in tiles of 4 (Q4_0 / Q8_0) or FT_MAX (float types) and a
  * shorter tail; after the first tile the quad's data comes from L2. Q4_0 / Q8_0
  * take 8 tokens at a time first, in two passes of two groups (16 accumulators
  * either way, but the nibble split and the loads serve 8 tokens: bench_batch, 1B
- * Q4_0, 2 threads, 8 sequences 29.8-31.8 -> 27.4-27.6 ms a step, 16: 57 -> 47.5). */
+ * Q4_0, 2 threads, 8 sequences 29.8-31.8 -> 27.4-27.6 ms a step, 16: 57 -> 47.5).
+ * Float types run the tiles over blocks of FK_BLOCK inputs: a quad of a wider
+ * weight (1B's down: 8192 inputs, 1 MiB in F16) would not stay in L2 from one
+ * tile to the next. */
+#define FK_BLOCK 2048
 void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
     typedef void (*tn_fn)(TN_ARGS);
-    static const tn_fn tab[5][FT_MAX] = { { q4n1, q4n2, q4n3, q4n4 }, { q8n1, q8n2, q8n3, q8n4 },
-                                          { h16n1, h16n2, h16n3, h16n4, h16n5, h16n6 },
-                                          { b16n1, b16n2, b16n3, b16n4, b16n5, b16n6 },
-                                          { f32n1, f32n2, f32n3, f32n4, f32n5, f32n6 } };
+    typedef void (*fn_fn)(FN_ARGS);
+    static const tn_fn qtab[2][4] = { { q4n1, q4n2, q4n3, q4n4 }, { q8n1, q8n2, q8n3, q8n4 } };
+    static const fn_fn ftab[3][FT_MAX] = { { h16n1, h16n2, h16n3, h16n4, h16n5, h16n6 },
+                                           { b16n1, b16n2, b16n3, b16n4, b16n5, b16n6 },
+                                           { f32n1, f32n2, f32n3, f32n4, f32n5, f32n6 } };
     const int ti = w->type == HERD_Q4_0 ? 0 : w->type == HERD_Q8_0 ? 1 : w->type == HERD_F16 ? 2
                  : w->type == HERD_BF16 ? 3 : 4;
-    const int tile = ti < 2 ? 4 : FT_MAX;
     static const tn_fn half8[2][2] = { { q4h8a, q4h8b }, { q8h8a, q8h8b } };
     for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
-        int t = 0;
-        if (ti < 2)
-            for (; t + 8 <= T; t += 8) {
-                half8[ti][0](out, a, w, quad, r0, r1, t);
-                half8[ti][1](out, a, w, quad, r0, r1, t);
+        if (ti >= 2) {
+            const fn_fn *f = ftab[ti - 2];
+            for (int64_t k0 = 0; k0 < w->ic; k0 += FK_BLOCK) {
+                const int64_t k1 = k0 + FK_BLOCK < w->ic ? k0 + FK_BLOCK : w->ic;
+                int t = 0;
+                for (; t + FT_MAX <= T; t += FT_MAX) f[FT_MAX - 1](out, a, w, quad, r0, r1, t, k0, k1);
+                if (t < T) f[T - t - 1](out, a, w, quad, r0, r1, t, k0, k1);
             }
-        for (; t + tile <= T; t += tile) tab[ti][tile - 1](out, a, w, quad, r0, r1, t);
-        if (t < T) tab[ti][T - t - 1](out, a, w, quad, r0, r1, t);
+            continue;
+        }
+        int t = 0;
+        for (; t + 8 <= T; t += 8) {
+            half8[ti][0](out, a, w, quad, r0, r1, t);
+            half8[ti][1](out, a, w, quad, r0, r1, t);
+        }
+        for (; t + 4 <= T; t += 4) qtab[ti][3](out, a, w, quad, r0, r1, t);
+        if (t < T) qtab[ti][T - t - 1](out, a, w, quad, r0, r1, t);
     }
 }
