@@ -347,7 +347,8 @@ static void py_indent(srv_buf *b, const cJSON *x, int depth) {
     else if (cJSON_IsNumber(x)) {
         double d = x->valuedouble;
         char num[64];
-        if (d < 1e16 && d > -1e16 && d == (double)(long long)d) snprintf /* range first: the cast */(num, sizeof num, "%lld", (long long)d);
+        /* the range first: casting a double out of long long's range is undefined */
+        if (d < 1e16 && d > -1e16 && d == (double)(long long)d) snprintf(num, sizeof num, "%lld", (long long)d);
         else
             for (int prec = 1; prec <= 17; prec++) {
                 snprintf(num, sizeof num, "%.*g", prec, d);

@@ -322,8 +322,9 @@ void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int
     for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
         if (ti >= 2) {
             const fn_fn *f = ftab[ti - 2];
-            for (int64_t k0 = 0; k0 < w->ic; k0 += FK_BLOCK) {
-                const int64_t k1 = k0 + FK_BLOCK < w->ic ? k0 + FK_BLOCK : w->ic;
+            const int64_t kb = T > FT_MAX ? FK_BLOCK : w->ic; /* one tile: nothing to keep in L2 */
+            for (int64_t k0 = 0; k0 < w->ic; k0 += kb) {
+                const int64_t k1 = k0 + kb < w->ic ? k0 + kb : w->ic;
                 int t = 0;
                 for (; t + FT_MAX <= T; t += FT_MAX) f[FT_MAX - 1](out, a, w, quad, r0, r1, t, k0, k1);
                 if (t < T) f[T - t - 1](out, a, w, quad, r0, r1, t, k0, k1);
