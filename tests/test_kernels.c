@@ -438,6 +438,61 @@ static void test_matmul_n(void) {
     free(x);
 }
 
+/* The row split follows the threads' speed (mm_run: own share, then the others'
+ * from their back), so which thread computes a row varies from run to run: with
+ * 3, 4 and 7 threads on this machine's cores (oversubscribed: threads are
+ * preempted, shares are taken over) and from inside a parallel region (one
+ * thread where more were asked: it runs every share), every type, packed and
+ * not, must give bitwise the 1-thread result, every row written. */
+static void test_matmul_threads(void) {
+    static const int types[] = { HERD_F32, HERD_F16, HERD_BF16, HERD_Q8_0, HERD_Q4_0, HERD_Q4_K, HERD_Q6_K };
+    static const int Ts[] = { 1, 8, 33 };
+    const int64_t ic = 512, oc = 4166; /* 65 quads + 6 rows: shares of unequal length */
+    const int TMAX = 33, saved = omp_get_max_threads();
+    float *x = xmalloc((size_t)TMAX * ic * 4), *one = xmalloc((size_t)TMAX * oc * 4);
+    float *out[2] = { xmalloc((size_t)TMAX * oc * 4), xmalloc((size_t)TMAX * oc * 4) };
+    fill_normal(x, (size_t)TMAX * ic, 1.0f);
+    int checked = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (int packed = 0; packed < 1 + (max_isa >= HERD_ISA_AVX512); packed++) {
+            herd_weight w = { types[ti], make_weight(types[ti], oc, ic), ic, oc, NULL };
+            if (packed) matmul_pack(&w, NULL, NULL);
+            uint8_t *scratch[2] = { xmalloc(matmul_scratch_size(w.type, TMAX, ic)), xmalloc(matmul_scratch_size(w.type, TMAX, ic)) };
+            for (int k = 0; k < 3; k++) {
+                const int T = Ts[k];
+                omp_set_num_threads(1);
+                matmul_forward(one, x, &w, T, scratch[0]);
+                static const int nths[] = { 3, 4, 7, 0 }; /* 0: two calls, each inside a 2-thread region */
+                for (int c = 0; c < 4; c++)
+                    for (int rep = 0; rep < 3; rep++) {
+                        for (int o = 0; o < 2; o++)
+                            for (size_t i = 0; i < (size_t)T * oc; i++) out[o][i] = NAN; /* a row not written fails */
+                        if (nths[c]) {
+                            omp_set_num_threads(nths[c]);
+                            matmul_forward(out[0], x, &w, T, scratch[0]);
+                        } else {
+                            omp_set_num_threads(2);
+#pragma omp parallel num_threads(2)
+                            matmul_forward(out[omp_get_thread_num()], x, &w, T, scratch[omp_get_thread_num()]);
+                        }
+                        for (int o = 0; o < (nths[c] ? 1 : 2); o++) {
+                            const int bad = first_diff_row(out[o], one, T, oc);
+                            CHECKF(bad < 0, "matmul %s%s T %d, %d threads%s: row %d differs from 1 thread",
+                                   herd_type_name(types[ti]), packed ? " packed" : "", T, nths[c] ? nths[c] : 2,
+                                   nths[c] ? "" : " (nested: 1 each)", bad);
+                            checked++;
+                        }
+                    }
+            }
+            omp_set_num_threads(saved);
+            free(scratch[0]), free(scratch[1]);
+            matmul_unpack(&w);
+            free((void *)w.data);
+        }
+    CHECK(checked >= 7 * 3 * 15);
+    free(x); free(one); free(out[0]); free(out[1]);
+}
+
 /* ---- row ops ----------------------------------------------------------------- */
 
 static void test_rows(void) {
@@ -663,6 +718,7 @@ int main(void) {
     test_matmul_packed();
     test_matmul_kpacked();
     test_matmul_n();
+    test_matmul_threads();
     float row[64], rr[64];
     block_q4_0 blk[2];
     fill_normal(row, 64, 1.0f);

@@ -7,6 +7,8 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -133,9 +135,35 @@ static int64_t mm_tile(const mm_isa *isa, const herd_weight *w, int T) {
     return small || (w->packed && isa == &mm_isa_avx512k) ? ZP_QUAD : MM_TILE;
 }
 
+/* A thread's share of one weight's tiles, [lo, hi) packed in one word so that its
+ * owner (from the front) and a thief (from the back) claim with one CAS. */
+static uint64_t range_pack(int64_t lo, int64_t hi) { return (uint64_t)lo | (uint64_t)hi << 32; }
+
+/* Claims up to c tiles of *r: from the front (own) or the back (steal). */
+static int range_claim(_Atomic uint64_t *r, int64_t c, int back, int64_t *a, int64_t *b) {
+    uint64_t v = atomic_load_explicit(r, memory_order_relaxed);
+    for (;;) {
+        const int64_t lo = (int64_t)(v & 0xffffffffu), hi = (int64_t)(v >> 32);
+        if (lo >= hi) return 0;
+        const int64_t n = hi - lo < c ? hi - lo : c;
+        const uint64_t nv = back ? range_pack(lo, hi - n) : range_pack(lo + n, hi);
+        if (atomic_compare_exchange_weak_explicit(r, &v, nv, memory_order_relaxed, memory_order_relaxed)) {
+            *a = back ? hi - n : lo;
+            *b = back ? hi : lo + n;
+            return 1;
+        }
+    }
+}
+
 /* The n weights' matmuls over x in one parallel region: x prepared once (callers
- * pass weights of one type, input size and ISA), then each thread takes its share
- * of every weight's rows (outputs are disjoint: no barrier between weights). */
+ * pass weights of one type, input size and ISA), then each thread works through
+ * its share of every weight's rows (outputs are disjoint: no barrier between
+ * weights) and then takes tiles from the back of the shares still left. A row's
+ * result does not depend on who computes it, so the split is free to vary: it
+ * follows how fast each thread actually runs. With a static split the faster
+ * thread waited at the end for the slower (2 threads on this VM's 2 vCPUs, 1B
+ * Q4_0, 8 sequences a step: one thread spent 13% of its time in OpenMP's barrier
+ * wait, the other 3%; the same kernel ran 26% slower on one vCPU than the other). */
 static void mm_run(float *const *out, const float *x, const herd_weight *const *w, int n, int T,
                    const mm_isa *isa, void *scratch) {
     /* packed decode (and every packed K-quant matmul) runs whole quads */
@@ -144,6 +172,16 @@ static void mm_run(float *const *out, const float *x, const herd_weight *const *
     double work = 0;
     for (int j = 0; j < n; j++) work += (double)w[j]->oc * (double)w[j]->ic * T;
     const int nth_max = work < 65536.0 ? 1 : omp_get_max_threads();
+    _Atomic uint64_t share[n][nth_max];
+    int64_t tile[n], chunk[n];
+    for (int j = 0; j < n; j++) {
+        tile[j] = mm_tile(isa, w[j], T);
+        const int64_t n_tiles = (w[j]->oc + tile[j] - 1) / tile[j];
+        /* claims of ~1/16 of a thread's share: a thief finds work until the end */
+        chunk[j] = n_tiles / ((int64_t)nth_max * 16) > 1 ? n_tiles / ((int64_t)nth_max * 16) : 1;
+        for (int i = 0; i < nth_max; i++)
+            atomic_init(&share[j][i], range_pack(n_tiles * i / nth_max, n_tiles * (i + 1) / nth_max));
+    }
 #pragma omp parallel num_threads(nth_max)
     {
         const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -154,12 +192,20 @@ static void mm_run(float *const *out, const float *x, const herd_weight *const *
             isa->prep(&a, x, w[0]->type, T, n_units * ith / nth, n_units * (ith + 1) / nth);
 #pragma omp barrier
         }
-        for (int j = 0; j < n; j++) {
-            const int64_t tile = mm_tile(isa, w[j], T), n_tiles = (w[j]->oc + tile - 1) / tile;
-            const int64_t t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
-            const int64_t r0 = t0 * tile, r1 = t1 * tile < w[j]->oc ? t1 * tile : w[j]->oc;
-            if (r0 < r1) isa->rows(out[j], &a, w[j], T, r0, r1);
-        }
+        if (nth < nth_max) /* fewer threads than asked: the missing ones' shares go to thread 0 */
+            for (int j = 0; j < n && ith == 0; j++)
+                for (int i = nth; i < nth_max; i++) {
+                    int64_t t0, t1;
+                    while (range_claim(&share[j][i], chunk[j], 0, &t0, &t1))
+                        isa->rows(out[j], &a, w[j], T, t0 * tile[j], t1 * tile[j] < w[j]->oc ? t1 * tile[j] : w[j]->oc);
+                }
+        for (int j = 0; j < n; j++)
+            for (int v = 0; v < nth; v++) { /* own share first, then the others' from their back */
+                const int i = (ith + v) % nth;
+                int64_t t0, t1;
+                while (range_claim(&share[j][i], chunk[j], v != 0, &t0, &t1))
+                    isa->rows(out[j], &a, w[j], T, t0 * tile[j], t1 * tile[j] < w[j]->oc ? t1 * tile[j] : w[j]->oc);
+            }
     }
 }
 
