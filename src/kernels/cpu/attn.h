@@ -30,6 +30,10 @@ typedef struct {
     const char *name;
     int (*supports)(int type, int HS);
     attn_page_fn page[3]; /* by attn_type_index: F32, F16, Q8_0 */
+    /* NULL, or: kw (HS, ATTN_PAGE) / vw (ATTN_PAGE, HS) = the F16 or Q8_0 tiles kt /
+     * vt as f32, in the F32 tiles' layout, each value exactly as page[1] / page[2]
+     * widen it, so page[0] on them gives bitwise what page[1] / page[2] give */
+    void (*widen)(float *kw, float *vw, const uint8_t *kt, const uint8_t *vt, int type, int HS);
 } attn_isa;
 
 static inline int attn_type_index(int type) {

@@ -170,4 +170,27 @@ static int z_supports(int type, int HS) {
     return ((type == HERD_F32 || type == HERD_F16) && HS % 16 == 0) || (type == HERD_Q8_0 && HS % 32 == 0);
 }
 
-const attn_isa attn_isa_avx512 = { "avx512", z_supports, { z_page_f32, z_page_f16, z_page_q8_0 } };
+/* attn.h's widen: the values scores() / values() would make, stored. */
+static void z_widen(float *kw, float *vw, const uint8_t *kt, const uint8_t *vt, int type, int HS) {
+    const int n = HS * ATTN_PAGE;
+    if (type == HERD_F16) {
+        for (int i = 0; i < n; i += 16) {
+            _mm512_storeu_ps(kw + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)kt + i))));
+            _mm512_storeu_ps(vw + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)vt + i))));
+        }
+        return;
+    }
+    const uint16_t *ds = (const uint16_t *)(kt + (size_t)HS * ATTN_PAGE);
+    for (int d = 0; d < HS; d++)
+        for (int z = 0; z < 4; z++) {
+            const __m512 dk = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ds + (size_t)(d / 32) * ATTN_PAGE + 16 * z)));
+            _mm512_storeu_ps(kw + (size_t)d * ATTN_PAGE + 16 * z,
+                             _mm512_mul_ps(q8_16((const int8_t *)kt + (size_t)d * ATTN_PAGE + 16 * z), dk));
+        }
+    const block_q8_0 *b = (const block_q8_0 *)vt;
+    for (int i = 0; i < n / 32; i++)
+        for (int h = 0; h < 2; h++)
+            _mm512_storeu_ps(vw + 32 * i + 16 * h, _mm512_mul_ps(q8_16(b[i].qs + 16 * h), _mm512_set1_ps(_cvtsh_ss(b[i].d))));
+}
+
+const attn_isa attn_isa_avx512 = { "avx512", z_supports, { z_page_f32, z_page_f16, z_page_q8_0 }, z_widen };

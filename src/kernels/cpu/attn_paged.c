@@ -32,9 +32,19 @@ enum { HEAD_GROUP = 4 }; /* query heads per page-kernel call (attn.h: nr <= 4) *
  * 512: 6.66-7.36; at 14336, 16 rows 14.1-15.6, 128: 11.7-13.1 */
 enum { ROW_BLOCK = 128 };
 
+/* An item of at least WIDEN_ROWS query rows over an F16 / Q8_0 cache widens each
+ * page's tiles to f32 once (attn.h: bitwise the same results) instead of in
+ * every page-kernel call, i.e. once per query row. */
+enum { WIDEN_ROWS = 4, WIDEN_MAX_HS = 128 };
+static _Thread_local float wide_k[WIDEN_MAX_HS * ATTN_PAGE] __attribute__((aligned(64)));
+static _Thread_local float wide_v[WIDEN_MAX_HS * ATTN_PAGE] __attribute__((aligned(64)));
+
 void attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv, int pos0, int T,
                              int NH, float *scratch) {
-    const attn_page_fn page = attn_pick(kv->type, kv->HS)->page[attn_type_index(kv->type)];
+    const attn_isa *isa = attn_pick(kv->type, kv->HS);
+    const attn_page_fn page_own = isa->page[attn_type_index(kv->type)];
+    const int can_widen = isa->widen && kv->type != HERD_F32 && kv->HS <= WIDEN_MAX_HS &&
+                          isa->supports(HERD_F32, kv->HS);
     const int NKV = kv->NKV, HS = kv->HS, rep = NH / NKV;
     const float scale = 1.0f / sqrtf((float)HS);
     float *m = scratch, *l = scratch + (size_t)T * NH; /* (T, NH) each */
@@ -47,6 +57,8 @@ void attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv
 #pragma omp parallel for schedule(dynamic, 1) if (n_items > 1)
     for (int it = 0; it < n_items; it++) {
         const int g = it % NKV, t0 = (it / NKV) * rb, t1 = t0 + rb < T ? t0 + rb : T;
+        const int widen = can_widen && t1 - t0 >= WIDEN_ROWS;
+        const attn_page_fn page = widen ? isa->page[0] : page_own;
         for (int t = t0; t < t1; t++)
             for (int h = g * rep; h < (g + 1) * rep; h++) {
                 const size_t i = (size_t)t * NH + h;
@@ -58,6 +70,11 @@ void attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv
         for (int j = 0; j < n_pages; j++) {
             const uint8_t *pg = kv->base + (size_t)(kv->pages[j] - 1) * kv->page_bytes + kv->layer_off;
             const uint8_t *kt = pg + (size_t)g * kv->tile_bytes, *vt = pg + (size_t)(NKV + g) * kv->tile_bytes;
+            if (widen) {
+                isa->widen(wide_k, wide_v, kt, vt, kv->type, HS);
+                kt = (const uint8_t *)wide_k;
+                vt = (const uint8_t *)wide_v;
+            }
             if (j + 1 < n_pages) { /* the next page's tiles are elsewhere in memory: fetch them now */
                 const uint8_t *nx = kv->base + (size_t)(kv->pages[j + 1] - 1) * kv->page_bytes + kv->layer_off;
                 const uint8_t *nk = nx + (size_t)g * kv->tile_bytes, *nv = nx + (size_t)(NKV + g) * kv->tile_bytes;
