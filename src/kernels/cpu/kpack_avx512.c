@@ -132,7 +132,7 @@ static void pack_row(uint8_t *dst, const herd_weight *w, int64_t quad, int r, co
 
 void zk_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1) {
     const size_t rb = kern_row_bytes(w->type, w->ic);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1) /* as zp_pack */
     for (int64_t quad = quad0; quad < quad1; quad++)
         for (int r = 0; r < ZP_QUAD; r++) {
             const int64_t row = quad * ZP_QUAD + r;

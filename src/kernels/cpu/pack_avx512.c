@@ -129,12 +129,15 @@ static void pack_group_part(const herd_weight *p, const uint8_t *src, size_t rb,
     }
 }
 
-/* Quads [quad0, quad1) of w into dst (threads split the quads); run once per weight. */
+/* Quads [quad0, quad1) of w into dst (threads take quads as they finish: a quad's
+ * first touch of fresh pages costs a page fault whose time varies; with a static
+ * split one thread waited for the other, the 1B F16 load took 2.7-6.2 s against
+ * 2.0-4.0 so, 5 of 6 interleaved pairs); run once per weight. */
 void zp_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1) {
     herd_weight p = *w;
     p.packed = dst;
     const size_t rb = kern_row_bytes(w->type, w->ic);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int64_t qd = quad0; qd < quad1; qd++) {
         if ((qd + 1) * ZP_QUAD <= w->oc) pack_quad_full(&p, w->data, rb, qd);
         else
