@@ -155,6 +155,12 @@ static int range_claim(_Atomic uint64_t *r, int64_t c, int back, int64_t *a, int
     }
 }
 
+/* Rows of tiles [t0, t1) of w (the last tile may be partial). */
+static void run_tiles(const mm_isa *isa, float *out, const mm_act *a, const herd_weight *w, int T, int64_t tile,
+                      int64_t t0, int64_t t1) {
+    isa->rows(out, a, w, T, t0 * tile, t1 * tile < w->oc ? t1 * tile : w->oc);
+}
+
 /* The n weights' matmuls over x in one parallel region: x prepared once (callers
  * pass weights of one type, input size and ISA), then each thread works through
  * its share of every weight's rows (outputs are disjoint: no barrier between
@@ -196,15 +202,13 @@ static void mm_run(float *const *out, const float *x, const herd_weight *const *
             for (int j = 0; j < n && ith == 0; j++)
                 for (int i = nth; i < nth_max; i++) {
                     int64_t t0, t1;
-                    while (range_claim(&share[j][i], chunk[j], 0, &t0, &t1))
-                        isa->rows(out[j], &a, w[j], T, t0 * tile[j], t1 * tile[j] < w[j]->oc ? t1 * tile[j] : w[j]->oc);
+                    while (range_claim(&share[j][i], chunk[j], 0, &t0, &t1)) run_tiles(isa, out[j], &a, w[j], T, tile[j], t0, t1);
                 }
         for (int j = 0; j < n; j++)
             for (int v = 0; v < nth; v++) { /* own share first, then the others' from their back */
                 const int i = (ith + v) % nth;
                 int64_t t0, t1;
-                while (range_claim(&share[j][i], chunk[j], v != 0, &t0, &t1))
-                    isa->rows(out[j], &a, w[j], T, t0 * tile[j], t1 * tile[j] < w[j]->oc ? t1 * tile[j] : w[j]->oc);
+                while (range_claim(&share[j][i], chunk[j], v != 0, &t0, &t1)) run_tiles(isa, out[j], &a, w[j], T, tile[j], t0, t1);
             }
     }
 }
