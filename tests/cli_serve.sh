@@ -14,25 +14,9 @@ trap cleanup EXIT
 has()  { grep -q -- "$2" "$1"; }                  # has FILE PATTERN
 C()    { curl -s --max-time 20 "$@"; }
 
-# start_server NAME ARGS...: starts herd serve on a free port; sets URL
-start_server() {
-    local name=$1; shift
-    $HERD serve --port 0 -t 1 "$@" 2>"$T/$name.log" &
-    local pid=$!; PIDS+=("$pid"); eval "${name}_pid=$pid"
-    for _ in $(seq 100); do
-        local port; port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\)\/$/\1/p' "$T/$name.log")
-        if [ -n "$port" ] && C "http://127.0.0.1:$port/health" | grep -q '"ok"'; then
-            URL="http://127.0.0.1:$port"; return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    bad "server $name did not start: $(cat "$T/$name.log")"; return 1
-}
-
 $HERD init -o "$T/m" --seed 1 --dim 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 >/dev/null 2>&1
 check "init" test -f "$T/m/config.json"
-start_server main -m "$T/m" --parallel 4 -c 1024 --max-body 65536 || exit 1
+start_server main -t 1 -m "$T/m" --parallel 4 -c 1024 --max-body 65536 || exit 1
 B=$URL
 
 # health, models, web page, metrics
@@ -167,7 +151,7 @@ fi
 kill -TERM "$main_pid"; wait "$main_pid"; check "SIGTERM exits 0" test $? -eq 0
 
 # --api-key, 429, and a SIGTERM that drains an in-flight request
-start_server auth -m "$T/m" --parallel 1 -c 512 --queue 1 --api-key s3cret || exit 1
+start_server auth -t 1 -m "$T/m" --parallel 1 -c 512 --queue 1 --api-key s3cret || exit 1
 A=$URL
 err "no key" 401 invalid_api_key $A/v1/models
 err "wrong key" 401 invalid_api_key -H 'Authorization: Bearer nope' $A/v1/models

@@ -17,21 +17,7 @@ metric() { C "$URL/metrics" | sed -n "s/^$1 //p"; }
 
 $HERD init -o "$T/m" --seed 3 --dim 128 --layers 4 --heads 4 --kv-heads 2 --head-dim 32 --ffn 384 >/dev/null 2>&1
 check "init" test -f "$T/m/config.json"
-# start_server LOG ARGS...: a server on a free port (its stderr in $T/LOG), its pid in
-# PIDS, URL set; stops the script if it does not come up
-start_server() {
-    local log=$T/$1; shift
-    $HERD serve --port 0 -t 2 -m "$T/m" "$@" 2>"$log" &
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\)\/$/\1/p' "$log")
-        [ -n "$port" ] && curl -s --max-time 2 "http://127.0.0.1:$port/health" | grep -q ok && break
-        sleep 0.1
-    done
-    URL="http://127.0.0.1:$port"
-    curl -s --max-time 2 "$URL/health" | grep -q ok || { bad "server did not start: $(cat "$log")"; summary; exit 1; }
-}
-start_server log --parallel 16 -c 2048
+start_server main -t 2 -m "$T/m" --parallel 16 -c 2048 || { summary; exit 1; }
 
 SYS="You are a careful assistant. Answer in one short sentence, without lists, and never repeat the question back to the user."
 chat() { # chat USER STREAM MAX_TOKENS
@@ -111,7 +97,7 @@ kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}"; check "SIGTERM exits 0" test $? -eq 
 
 # a pool too small for two long prompts at once: one fails with a message, the
 # other completes, the server stays up
-start_server log2 --parallel 2 -c 512 --kv-pages 6
+start_server small -t 2 -m "$T/m" --parallel 2 -c 512 --kv-pages 6 || { summary; exit 1; }
 Y=$(printf 'y%.0s' $(seq 300))
 C "$URL/v1/completions" -d '{"model":"m","prompt":"a'"$Y"'","max_tokens":8,"temperature":0}' > "$T/full1" &
 p1=$!
@@ -131,7 +117,7 @@ kill -TERM "${PIDS[1]}"; wait "${PIDS[1]}"; check "SIGTERM exits 0 (small pool)"
 # a random model may end a decode at any token, a prompt cannot end early).
 expect_err "--linger -1 is refused" "linger" $HERD serve -m "$T/m" --linger -1
 expect_err "--linger x is refused" "linger" $HERD serve -m "$T/m" --linger x
-start_server log3 --parallel 2 -c 32768 --linger 400
+start_server linger -t 2 -m "$T/m" --parallel 2 -c 32768 --linger 400 || { summary; exit 1; }
 seq 1 4000 | tr '\n' ' ' | jq -Rc '{model: "m", prompt: ., max_tokens: 1, temperature: 0}' > "$T/long.json"
 C "$URL/v1/completions" -d @"$T/long.json" > "$T/long_out" &
 pa=$!

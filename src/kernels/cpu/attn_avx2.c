@@ -158,4 +158,4 @@ static int a2_supports(int type, int HS) {
     return ((type == HERD_F32 || type == HERD_F16) && HS % 16 == 0) || (type == HERD_Q8_0 && HS % 32 == 0);
 }
 
-const attn_isa attn_isa_avx2 = { "avx2", a2_supports, { a2_page_f32, a2_page_f16, a2_page_q8_0  }, NULL };
+const attn_isa attn_isa_avx2 = { "avx2", a2_supports, { a2_page_f32, a2_page_f16, a2_page_q8_0 }, NULL };

@@ -198,15 +198,12 @@ static void mm_run(float *const *out, const float *x, const herd_weight *const *
             isa->prep(&a, x, w[0]->type, T, n_units * ith / nth, n_units * (ith + 1) / nth);
 #pragma omp barrier
         }
-        if (nth < nth_max) /* fewer threads than asked: the missing ones' shares go to thread 0 */
-            for (int j = 0; j < n && ith == 0; j++)
-                for (int i = nth; i < nth_max; i++) {
-                    int64_t t0, t1;
-                    while (range_claim(&share[j][i], chunk[j], 0, &t0, &t1)) run_tiles(isa, out[j], &a, w[j], T, tile[j], t0, t1);
-                }
+        /* own share first, then the others' from their back (with fewer threads
+         * than asked, as nested in a parallel region, the missing threads' shares
+         * are only ever taken that way) */
         for (int j = 0; j < n; j++)
-            for (int v = 0; v < nth; v++) { /* own share first, then the others' from their back */
-                const int i = (ith + v) % nth;
+            for (int v = 0; v < nth_max; v++) {
+                const int i = (ith + v) % nth_max;
                 int64_t t0, t1;
                 while (range_claim(&share[j][i], chunk[j], v != 0, &t0, &t1)) run_tiles(isa, out[j], &a, w[j], T, tile[j], t0, t1);
             }

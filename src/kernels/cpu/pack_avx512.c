@@ -129,10 +129,10 @@ static void pack_group_part(const herd_weight *p, const uint8_t *src, size_t rb,
     }
 }
 
-/* Quads [quad0, quad1) of w into dst (threads take quads as they finish: a quad's
- * first touch of fresh pages costs a page fault whose time varies; with a static
- * split one thread waited for the other, the 1B F16 load took 2.7-6.2 s against
- * 2.0-4.0 so, 5 of 6 interleaved pairs); run once per weight. */
+/* Quads [quad0, quad1) of w into dst, run once per weight. Threads take quads as
+ * they finish: a quad's first touch of fresh pages costs a page fault whose time
+ * varies, and with a static split one thread waited for the other (1B F16 load,
+ * interleaved pairs: median ~3.7 s static, ~3.1 s dynamic, faster in 5 of 6). */
 void zp_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1) {
     herd_weight p = *w;
     p.packed = dst;
