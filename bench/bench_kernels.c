@@ -1,7 +1,8 @@
 /* bench_kernels.c - matmul speed per weight type (not part of the tests).
  *   shapes: OC x IC = 2048 x 2048 and 8192 x 2048, T = 1 (GB/s of weights read;
  *           enough copies of the weight are cycled to defeat the 32 MiB L3) and
- *           T = 128 (GFLOP/s, 2 flops per multiply-add);
+ *           T = 128 (GFLOP/s, 2 flops per multiply-add); weights packed where this
+ *           CPU packs them (as a model's are);
  *   decode: the matmuls of one Llama 3.2 1B token (16 layers of q k v o gate up
  *           down + the 128256-row output), weights in memory, as tokens/s: the
  *           kernel-only ceiling of herd's decode, to hold against llama.cpp's tg
@@ -66,7 +67,10 @@ static void bench_shape(int type, int64_t oc, int64_t ic, int T, herd_rng *rng) 
     if (n_copies > 64) n_copies = 64;
     herd_weight *w = calloc((size_t)n_copies, sizeof *w);
     void *data = make_rows(type, oc * n_copies, ic, rng);
-    for (int c = 0; c < n_copies; c++) w[c] = (herd_weight){ type, (uint8_t *)data + (size_t)c * bytes, ic, oc, NULL };
+    for (int c = 0; c < n_copies; c++) { /* packed as herd_model_load packs them, where this CPU packs */
+        w[c] = (herd_weight){ type, (uint8_t *)data + (size_t)c * bytes, ic, oc, NULL };
+        matmul_pack(&w[c], NULL, NULL);
+    }
     float *x = malloc((size_t)T * ic * 4), *out = malloc((size_t)T * oc * 4);
     void *scratch = aligned_alloc(64, (matmul_scratch_size(type, T, ic) + 63) & ~(size_t)63);
     for (size_t i = 0; i < (size_t)T * ic; i++) x[i] = (float)herd_rng_normal(rng);
@@ -80,8 +84,9 @@ static void bench_shape(int type, int64_t oc, int64_t ic, int T, herd_rng *rng) 
     } while (el < 0.5 || iters < 3);
     const double per = el / iters, cpu = (cpu_now() - c0) / iters;
     printf("%-5s %-6s %5lld x %-5lld T %-4d %8.1f us (cpu %8.1f us)  %6.1f GB/s  %7.1f GFLOP/s\n", herd_type_name(type),
-           herd_cpu_matmul_path(type), (long long)oc, (long long)ic, T, per * 1e6, cpu * 1e6, bytes / per * 1e-9,
+           w[0].packed ? "packed" : herd_cpu_matmul_path(type), (long long)oc, (long long)ic, T, per * 1e6, cpu * 1e6, bytes / per * 1e-9,
            2.0 * oc * ic * T / per * 1e-9);
+    for (int c = 0; c < n_copies; c++) matmul_unpack(&w[c]);
     free(scratch); free(x); free(out); free(data); free(w);
 }
 

@@ -5,7 +5,11 @@
  *
  * Tolerances: err = ||fast - ref||_2 / ||ref||_2 over the whole output.
  *  - F32 / F16 weights: 1e-5 (float summation order only).
- *  - BF16: widened exactly to f32 on every path, x unrounded: 1e-5 as F32.
+ *  - BF16: AVX2 / scalar widen w exactly to f32, x unrounded: 1e-5 as F32.
+ *    AVX-512 rounds x to bf16 (vdpbf16ps, cpu/cpu.h): 5e-3 vs the f32 reference
+ *    (x's relative rounding error is uniform within 2^-9: ~1e-3 of a dot),
+ *    1e-5 vs the reference on the rounded x; and bitwise the same with the
+ *    instruction or its FMA form, packed or not, denormals flushed.
  *  - K-quants quantize x to int8 per 256 (as llama.cpp's Q8_K): 2e-2 vs the f32
  *    reference, 1e-5 vs the reference on the quantized-then-dequantized x.
  *  - Q8_0 / Q4_0 quantize x to int8 per 32-block (step amax/127 ~ 0.017 for
@@ -182,6 +186,9 @@ static void test_matmul_case(int type, int64_t ic, int64_t oc, int T) {
                 for (int j = 0; j < 256; j++) xr[b * 256 + j] = (float)lrintf(x[b * 256 + j] * id) * d;
             }
             tol_f32 = 2e-2;
+        } else if (type == HERD_BF16 && isa == HERD_ISA_AVX512) {
+            for (int64_t i = 0; i < (int64_t)T * ic; i++) xr[i] = herd_bf16_to_f32(herd_f32_to_bf16(x[i]));
+            tol_f32 = 5e-3;
         }
         matmul_forward_ref(ref_r, xr, &w, T);
         memset(scratch, 0xAA, ssz); /* stale scratch must not leak into results */
@@ -198,7 +205,7 @@ static void test_matmul_case(int type, int64_t ic, int64_t oc, int T) {
         CHECKF(er <= 1e-5, "%s ic %lld oc %lld T %d path %s: err vs ref on rounded x %.3g",
                herd_type_name(type), (long long)ic, (long long)oc, T, path, er);
         if (isa == 0) memcpy(out_sc, out, (size_t)T * oc * 4);
-        else {
+        else if (tol_f32 == 1e-5) { /* the same x as the scalar path */
             double es = rel_err_floor(out, out_sc, n, floor);
             CHECKF(es <= 1e-5, "%s ic %lld T %d: %s vs scalar %.3g", herd_type_name(type), (long long)ic, T, path, es);
         }
@@ -323,6 +330,67 @@ static void test_matmul_packed(void) {
             free((void *)w.data);
         }
     free(x); free(one); free(out);
+}
+
+/* BF16 on AVX-512 (cpu/cpu.h): vdpbf16ps (packed) and its FMA form (packed with
+ * the instruction turned off, and the unpacked GEMM) bitwise equal, for odd and
+ * even IC (an odd IC's padded pair), every token tile and k-block, with denormal
+ * x and w in the data (the instruction reads them as zero; the FMA form must
+ * flush them the same way). */
+static void test_matmul_bf16(void) {
+    if (max_isa < HERD_ISA_AVX512) {
+        printf("  bf16 matmul: skipped (no AVX-512)\n");
+        return;
+    }
+    printf("  bf16 matmul: vdpbf16ps %s\n", herd_cpu()->avx512bf16 ? "on this CPU" : "absent (FMA form only)");
+    static const int64_t ics[] = { 45, 1101, 4100 };
+    static const int Ts[] = { 1, 5, 17, 40 };
+    const int64_t oc = 70;
+    const int TMAX = 40;
+    for (int ii = 0; ii < 3; ii++) {
+        const int64_t ic = ics[ii];
+        herd_weight w = { HERD_BF16, make_weight(HERD_BF16, oc, ic), ic, oc, NULL };
+        uint16_t *wr = (uint16_t *)w.data;
+        /* denormal weights here and there, and all of row 7: the instruction's sum is 0 there */
+        for (int64_t i = 3; i < oc * ic; i += 97) wr[i] = (uint16_t)((i & 1 ? 0x8000u : 0) | (1 + i % 0x7f));
+        for (int64_t i = 7 * ic; i < 8 * ic; i++) wr[i] = (uint16_t)((i & 1 ? 0x8000u : 0) | (1 + i % 0x7f));
+        float *x = xmalloc((size_t)TMAX * ic * 4), *one = xmalloc((size_t)TMAX * oc * 4), *out = xmalloc((size_t)TMAX * oc * 4);
+        float *ref = xmalloc((size_t)TMAX * oc * 4);
+        fill_normal(x, (size_t)TMAX * ic, 1.0f);
+        /* denormal x here and there, and all of token 2's (its outputs: 0) */
+        for (int64_t i = 5; i < TMAX * ic; i += 31) x[i] = (i & 1 ? -1e-39f : 1.5e-39f) * (float)(1 + i % 7); /* < 2^-126 */
+        for (int64_t i = 2 * ic; i < 3 * ic; i++) x[i] = (i & 1 ? -1e-39f : 1.5e-39f) * (float)(1 + i % 7); /* < 2^-126 */
+        uint8_t *scratch = xmalloc(matmul_scratch_size(HERD_BF16, TMAX, ic));
+        for (int t = 0; t < TMAX; t++) matmul_forward(one + (size_t)t * oc, x + (size_t)t * ic, &w, 1, scratch);
+        /* the same against the f32 reference on x rounded to bf16, denormals as zero */
+        float *xr = xmalloc((size_t)TMAX * ic * 4);
+        for (int64_t i = 0; i < TMAX * ic; i++) xr[i] = fabsf(x[i]) < 1.1754944e-38f ? 0.0f : herd_bf16_to_f32(herd_f32_to_bf16(x[i]));
+        matmul_forward_ref(ref, xr, &w, TMAX);
+        const double e = rel_err_floor(one, ref, (size_t)TMAX * oc, sqrt((double)TMAX * oc * ic) * 0.05);
+        CHECKF(e <= 1e-5, "bf16 IC %lld: unpacked vs reference on rounded x %.3g", (long long)ic, e);
+        int zeros = 1;
+        for (int t = 0; t < TMAX; t++) zeros &= one[(size_t)t * oc + 7] == 0.0f;
+        for (int64_t o = 0; o < oc; o++) zeros &= one[2 * oc + o] == 0.0f;
+        CHECKF(zeros, "bf16 IC %lld: denormal w (row 7) or x (token 2) not read as zero", (long long)ic);
+        CHECKF(matmul_pack(&w, NULL, NULL) > 0, "matmul_pack BF16 IC %lld", (long long)ic);
+        for (int off = 0; off < 2; off++) {
+            herd_cpu_force_bf16dot_off(off);
+            for (int k = 0; k < 4; k++) {
+                const int T = Ts[k];
+                for (size_t i = 0; i < (size_t)TMAX * oc; i++) out[i] = NAN;
+                for (int t0 = 0; t0 < TMAX; t0 += T)
+                    matmul_forward(out + (size_t)t0 * oc, x + (size_t)t0 * ic, &w, TMAX - t0 < T ? TMAX - t0 : T, scratch);
+                const int bad = first_diff_row(out, one, TMAX, oc);
+                CHECKF(bad < 0, "bf16 IC %lld packed %s T %d: row %d differs from unpacked (%.9g vs %.9g)", (long long)ic,
+                       off ? "FMA form" : "vdpbf16ps", T, bad, bad < 0 ? 0.0 : out[(size_t)bad * oc],
+                       bad < 0 ? 0.0 : one[(size_t)bad * oc]);
+            }
+        }
+        herd_cpu_force_bf16dot_off(0);
+        matmul_unpack(&w);
+        free(scratch); free(x); free(xr); free(one); free(out); free(ref);
+        free((void *)w.data);
+    }
 }
 
 /* Packed K-quants (AVX-512 only): against the weights dequantized by the scalar
@@ -716,6 +784,7 @@ int main(void) {
     test_matmul();
     test_matmul_batch_invariance();
     test_matmul_packed();
+    test_matmul_bf16();
     test_matmul_kpacked();
     test_matmul_n();
     test_matmul_threads();

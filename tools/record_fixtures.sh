@@ -68,7 +68,7 @@ record() {
 # do not edit. Recorded $(date -u +%Y-%m-%d) with node-llama-cpp $NLC_VER (llama.cpp commit 80fb11ac,
 # CPU), node $NODE_VER, numpy $NP_VER (Debian /usr/bin/python3, float64).
 # Model: herd init -o DIR --gguf DIR/F32.gguf --type F32 $shape --seed $seed
-#   (and --type Q8_0 / --type Q4_0 into other files: same seed => same bf16 weights);
+#   (and --type BF16 / --type Q8_0 / --type Q4_0 into other files: same seed => same bf16 weights);
 #   byte vocabulary, 512 tokens (0..255 bytes, 256 BOS), llama3 rope scaling factor 8.
 # Format: one 'key value...' per line, '#' starts a comment line. Keys:
 #   dim layers heads kv_heads head_dim (0: dim/heads) ffn tie seed: herd_init_model config
@@ -85,6 +85,10 @@ record() {
 #   nll_q8 / nll_q4 X   llama.cpp mean NLL of the same ids on the Q8_0 / Q4_0 GGUF:
 #                         node llamacpp.mjs logits FILE IDS --top 512 --kv f32 --json | nll_ref.py llnll
 #   greedy_q8 / greedy_q4 IDS, gaps_q8 / gaps_q4 G...: llama.cpp greedy on those files (--kv f32)
+#   greedy_bf16 IDS     llama.cpp greedy on BF16.gguf (rounds activations to bf16 before each
+#   gaps_bf16 G...        matmul), flags as for greedy_f32; its per-step gaps
+#   nll_bf16 X          llama.cpp mean NLL of the prompt ids on BF16.gguf, as nll_q8
+#                         (absent for a long-context fixture)
 # Cross-check: $agree.
 HDR
     local -a sh=($shape); local dim=64 layers=2 heads=4 kvh=2 hd=0 ffn=192 tie=0
@@ -100,6 +104,16 @@ HDR
     echo "n_gen $ngen"
     echo "greedy_f32 $ll_greedy"; echo "gaps_f32 $ll_gaps"
     echo "greedy_np $np_greedy"; echo "gaps_np $np_gaps"
+    # BF16 GGUF: bf16 weights as stored in the HF dir, bf16-rounded activations in llama.cpp
+    $HERD init -o "$D/hf_BF16" --gguf "$D/BF16.gguf" --type BF16 $shape --seed "$seed" 2>/dev/null
+    cmp -s "$D/hf/model.safetensors" "$D/hf_BF16/model.safetensors" || { echo "$name: BF16 weights differ" >&2; exit 1; }
+    node "$O/llamacpp.mjs" greedy "$D/BF16.gguf" "$(csv $ids)" "$ngen" --kv f32 $ctxflag --json > "$D/g_BF16.json"
+    echo "greedy_bf16 $(jq -r '.generated | map(tostring) | join(" ")' "$D/g_BF16.json")"
+    echo "gaps_bf16 $(jq -r '.steps | map(.margin * 10000 | round / 10000 | tostring) | join(" ")' "$D/g_BF16.json")"
+    if [ "$nlong" -eq 0 ]; then
+        node "$O/llamacpp.mjs" logits "$D/BF16.gguf" "$(csv $ids)" --top 512 --kv f32 --json > "$D/l_BF16.json"
+        echo "nll_bf16 $($PY tools/nll_ref.py llnll "$D/l_BF16.json")"
+    fi
     if [ "$nlong" -eq 0 ]; then
         echo "nll_np $($PY tools/nll_ref.py nll "$D/hf" "$(csv $ids)")"
         local q tag

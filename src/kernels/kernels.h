@@ -45,6 +45,9 @@ enum { HERD_ISA_SCALAR = 0, HERD_ISA_AVX2 = 1, HERD_ISA_AVX512 = 2 };
 void herd_cpu_force_isa(int max_isa);
 int herd_cpu_isa(void);
 const char *herd_cpu_matmul_path(int type);
+/* off = 1: AVX-512's BF16 matmul runs its FMA form instead of vdpbf16ps (bitwise
+ * the same: cpu/cpu.h), so tests check one against the other; 0: the CPU decides. */
+void herd_cpu_force_bf16dot_off(int off);
 
 /* out (n) = the n elements of a row of weight type, dequantized. n is a multiple
  * of the type's block size. */

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "herd.h"
 #include "kernels/kernels.h"
@@ -53,6 +54,8 @@ typedef struct {
     const float *dl;      /* (T, nb, 8) scale expanded to SIMD lanes, ISA order */
     const int32_t *corr;  /* (T, nb, 8) integer correction that starts each lane */
     const int16_t *xs;    /* K-quants: (T, IC/16) sum of each 16 quantized x (q, d per 256) */
+    const uint32_t *xb;   /* BF16 weights (AVX-512): (T, (IC + 1) / 2) x rounded to bf16
+                           * (z_bf16_round), inputs 2p and 2p + 1 in the low and high half */
     int64_t ic, nb;
     int gemm;             /* 1: the ISA's prefill GEMM runs (natural x order) */
 } mm_act;
@@ -120,11 +123,39 @@ static inline const uint8_t *zp_q(const herd_weight *w, int64_t g, int64_t b) {
 static inline const uint16_t *zp_d(const herd_weight *w, int64_t g, int64_t b) {
     return (const uint16_t *)(zp_block(w, g / 4, b) + 4 * zp_qblock(w->type)) + (g % 4) * ZP_ROWS;
 }
-/* F32 / F16 / BF16: group g's 16 values of input k (64 or 32 bytes) */
+/* F32 / F16: group g's 16 values of input k (64 or 32 bytes) */
 static inline const void *zp_f(const herd_weight *w, int64_t g, int64_t k) {
     const size_t es = w->type == HERD_F32 ? 4 : 2;
     return (const uint8_t *)w->packed + (((size_t)(g / 4) * (size_t)w->ic + (size_t)k) * 4 + (size_t)(g % 4)) * ZP_ROWS * es;
 }
+/* BF16: group g's 16 dwords of input pair p (inputs 2p in the low half, 2p + 1 in
+ * the high; an odd IC's last pair has a zero high half): vdpbf16ps's operand */
+static inline int64_t zp_npairs(const herd_weight *w) { return (w->ic + 1) / 2; }
+static inline const uint32_t *zp_pair(const herd_weight *w, int64_t g, int64_t p) {
+    return (const uint32_t *)w->packed + ((size_t)(g / 4) * (size_t)zp_npairs(w) + (size_t)p) * ZP_QUAD + (size_t)(g % 4) * ZP_ROWS;
+}
+
+/* BF16 weights on AVX-512 take x rounded to bf16 and compute, per output, in input
+ * pair order: acc += w[2p+1] x[2p+1], then acc += w[2p] x[2p], each rounded to
+ * f32 (products of two bf16 are exact in f32): what vdpbf16ps does, and what
+ * llama.cpp's BF16 matmul and PyTorch's bf16 inference compute. Where the CPU
+ * lacks AVX512_BF16 two FMAs do the same, bitwise (checked on 3.2M random pairs
+ * on Zen 5 and by test_kernels), except that the instruction treats denormal
+ * inputs as zero and flushes denormal sums: z_bf16_round flushes x, the packing
+ * flushes w, and sums below 2^-126 do not occur in a model. The other ISAs keep
+ * BF16 exact (x unrounded). z_bf16dot: use the instruction (CPU has it, tests
+ * did not turn it off: herd_cpu_force_bf16dot). */
+int z_bf16dot(void);
+/* f to bf16 as vcvtneps2bf16: nearest even, denormals to signed zero, NaN quiet */
+static inline uint16_t z_bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+/* bf16 h with a denormal flushed to its signed zero (as vdpbf16ps reads it) */
+static inline uint16_t z_bf16_flush(uint16_t h) { return (h & 0x7f80u) ? h : (uint16_t)(h & 0x8000u); }
 /* K-quants (kpack_avx512.c), per quad and 256-element super-block, one unit:
  *   Q4_K (9472 bytes): d [64 rows] f16, dmin [64] f16, sc [8 sub-blocks][64] u8,
  *     m [8][64] u8, then per sub-block the 4 groups' nibbles as Q4_0's (4 x 64

@@ -44,6 +44,10 @@ const herd_cpu_features *herd_cpu(void) {
     return &cpu_feat;
 }
 
+static int bf16dot_off;
+void herd_cpu_force_bf16dot_off(int off) { bf16dot_off = off; }
+int z_bf16dot(void) { return herd_cpu()->avx512bf16 && !bf16dot_off; }
+
 void herd_cpu_force_isa(int max_isa) { isa_cap = max_isa < 0 ? HERD_ISA_AVX512 : max_isa; }
 void herd_cpu_force_scalar(int on) { herd_cpu_force_isa(on ? HERD_ISA_SCALAR : -1); }
 
@@ -193,7 +197,7 @@ static void mm_run(float *const *out, const float *x, const herd_weight *const *
         const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
         mm_act a;
         int64_t n_units = isa->layout(&a, x, w[0]->type, T, w[0]->ic, scratch);
-        if (small && !a.q) n_units = 0; /* float types: the packed kernel reads x as it is */
+        if (small && !a.q && !a.xb) n_units = 0; /* F32 / F16: the packed kernel reads x as it is */
         if (n_units > 0) {
             isa->prep(&a, x, w[0]->type, T, n_units * ith / nth, n_units * (ith + 1) / nth);
 #pragma omp barrier

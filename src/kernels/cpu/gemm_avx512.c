@@ -35,6 +35,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/simd_avx512.h"
 
@@ -74,6 +75,7 @@ int64_t gemm_z_layout(mm_act *a, const float *x, int type, int T, int64_t ic, vo
     if (type != HERD_Q8_0 && type != HERD_Q4_0) {
         const int64_t tf = (T + GEMM_FT - 1) / GEMM_FT * GEMM_FT;
         a->xp = mm_carve(&p, (size_t)tf * ic * sizeof(float));
+        if (type == HERD_BF16) a->xb = mm_carve(&p, (size_t)T * (size_t)((ic + 1) / 2) * sizeof(uint32_t));
         return (ic + GEMM_PREP_K - 1) / GEMM_PREP_K;
     }
     const int64_t tq = (T + GEMM_QT - 1) / GEMM_QT * GEMM_QT;
@@ -96,7 +98,18 @@ void gemm_z_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, i
         for (int64_t t = 0; t < T; t++) {
             float *dst = (float *)a->xp + (t / GEMM_FT) * a->ic * GEMM_FT + t % GEMM_FT;
             const float *src = x + t * a->ic;
-            for (int64_t k = k0; k < k1; k++) dst[k * GEMM_FT] = src[k];
+            if (type != HERD_BF16) {
+                for (int64_t k = k0; k < k1; k++) dst[k * GEMM_FT] = src[k];
+                continue;
+            }
+            /* BF16: x rounded (cpu.h), as pairs for the packed kernels, as f32 here */
+            uint32_t *xb = (uint32_t *)a->xb + t * ((a->ic + 1) / 2);
+            for (int64_t k = k0; k < k1; k += 2) { /* k0 even: GEMM_PREP_K is */
+                const uint16_t lo = z_bf16_round(src[k]), hi = k + 1 < k1 ? z_bf16_round(src[k + 1]) : 0;
+                xb[k / 2] = lo | (uint32_t)hi << 16;
+                dst[k * GEMM_FT] = herd_bf16_to_f32(lo);
+                if (k + 1 < k1) dst[(k + 1) * GEMM_FT] = herd_bf16_to_f32(hi);
+            }
         }
         return;
     }
@@ -269,10 +282,13 @@ static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
                     _mm512_store_ps(dst + k * 32, _mm512_load_ps(zp_f(w, g, k0 + k)));
                     continue;
                 }
-                const __m256i h = _mm256_load_si256((const __m256i *)zp_f(w, g, k0 + k));
-                _mm512_store_ps(dst + k * 32, w->type == HERD_BF16
-                    ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
-                    : _mm512_cvtph_ps(h));
+                if (w->type == HERD_BF16) { /* pairs, already flushed */
+                    const __m512i pr = _mm512_load_si512(zp_pair(w, g, (k0 + k) / 2));
+                    _mm512_store_si512(dst + k * 32, (k0 + k) % 2 ? _mm512_and_si512(pr, _mm512_set1_epi32((int)0xFFFF0000u))
+                                                                : _mm512_slli_epi32(pr, 16));
+                    continue;
+                }
+                _mm512_store_ps(dst + k * 32, _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)zp_f(w, g, k0 + k))));
             }
             continue;
         }
@@ -286,8 +302,9 @@ static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
                     if (w->type == HERD_F32) {
                         _mm512_store_si512(dst + (k + c) * 32, col[c]);
                     } else if (w->type == HERD_BF16) {
-                        _mm512_store_si512(dst + (k + 2 * c) * 32, _mm512_slli_epi32(col[c], 16));
-                        _mm512_store_si512(dst + (k + 2 * c + 1) * 32, _mm512_and_si512(col[c], _mm512_set1_epi32((int)0xFFFF0000u)));
+                        const __m512i pr = bf16_flush_pairs(col[c]);
+                        _mm512_store_si512(dst + (k + 2 * c) * 32, _mm512_slli_epi32(pr, 16));
+                        _mm512_store_si512(dst + (k + 2 * c + 1) * 32, _mm512_and_si512(pr, _mm512_set1_epi32((int)0xFFFF0000u)));
                     } else {
                         _mm512_store_ps(dst + (k + 2 * c) * 32, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(col[c])));
                         _mm512_store_ps(dst + (k + 2 * c + 1) * 32, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(col[c], 16))));
@@ -303,8 +320,9 @@ static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
         for (; k + 2 <= nk; k += 2) { /* one dword = elements k, k + 1 of each row */
             const __m512i g = _mm512_mask_i32gather_epi32(z, m, vidx, base + 2 * k, 1);
             if (w->type == HERD_BF16) {
-                _mm512_store_si512(dst + k * 32, _mm512_slli_epi32(g, 16));
-                _mm512_store_si512(dst + k * 32 + 32, _mm512_and_si512(g, _mm512_set1_epi32((int)0xFFFF0000u)));
+                const __m512i pr = bf16_flush_pairs(g);
+                _mm512_store_si512(dst + k * 32, _mm512_slli_epi32(pr, 16));
+                _mm512_store_si512(dst + k * 32 + 32, _mm512_and_si512(pr, _mm512_set1_epi32((int)0xFFFF0000u)));
             } else {
                 _mm512_store_ps(dst + k * 32, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)));
                 _mm512_store_ps(dst + k * 32 + 32, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
@@ -313,7 +331,10 @@ static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
         if (k < nk) { /* odd tail: 16-bit loads (a dword could run past the last row) */
             uint16_t h[16] = { 0 };
             for (int j = 0; j < 16; j++)
-                if (m >> j & 1) memcpy(&h[j], base + (size_t)j * rb + 2 * k, 2);
+                if (m >> j & 1) {
+                    memcpy(&h[j], base + (size_t)j * rb + 2 * k, 2);
+                    if (w->type == HERD_BF16) h[j] = z_bf16_flush(h[j]);
+                }
             const __m256i hv = _mm256_loadu_si256((const __m256i *)h);
             _mm512_store_ps(dst + k * 32, w->type == HERD_BF16
                 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hv), 16))
@@ -322,8 +343,11 @@ static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
     }
 }
 
+/* BF16 (pairs = 1): inputs in pair order, k + 1 before k (cpu.h), x rounded by
+ * prep; an odd IC's last input adds the zero high half first, as the packed
+ * kernels' padded pair does. k0 is even (KCF is). */
 INLINE void f_kernel(float *out, int64_t oc, const mm_act *a, int64_t r, int n, int64_t k0,
-                     int nk, int t0, int first, const int TT) {
+                     int nk, int t0, int first, const int TT, const int pairs) {
     const __mmask16 m0 = vec_mask(n), m1 = vec_mask(n - 16);
     __m512 acc[2][12];
     UNROLL
@@ -333,13 +357,25 @@ INLINE void f_kernel(float *out, int64_t oc, const mm_act *a, int64_t r, int n, 
         acc[1][t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, o + 16);
     }
     const float *xk = a->xp + ((t0 / GEMM_FT) * a->ic + k0) * GEMM_FT + t0 % GEMM_FT;
-    for (int k = 0; k < nk; k++) {
-        const __m512 w0 = _mm512_load_ps(panel.f + k * 32), w1 = _mm512_load_ps(panel.f + k * 32 + 16);
+    for (int kk = 0; kk < nk; kk += 1 + pairs) {
         UNROLL
-        for (int t = 0; t < TT; t++) {
-            const __m512 xb = _mm512_set1_ps(xk[k * GEMM_FT + t]);
-            acc[0][t] = _mm512_fmadd_ps(w0, xb, acc[0][t]);
-            acc[1][t] = _mm512_fmadd_ps(w1, xb, acc[1][t]);
+        for (int h = pairs; h >= 0; h--) {
+            const int k = kk + h;
+            if (k >= nk) { /* odd IC: the zero high half */
+                UNROLL
+                for (int t = 0; t < TT; t++) {
+                    acc[0][t] = _mm512_add_ps(acc[0][t], _mm512_setzero_ps());
+                    acc[1][t] = _mm512_add_ps(acc[1][t], _mm512_setzero_ps());
+                }
+                continue;
+            }
+            const __m512 w0 = _mm512_load_ps(panel.f + k * 32), w1 = _mm512_load_ps(panel.f + k * 32 + 16);
+            UNROLL
+            for (int t = 0; t < TT; t++) {
+                const __m512 xb = _mm512_set1_ps(xk[k * GEMM_FT + t]);
+                acc[0][t] = _mm512_fmadd_ps(w0, xb, acc[0][t]);
+                acc[1][t] = _mm512_fmadd_ps(w1, xb, acc[1][t]);
+            }
         }
     }
     UNROLL
@@ -356,10 +392,14 @@ static void qk6(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 6); }
 static void qk4(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 4); }
 static void qk2(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 2); }
 static void qk1(QK_ARGS) { q_kernel(o, oc, a, r, n, b0, nbk, t0, first, 1); }
-static void fk12(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 12); }
-static void fk8(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 8); }
-static void fk4(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 4); }
-static void fk1(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 1); }
+static void fk12(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 12, 0); }
+static void fk8(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 8, 0); }
+static void fk4(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 4, 0); }
+static void fk1(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 1, 0); }
+static void bk12(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 12, 1); }
+static void bk8(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 8, 1); }
+static void bk4(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 4, 1); }
+static void bk1(FK_ARGS) { f_kernel(o, oc, a, r, n, k0, nk, t0, first, 1, 1); }
 
 void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
     const int quant = w->type == HERD_Q8_0 || w->type == HERD_Q4_0;
@@ -379,14 +419,17 @@ void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64
                     for (; u < te; u++) qk1(out, w->oc, a, r, n, k0, nk, u, first);
                 }
             } else {
+                typedef void (*fk_fn)(FK_ARGS);
+                static const fk_fn fk[2][4] = { { fk12, fk8, fk4, fk1 }, { bk12, bk8, bk4, bk1 } };
+                const fk_fn *f = fk[w->type == HERD_BF16];
                 pack_f(w, r, n, k0, nk);
                 for (int t = 0; t < T; t += GEMM_FT) {
                     const int te = T - t < GEMM_FT ? T : t + GEMM_FT;
                     int u = t;
-                    for (; u + 12 <= te; u += 12) fk12(out, w->oc, a, r, n, k0, nk, u, first);
-                    for (; u + 8 <= te; u += 8) fk8(out, w->oc, a, r, n, k0, nk, u, first);
-                    for (; u + 4 <= te; u += 4) fk4(out, w->oc, a, r, n, k0, nk, u, first);
-                    for (; u < te; u++) fk1(out, w->oc, a, r, n, k0, nk, u, first);
+                    for (; u + 12 <= te; u += 12) f[0](out, w->oc, a, r, n, k0, nk, u, first);
+                    for (; u + 8 <= te; u += 8) f[1](out, w->oc, a, r, n, k0, nk, u, first);
+                    for (; u + 4 <= te; u += 4) f[2](out, w->oc, a, r, n, k0, nk, u, first);
+                    for (; u < te; u++) f[3](out, w->oc, a, r, n, k0, nk, u, first);
                 }
             }
         }

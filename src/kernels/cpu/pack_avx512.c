@@ -32,13 +32,27 @@ size_t zp_bytes(const herd_weight *w) {
     switch (w->type) {
     case HERD_Q4_0: case HERD_Q8_0:
         return w->ic % QK ? 0 : quads * nb * zp_unit(w->type);
-    case HERD_F16: case HERD_BF16:
+    case HERD_F16:
         return quads * (size_t)w->ic * ZP_QUAD * sizeof(uint16_t);
+    case HERD_BF16:
+        return quads * (size_t)zp_npairs(w) * ZP_QUAD * sizeof(uint32_t);
     case HERD_F32:
         return quads * (size_t)w->ic * ZP_QUAD * sizeof(float);
     default:
         return 0;
     }
+}
+
+/* Pair q of one BF16 row r (NULL: a missing row, zero) into lane j of group g. */
+static void pack_bf16_pair(const herd_weight *p, const uint8_t *r, int64_t g, int j, int64_t q) {
+    uint16_t v[2] = { 0, 0 };
+    for (int h = 0; h < 2; h++)
+        if (r && 2 * q + h < p->ic) {
+            memcpy(&v[h], r + 2 * (2 * q + h), 2);
+            v[h] = z_bf16_flush(v[h]);
+        }
+    const uint32_t d = v[0] | (uint32_t)v[1] << 16;
+    memcpy((uint32_t *)zp_pair(p, g, q) + j, &d, 4);
 }
 
 /* Quad qd, all 64 rows present: in-register transposes of 16 rows at a time,
@@ -59,7 +73,19 @@ static void pack_quad_full(const herd_weight *p, const uint8_t *src, size_t rb, 
                 memcpy((float *)zp_f(p, qd * 4 + j / ZP_ROWS, k) + j % ZP_ROWS, rows + (size_t)j * rb + 4 * k, 4);
         return;
     }
-    if (p->type == HERD_F16 || p->type == HERD_BF16) {
+    if (p->type == HERD_BF16) {
+        int64_t k = 0;
+        for (; k + 16 <= p->ic; k += 16) /* dword c = elements k + 2c, k + 2c + 1: pair k / 2 + c */
+            for (int i = 0; i < 4; i++) {
+                __m512i col[8];
+                tr16x8(col, rows + (size_t)i * ZP_ROWS * rb + 2 * k, rb);
+                for (int c = 0; c < 8; c++) _mm512_store_si512((void *)zp_pair(p, qd * 4 + i, k / 2 + c), bf16_flush_pairs(col[c]));
+            }
+        for (; k < p->ic; k += 2)
+            for (int j = 0; j < ZP_QUAD; j++) pack_bf16_pair(p, rows + (size_t)j * rb, qd * 4 + j / ZP_ROWS, j % ZP_ROWS, k / 2);
+        return;
+    }
+    if (p->type == HERD_F16) {
         int64_t k = 0;
         for (; k + 16 <= p->ic; k += 16) /* dword c = elements 2c, 2c + 1 of each row */
             for (int i = 0; i < 4; i++) {
@@ -101,7 +127,11 @@ static void pack_group_part(const herd_weight *p, const uint8_t *src, size_t rb,
     for (int j = 0; j < ZP_ROWS; j++) {
         const int64_t row = g * ZP_ROWS + j;
         const uint8_t *r = row < p->oc ? src + (size_t)row * rb : NULL;
-        if (p->type == HERD_F32 || p->type == HERD_F16 || p->type == HERD_BF16) {
+        if (p->type == HERD_BF16) {
+            for (int64_t q = 0; q < zp_npairs(p); q++) pack_bf16_pair(p, r, g, j, q);
+            continue;
+        }
+        if (p->type == HERD_F32 || p->type == HERD_F16) {
             const size_t es = p->type == HERD_F32 ? 4 : 2;
             for (int64_t k = 0; k < p->ic; k++) {
                 uint8_t v[4] = { 0, 0, 0, 0 };
@@ -146,12 +176,10 @@ void zp_pack(void *dst, const herd_weight *w, int64_t quad0, int64_t quad1) {
 }
 
 
-/* Group i's 16 weights at p (one input k of a quad) as f32; kind 0 F16, 1 BF16
- * (widened exactly by a shift), 2 F32. */
+/* Group i's 16 weights at p (one input k of a quad) as f32; kind 0 F16, 2 F32. */
 INLINE __m512 wvec(const uint8_t *p, int i, const int kind) {
     if (kind == 2) return _mm512_load_ps((const float *)p + i * ZP_ROWS);
-    const __m256i h = _mm256_load_si256((const __m256i *)((const uint16_t *)p + i * ZP_ROWS));
-    return kind == 1 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+    return _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)((const uint16_t *)p + i * ZP_ROWS)));
 }
 
 /* vpdpbusd with x's dword broadcast from memory ({1to16}): the compiler would
@@ -236,7 +264,7 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     store_quad(out, w->oc, quad * ZP_QUAD + 16 * G0, r0, r1, t0, TT, acc[0], 8, NG);
 }
 
-/* One quad of an F32 / F16 / BF16 weight against TT (1..FT_MAX) tokens (x rows
+/* One quad of an F32 / F16 weight against TT (1..FT_MAX) tokens (x rows
  * contiguous), inputs k0 .. k1 - 1: per input k, the 4 groups' weights widened
  * once, then TT x 4 FMAs. The sums start at 0 (k0 = 0) or from out, where the
  * previous inputs' call left them (the same FMAs in the same order: each output
@@ -269,6 +297,61 @@ INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc[0], FT_MAX, 4);
 }
 
+/* f_tn for a BF16 weight: input pairs q0 .. q1 - 1 against x rounded to bf16
+ * (a->xb), each pair one vdpbf16ps (dot = 1) or its two FMAs (dot = 0: the
+ * same bits, cpu.h). Half the instructions of f32 FMAs for the same work. */
+INLINE void bf_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
+                  int t0, int64_t q0, int64_t q1, const int TT, const int dot) {
+    const int64_t np = zp_npairs(w);
+    const uint32_t *x = a->xb + (int64_t)t0 * np;
+    __m512 acc[4][FT_MAX];
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        const __mmask16 m = zrow_mask(quad * ZP_QUAD + 16 * i, r0, r1);
+        UNROLL
+        for (int t = 0; t < TT; t++)
+            acc[i][t] = q0 ? _mm512_maskz_loadu_ps(m, out + (int64_t)(t0 + t) * w->oc + quad * ZP_QUAD + 16 * i)
+                           : _mm512_setzero_ps();
+    }
+    const uint32_t *p = zp_pair(w, quad * 4, q0);
+    const int pf = TT > 1 && t0 == 0; /* ZP_PREFETCH */
+    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    for (int64_t q = q0; q < q1; q++, p += ZP_QUAD) {
+        if (pf)
+            for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + ZP_PREFETCH + l * 64, _MM_HINT_T0);
+        if (dot) { /* x's pairs broadcast once into registers for the 4 groups: 4 + TT
+                    * loads a pair, not 4 + 4 TT as {1to16} operands (1B shapes, T 128,
+                    * 2 threads: 575-647 -> 745-773 GFLOP/s) */
+            __m512i xv[FT_MAX];
+            UNROLL
+            for (int t = 0; t < TT; t++) xv[t] = _mm512_set1_epi32((int)x[t * np + q]);
+            UNROLL
+            for (int i = 0; i < 4; i++) {
+                const __m512i wv = _mm512_load_si512(p + i * ZP_ROWS);
+                UNROLL
+                for (int t = 0; t < TT; t++) acc[i][t] = _mm512_dpbf16_ps(acc[i][t], (__m512bh)wv, (__m512bh)xv[t]);
+            }
+            continue;
+        }
+        UNROLL
+        for (int i = 0; i < 4; i++) {
+            const __m512i wv = _mm512_load_si512(p + i * ZP_ROWS);
+            const __m512 wh = _mm512_castsi512_ps(_mm512_and_si512(wv, hi));
+            const __m512 wl = _mm512_castsi512_ps(_mm512_slli_epi32(wv, 16));
+            UNROLL
+            for (int t = 0; t < TT; t++) {
+                const uint32_t xv = x[t * np + q], xhv = xv & 0xFFFF0000u, xlv = xv << 16;
+                float xh, xl;
+                memcpy(&xh, &xhv, 4);
+                memcpy(&xl, &xlv, 4);
+                acc[i][t] = _mm512_fmadd_ps(wh, _mm512_set1_ps(xh), acc[i][t]);
+                acc[i][t] = _mm512_fmadd_ps(wl, _mm512_set1_ps(xl), acc[i][t]);
+            }
+        }
+    }
+    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc[0], FT_MAX, 4);
+}
+
 #define TN_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0
 #define TN_SET(name, body) \
     static void name##1(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 1, FLAG); } \
@@ -280,6 +363,9 @@ INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
 #define FN(name, n) \
     static void name##n(FN_ARGS) { f_tn(out, a, w, quad, r0, r1, t0, k0, k1, n, FLAG); }
 #define FN_SET6(name) FN(name, 1) FN(name, 2) FN(name, 3) FN(name, 4) FN(name, 5) FN(name, 6)
+#define BN(name, n) \
+    static void name##n(FN_ARGS) { bf_tn(out, a, w, quad, r0, r1, t0, k0, k1, n, FLAG); }
+#define BN_SET6(name) BN(name, 1) BN(name, 2) BN(name, 3) BN(name, 4) BN(name, 5) BN(name, 6)
 /* the quad's groups 0-1, then 2-3, against 8 tokens (q4h8a / q4h8b ...) */
 #define Q4 0, 4
 #define QH8(name, FL) \
@@ -297,7 +383,10 @@ FN_SET6(h16n)
 TN_SET(q8n, q_tn)
 #undef FLAG
 #define FLAG 1
-FN_SET6(b16n)
+BN_SET6(b16d)
+#undef FLAG
+#define FLAG 0
+BN_SET6(b16f)
 #undef FLAG
 #define FLAG 2
 FN_SET6(f32n)
@@ -316,18 +405,21 @@ void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int
     typedef void (*tn_fn)(TN_ARGS);
     typedef void (*fn_fn)(FN_ARGS);
     static const tn_fn qtab[2][4] = { { q4n1, q4n2, q4n3, q4n4 }, { q8n1, q8n2, q8n3, q8n4 } };
-    static const fn_fn ftab[3][FT_MAX] = { { h16n1, h16n2, h16n3, h16n4, h16n5, h16n6 },
-                                           { b16n1, b16n2, b16n3, b16n4, b16n5, b16n6 },
-                                           { f32n1, f32n2, f32n3, f32n4, f32n5, f32n6 } };
+    static const fn_fn ftab[4][FT_MAX] = { { h16n1, h16n2, h16n3, h16n4, h16n5, h16n6 },
+                                           { b16f1, b16f2, b16f3, b16f4, b16f5, b16f6 },
+                                           { f32n1, f32n2, f32n3, f32n4, f32n5, f32n6 },
+                                           { b16d1, b16d2, b16d3, b16d4, b16d5, b16d6 } };
     const int ti = w->type == HERD_Q4_0 ? 0 : w->type == HERD_Q8_0 ? 1 : w->type == HERD_F16 ? 2
                  : w->type == HERD_BF16 ? 3 : 4;
     static const tn_fn half8[2][2] = { { q4h8a, q4h8b }, { q8h8a, q8h8b } };
+    const int bdot = w->type == HERD_BF16 && z_bf16dot();
     for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
-        if (ti >= 2) {
-            const fn_fn *f = ftab[ti - 2];
-            const int64_t kb = T > FT_MAX ? FK_BLOCK : w->ic; /* one tile: nothing to keep in L2 */
-            for (int64_t k0 = 0; k0 < w->ic; k0 += kb) {
-                const int64_t k1 = k0 + kb < w->ic ? k0 + kb : w->ic;
+        if (ti >= 2) { /* BF16: k counts input pairs */
+            const fn_fn *f = ftab[ti == 3 && bdot ? 3 : ti - 2];
+            const int64_t kn = ti == 3 ? zp_npairs(w) : w->ic;
+            const int64_t kb = T > FT_MAX ? (ti == 3 ? FK_BLOCK / 2 : FK_BLOCK) : kn; /* one tile: nothing to keep in L2 */
+            for (int64_t k0 = 0; k0 < kn; k0 += kb) {
+                const int64_t k1 = k0 + kb < kn ? k0 + kb : kn;
                 int t = 0;
                 for (; t + FT_MAX <= T; t += FT_MAX) f[FT_MAX - 1](out, a, w, quad, r0, r1, t, k0, k1);
                 if (t < T) f[T - t - 1](out, a, w, quad, r0, r1, t, k0, k1);

@@ -35,7 +35,8 @@ size_t mm_scratch_bytes(int type, int T, int64_t ic) {
         const size_t k256 = n + n / QKK * 4 + n / 16 * 2 + 4 * 64, k32 = n + n / QK * 12 + 4 * 64;
         return k256 > k32 ? k256 : k32;
     }
-    case HERD_F32: case HERD_F16: case HERD_BF16: return tf * (size_t)ic * 4 + 64;
+    case HERD_F32: case HERD_F16: return tf * (size_t)ic * 4 + 64;
+    case HERD_BF16: return tf * (size_t)ic * 4 + (size_t)T * (size_t)((ic + 1) / 2) * 4 + 2 * 64; /* + x as bf16 pairs */
     default: return 64;
     }
 }
