@@ -41,12 +41,13 @@ check "Q4_K_M from GGUF == from HF" test "$(nll "$T/g-Q4_K_M.gguf")" = "$(nll "$
 # requantizing a quantized GGUF works (Q8_0 -> Q4_0)
 check "requantize Q8_0 -> Q4_0" bash -c "$HERD quantize -q $T/m-Q8_0.gguf $T/rq.gguf Q4_0 2>/dev/null && $HERD info $T/rq.gguf | grep -q 'Q4_0 x30'"
 
-# nll bounds in nats over the F32 model (measured when written: F32 0.140, F16 / BF16
-# equal (the weights are bf16), Q8_0 0.167, Q6_K 0.177, Q4_K_M 0.581, Q4_0 0.991)
+# nll bounds in nats over the F32 model (measured when written: F32 0.140, F16 equal
+# (the weights are bf16), Q8_0 0.167, Q6_K 0.177, Q4_K_M 0.581, Q4_0 0.991; BF16 0.139
+# where AVX-512 rounds x to bf16 for BF16 weights, equal elsewhere)
 for t in F16 BF16 Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0; do eval "n_$t=$(nll "$T/m-$t.gguf")"; done
 echo "cli_quantize: nll F32 $n32 F16 $n_F16 BF16 $n_BF16 Q8_0 $n_Q8_0 Q6_K $n_Q6_K Q5_K_M $n_Q5_K_M Q4_K_M $n_Q4_K_M Q4_0 $n_Q4_0"
 check "F16 nll == F32 ($n_F16 vs $n32)" nll_within "$n32" "$n_F16" 1e-4
-check "BF16 nll == F32" nll_within "$n32" "$n_BF16" 1e-4
+check "BF16 nll within 0.01 nats of F32 ($n_BF16 vs $n32)" nll_within "$n32" "$n_BF16" 0.01
 check "Q8_0 nll within 0.1 nats of F32" nll_within "$n32" "$n_Q8_0" 0.1
 check "Q6_K nll within 0.1 nats of F32" nll_within "$n32" "$n_Q6_K" 0.1
 check "Q4_K_M nll within 0.75 nats of F32" nll_within "$n32" "$n_Q4_K_M" 0.75

@@ -327,7 +327,10 @@ static void test_forward_matches_inference(void) {
             md = fmax(md, fabs(lg[i] - tm.logits[i]));
             mx = fmax(mx, fabs(lg[i]));
         }
-        CHECKF(md <= 1e-3 * (1 + mx), "train vs inference logits (%s): max diff %g of %g", paths[pi], md, mx);
+        /* the HF dir holds bf16 weights: AVX-512 inference rounds x to bf16 for them
+         * (kernels/cpu/cpu.h), training does not (3e-3 of the largest logit measured) */
+        const double tol = pi == 0 && herd_cpu_isa() >= HERD_ISA_AVX512 ? 1e-2 : 1e-3;
+        CHECKF(md <= tol * (1 + mx), "train vs inference logits (%s): max diff %g of %g", paths[pi], md, mx);
         free(lg);
         herd_session_free(s);
         train_model_free(&tm);

@@ -96,8 +96,9 @@ void gemm_z_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64
  *     dword k = bytes 4k..4k+3 of each of the 16 rows' nibbles: low nibbles are
  *     elements 4k..4k+3, high 16+4k..; Q8_0: 8 x 64 bytes, dword k of each row's
  *     32 quants as w + 128, u8), then the 4 groups' 16 f16 scales (128 bytes);
- *   F32 / F16 / BF16: per quad, per input k: the 4 groups' 16 values (256 or
- *     128 bytes).
+ *   F32 / F16: per quad, per input k: the 4 groups' 16 values (256 or 128
+ *     bytes); BF16: per quad, per input pair, the 4 groups' 16 dwords (256 bytes,
+ *     zp_pair).
  * zp_small(w, T) says when zp_rows_small reads it directly; otherwise the GEMM
  * fills its panels from it. */
 #define ZP_ROWS 16

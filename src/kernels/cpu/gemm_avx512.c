@@ -21,8 +21,10 @@
  *   The integer dot is exact, so results equal the row kernels' up to float
  *   summation order.
  *   F32 / F16 / BF16: the panel is f32 (F16 via vcvtph2ps, BF16 by a 16-bit
- *   shift: exact), [k][row vector][16]; acc += w * x in f32 FMA. BF16 stays exact
- *   f32 math on purpose (see matmul_avx512.c).
+ *   shift: exact), [k][row vector][16]; acc += w * x in f32 FMA. BF16 takes x
+ *   rounded to bf16 and its inputs in pair order (k + 1, then k): bitwise what
+ *   the packed kernels' vdpbf16ps computes (cpu.h). Only unpacked BF16 weights
+ *   come here (packed ones run zp_rows_small at every T).
  * Repacking loads 16 rows and transposes them in registers (vpgatherdd for
  * the scales, partial panels and k tails).
  * Nothing here allocates: the panel buffer is static thread-local storage.

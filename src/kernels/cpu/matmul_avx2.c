@@ -1,6 +1,5 @@
-/* matmul_avx2.c - matmul for CPUs with AVX2 + FMA + F16C (and the fallback of the
- * AVX-512 path for BF16 weights when the CPU lacks AVX512_BF16). Compiled with
- * AVX2 flags; only called after dispatch.c checked the CPU.
+/* matmul_avx2.c - matmul for CPUs with AVX2 + FMA + F16C. Compiled with AVX2
+ * flags; only called after dispatch.c checked the CPU.
  *
  * Q8_0 / Q4_0: x quantized once per call to int8 blocks (natural order, f32 scale
  * per block); block dots with vpmaddubsw (u8 x s8 -> s16 pairs) + vpmaddwd:

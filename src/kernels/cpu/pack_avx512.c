@@ -10,8 +10,9 @@
  * Bitwise the GEMM's results (batch invariance, see matmul_avx512.c): per row,
  * Q8_0 / Q4_0 take the exact integer dot of each 32-block (here split into two
  * partial sums to shorten the dependency chain: integer adds are exact) and then
- * acc = fma(float(int), d_w * d_x, acc) in block order; F16 / BF16 take
- * acc = fma(w_k, x_k, acc) in k order, as the GEMM does.
+ * acc = fma(float(int), d_w * d_x, acc) in block order; F32 / F16 take
+ * acc = fma(w_k, x_k, acc) in k order, as the GEMM does; BF16 one vdpbf16ps per
+ * input pair, which is the GEMM's FMA pair order (cpu.h).
  *
  * A quad's four groups (64 rows) run side by side, so the fma and vpdpbusd
  * chains overlap and x's broadcasts serve four groups, and the quad's data is
