@@ -191,14 +191,13 @@ INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const int32_t *x) {
     return acc;
 }
 
-/* Groups G0 .. G0 + NG - 1 of one quad of a Q4_0 / Q8_0 weight against TT
- * tokens t0 .. (NG x TT <= 16 accumulators: 4 x 1..4, or 2 x 8): the groups'
- * weights are loaded (and Q4_0's nibbles split) once for all TT; each token's
+/* One quad (4 groups) of a Q4_0 / Q8_0 weight against TT (1..4 or 8) tokens
+ * t0 ..: the groups' weights are loaded (and Q4_0's nibbles split) once for all TT; each token's
  * integer dot is one chain (TT chains overlap), two for TT = 1 (decode: Q4_0's
  * high nibbles, Q8_0's odd dwords; integer sums are exact in any order).
  * x: gemm_z_prep's tiles. */
 INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
-                 int t0, const int TT, const int q8, const int G0, const int NG) {
+                 int t0, const int TT, const int q8) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const size_t qb = q8 ? 512 : 256;
     const int32_t *xq[8];
@@ -213,19 +212,19 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
     }
     __m512 acc[4][8];
     UNROLL
-    for (int i = 0; i < NG; i++) {
+    for (int i = 0; i < 4; i++) {
         UNROLL
         for (int t = 0; t < TT; t++) acc[i][t] = _mm512_setzero_ps();
     }
     const uint8_t *p = zp_block(w, quad, 0);
-    const int pf = TT > 1 && t0 == 0 && G0 == 0; /* later tiles find the quad in L2 */
+    const int pf = TT > 1 && t0 == 0; /* later tiles find the quad in L2 */
     for (int64_t b = 0; b < a->nb; b++, p += 4 * qb + 128) {
         if (pf)
             for (int l = 0; l < (int)(4 * qb + 128) / 64; l++)
                 _mm_prefetch((const char *)p + ZP_PREFETCH + l * 64, _MM_HINT_T0);
         UNROLL
-        for (int i = 0; i < NG; i++) {
-            const uint8_t *q = p + (G0 + i) * qb;
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *q = p + i * qb;
             __m512i s[8], s2 = _mm512_setzero_si512(); /* s2: TT = 1's second chain */
             UNROLL
             for (int t = 0; t < TT; t++) s[t] = _mm512_set1_epi32(xc[t][b * GEMM_QT]);
@@ -255,14 +254,14 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
                 }
             }
             if (TT == 1) s[0] = _mm512_add_epi32(s[0], s2);
-            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(p + 4 * qb + 32 * (G0 + i))));
+            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(p + 4 * qb + 32 * i)));
             UNROLL
             for (int t = 0; t < TT; t++)
                 acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[t][b * GEMM_QT])),
                                             acc[i][t]);
         }
     }
-    store_quad(out, w->oc, quad * ZP_QUAD + 16 * G0, r0, r1, t0, TT, acc[0], 8, NG);
+    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc[0], 8, 4);
 }
 
 /* One quad of an F32 / F16 weight against TT (1..FT_MAX) tokens (x rows
@@ -367,20 +366,16 @@ INLINE void bf_tn(float *out, const mm_act *a, const herd_weight *w, int64_t qua
 #define BN(name, n) \
     static void name##n(FN_ARGS) { bf_tn(out, a, w, quad, r0, r1, t0, k0, k1, n, FLAG); }
 #define BN_SET6(name) BN(name, 1) BN(name, 2) BN(name, 3) BN(name, 4) BN(name, 5) BN(name, 6)
-/* the quad's groups 0-1, then 2-3, against 8 tokens (q4h8a / q4h8b ...) */
-#define Q4 0, 4
-#define QH8(name, FL) \
-    static void name##a(TN_ARGS) { q_tn(out, a, w, quad, r0, r1, t0, 8, FL, 0, 2); } \
-    static void name##b(TN_ARGS) { q_tn(out, a, w, quad, r0, r1, t0, 8, FL, 2, 2); }
-QH8(q4h8, 0)
-QH8(q8h8, 1)
-#define FLAG 0, Q4
+/* all four groups of the quad against 8 tokens, one pass */
+static void q4w8(TN_ARGS) { q_tn(out, a, w, quad, r0, r1, t0, 8, 0); }
+static void q8w8(TN_ARGS) { q_tn(out, a, w, quad, r0, r1, t0, 8, 1); }
+#define FLAG 0
 TN_SET(q4n, q_tn)
 #undef FLAG
 #define FLAG 0
 FN_SET6(h16n)
 #undef FLAG
-#define FLAG 1, Q4
+#define FLAG 1
 TN_SET(q8n, q_tn)
 #undef FLAG
 #define FLAG 1
@@ -395,9 +390,15 @@ FN_SET6(f32n)
 
 /* Per quad, tokens in tiles of 4 (Q4_0 / Q8_0) or FT_MAX (float types) and a
  * shorter tail; after the first tile the quad's data comes from L2. Q4_0 / Q8_0
- * take 8 tokens at a time first, in two passes of two groups (16 accumulators
- * either way, but the nibble split and the loads serve 8 tokens: bench_batch, 1B
- * Q4_0, 2 threads, 8 sequences 29.8-31.8 -> 27.4-27.6 ms a step, 16: 57 -> 47.5).
+ * take 8 tokens at a time first, all four groups in one pass: the nibble split and
+ * the loads serve 8 tokens (bench_batch, 1B Q4_0, 2 threads, 8 sequences 29.8-31.8
+ * -> 27.4-27.6 ms a step, 16: 57 -> 47.5, as two passes of two groups), and the
+ * quad streams from memory under 8 tokens' work, not 4 (two passes: perf put 44%
+ * of an 8-sequence step in the first pass, which streamed the quad, and 23% in the
+ * second, from L2). Of the 32 accumulators some live on the stack (L1). One pass
+ * against two, interleaved processes, ms a step: Q4_0 8 sequences 28.4-33.3 ->
+ * 26.2-29.5 (5 pairs, a slow hour), 26.4-27.6 -> 25.2-27.0 (4 pairs, a faster
+ * one); Q8_0 8: 33.4-34.3 -> 28.2-29.0; Q4_0 16: 49.1-51.6 -> 47.9-48.9.
  * Float types run the tiles over blocks of FK_BLOCK inputs: a quad of a wider
  * weight (1B's down: 8192 inputs, 1 MiB in F16) would not stay in L2 from one
  * tile to the next. */
@@ -412,7 +413,7 @@ void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int
                                            { b16d1, b16d2, b16d3, b16d4, b16d5, b16d6 } };
     const int ti = w->type == HERD_Q4_0 ? 0 : w->type == HERD_Q8_0 ? 1 : w->type == HERD_F16 ? 2
                  : w->type == HERD_BF16 ? 3 : 4;
-    static const tn_fn half8[2][2] = { { q4h8a, q4h8b }, { q8h8a, q8h8b } };
+    static const tn_fn w8[2] = { q4w8, q8w8 };
     const int bdot = w->type == HERD_BF16 && z_bf16dot();
     for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
         if (ti >= 2) { /* BF16: k counts input pairs */
@@ -428,10 +429,7 @@ void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int
             continue;
         }
         int t = 0;
-        for (; t + 8 <= T; t += 8) {
-            half8[ti][0](out, a, w, quad, r0, r1, t);
-            half8[ti][1](out, a, w, quad, r0, r1, t);
-        }
+        for (; t + 8 <= T; t += 8) w8[ti](out, a, w, quad, r0, r1, t);
         for (; t + 4 <= T; t += 4) qtab[ti][3](out, a, w, quad, r0, r1, t);
         if (t < T) qtab[ti][T - t - 1](out, a, w, quad, r0, r1, t);
     }
