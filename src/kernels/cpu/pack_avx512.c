@@ -270,18 +270,24 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
  * previous inputs' call left them (the same FMAs in the same order: each output
  * sums w_k x_k in k order whatever TT and the k blocks). */
 #define FT_MAX 6
-INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
-                 int t0, int64_t k0, int64_t k1, const int TT, const int kind) {
-    const float *x = a->f32 + (int64_t)t0 * w->ic;
-    __m512 acc[4][FT_MAX];
+/* A float kernel's sums for TT tokens: 0, or (cont) what out holds of them */
+INLINE void acc_start(__m512 acc[4][FT_MAX], const float *out, const herd_weight *w, int64_t quad, int64_t r0,
+                      int64_t r1, int t0, int cont, const int TT) {
     UNROLL
     for (int i = 0; i < 4; i++) {
         const __mmask16 m = zrow_mask(quad * ZP_QUAD + 16 * i, r0, r1);
         UNROLL
         for (int t = 0; t < TT; t++)
-            acc[i][t] = k0 ? _mm512_maskz_loadu_ps(m, out + (int64_t)(t0 + t) * w->oc + quad * ZP_QUAD + 16 * i)
-                           : _mm512_setzero_ps();
+            acc[i][t] = cont ? _mm512_maskz_loadu_ps(m, out + (int64_t)(t0 + t) * w->oc + quad * ZP_QUAD + 16 * i)
+                             : _mm512_setzero_ps();
     }
+}
+
+INLINE void f_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
+                 int t0, int64_t k0, int64_t k1, const int TT, const int kind) {
+    const float *x = a->f32 + (int64_t)t0 * w->ic;
+    __m512 acc[4][FT_MAX];
+    acc_start(acc, out, w, quad, r0, r1, t0, k0 > 0, TT);
     const uint8_t *p = zp_f(w, quad * 4, k0);
     const int pf = TT > 1 && t0 == 0; /* ZP_PREFETCH */
     for (int64_t k = k0; k < k1; k++, p += ZP_QUAD * (kind == 2 ? 4 : 2)) {
@@ -305,14 +311,7 @@ INLINE void bf_tn(float *out, const mm_act *a, const herd_weight *w, int64_t qua
     const int64_t np = zp_npairs(w);
     const uint32_t *x = a->xb + (int64_t)t0 * np;
     __m512 acc[4][FT_MAX];
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        const __mmask16 m = zrow_mask(quad * ZP_QUAD + 16 * i, r0, r1);
-        UNROLL
-        for (int t = 0; t < TT; t++)
-            acc[i][t] = q0 ? _mm512_maskz_loadu_ps(m, out + (int64_t)(t0 + t) * w->oc + quad * ZP_QUAD + 16 * i)
-                           : _mm512_setzero_ps();
-    }
+    acc_start(acc, out, w, quad, r0, r1, t0, q0 > 0, TT);
     const uint32_t *p = zp_pair(w, quad * 4, q0);
     const int pf = TT > 1 && t0 == 0; /* ZP_PREFETCH */
     const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
