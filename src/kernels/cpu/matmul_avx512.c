@@ -8,7 +8,8 @@
  * neighbours, so row t of matmul(x, w, T) must be bitwise matmul(x_t, w, 1) for
  * every T (tests/test_kernels.c checks it). The GEMM accumulates each output in
  * one fixed order (per 32-block: exact integer dot, then acc += int * dw * dx in
- * block order; float types: acc += w_k * x_k in k order), whatever the token
+ * block order; F32 / F16: acc += w_k * x_k in k order; BF16 the same by input
+ * pairs, k + 1 before k, x rounded to bf16: cpu.h), whatever the token
  * tile; the former decode row kernels (16 lanes per row, reduced at the end)
  * summed in another order and broke that. For T = 1 the GEMM's repacking costs
  * about what the row kernels' lane shuffles cost (~150 vector ops per 32 rows x

@@ -192,9 +192,10 @@ INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const int32_t *x) {
 }
 
 /* One quad (4 groups) of a Q4_0 / Q8_0 weight against TT (1..4 or 8) tokens
- * t0 ..: the groups' weights are loaded (and Q4_0's nibbles split) once for all TT; each token's
- * integer dot is one chain (TT chains overlap), two for TT = 1 (decode: Q4_0's
- * high nibbles, Q8_0's odd dwords; integer sums are exact in any order).
+ * t0 ..: the groups' weights are loaded (and Q4_0's nibbles split) once for all
+ * TT; each token's integer dot is one chain (TT chains overlap), two for TT = 1
+ * (decode: Q4_0's high nibbles, Q8_0's odd dwords; integer sums are exact in any
+ * order).
  * x: gemm_z_prep's tiles. */
 INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
                  int t0, const int TT, const int q8) {
