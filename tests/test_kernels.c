@@ -289,7 +289,7 @@ static void test_matmul_batch_invariance(void) {
 }
 
 /* Packed weights (matmul_pack, AVX-512 only): every row of every T, decode's
- * own kernels (T = 1; T <= ZP_SMALL_T in tiles of 4 tokens and a tail) and the
+ * own kernels (T = 1; T <= ZP_SMALL_T in tiles of 8 and 4 tokens and a tail) and the
  * GEMM fed from the packed copy (larger T), bitwise
  * equal to the unpacked AVX-512 path's T = 1. OC 70 / 150: partial last group,
  * the four-group kernel and its one-group tail; IC 2304 crosses the GEMM's
@@ -300,7 +300,7 @@ static void test_matmul_packed(void) {
         return;
     }
     static const int types[] = { HERD_F32, HERD_F16, HERD_BF16, HERD_Q8_0, HERD_Q4_0 };
-    static const int Ts[] = { 1, 3, 5, 16, 17, 32, 33, 64, 130 }; /* decode, small-T tiles and tails, GEMM */
+    static const int Ts[] = { 1, 3, 5, 16, 17, 32, 33, 64, 130 }; /* decode, small-T tiles and tails, GEMM (T > ZP_SMALL_T) */
     static const int64_t ocs[] = { 70, 150 };
     const int64_t ic = 2304;
     const int TMAX = 130;
@@ -313,7 +313,7 @@ static void test_matmul_packed(void) {
             uint8_t *scratch = xmalloc(matmul_scratch_size(types[ti], TMAX, ic));
             for (int t = 0; t < TMAX; t++) matmul_forward(one + (size_t)t * oc, x + (size_t)t * ic, &w, 1, scratch);
             CHECKF(matmul_pack(&w, NULL, NULL) > 0 && w.packed, "matmul_pack %s", herd_type_name(types[ti]));
-            for (int k = 0; k < 7 && w.packed; k++) {
+            for (int k = 0; k < (int)(sizeof Ts / sizeof Ts[0]) && w.packed; k++) {
                 const int T = Ts[k];
                 for (size_t i = 0; i < (size_t)TMAX * oc; i++) out[i] = NAN; /* a row not written fails */
                 for (int rep = 0; rep < (T == 1 ? TMAX : 1); rep++) /* T = 1: every row alone */
@@ -434,7 +434,7 @@ static void test_matmul_kpacked(void) {
             const double err = rel_err(one, ref, (size_t)TMAX * oc);
             CHECKF(err <= 2e-5, "packed %s OC %lld vs reference on x rounded per 32: rel err %.3g",
                    herd_type_name(types[ti]), (long long)oc, err);
-            for (int k = 0; k < 7 && w.packed; k++) {
+            for (int k = 0; k < (int)(sizeof Ts / sizeof Ts[0]) && w.packed; k++) {
                 const int T = Ts[k];
                 if (T == 1) continue;
                 for (size_t i = 0; i < (size_t)TMAX * oc; i++) out[i] = NAN; /* a row not written fails */

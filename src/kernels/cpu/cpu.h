@@ -182,10 +182,13 @@ void zk_rows(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r
  * first copy them into its panels. x laid out by gemm_z_layout / gemm_z_prep
  * (Q4_0 / Q8_0; float types read x as it is). Bitwise what gemm_z_rows gives.
  * Where it beats the GEMM (bench_kernels --batch T, 1B shapes, 2 threads):
- * Q4_0 / Q8_0 up to T = 32 (T = 17: 55 vs 73 ms, 24: 74 vs 83; at 64 the GEMM
- * wins, 173 vs 189); F32 / F16 / BF16 at every T measured (F16 T = 128: 974 vs
- * 1128 ms, BF16 914 vs 1110, F32 1066 vs 1205). */
-#define ZP_SMALL_T 32
+ * Q4_0 / Q8_0 up to T = 128 since its 8-token tiles take a whole quad in one
+ * pass (Q4_0 T = 33: 76 vs 102 ms, 40: 91 vs 111, 64: 138-144 vs 157-177, 96:
+ * 208-214 vs 221-234, 128: 285-302 vs 293-316; Q8_0 40: 98 vs 120, 96 / 128:
+ * faster in 5 of 6 pairs; with two passes the GEMM won from 64 on); F32 / F16 /
+ * BF16 at every T measured (F16 T = 128: 974 vs 1128 ms, BF16 914 vs 1110, F32
+ * 1066 vs 1205). */
+#define ZP_SMALL_T 128
 static inline int zp_small(const herd_weight *w, int T) {
     return w->packed && (T <= ZP_SMALL_T || w->type == HERD_F32 || w->type == HERD_F16 || w->type == HERD_BF16);
 }
