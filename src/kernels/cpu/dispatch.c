@@ -197,7 +197,10 @@ static void mm_run(float *const *out, const float *x, const herd_weight *const *
         const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
         mm_act a;
         int64_t n_units = isa->layout(&a, x, w[0]->type, T, w[0]->ic, scratch);
-        if (small && !a.q && !a.xb) n_units = 0; /* F32 / F16: the packed kernel reads x as it is */
+        if (small && !a.q) { /* packed float kernels never read the GEMM's x tiles */
+            a.xp = NULL;
+            if (!a.xb) n_units = 0; /* F32 / F16 read x as it is; BF16 its bf16 pairs */
+        }
         if (n_units > 0) {
             isa->prep(&a, x, w[0]->type, T, n_units * ith / nth, n_units * (ith + 1) / nth);
 #pragma omp barrier

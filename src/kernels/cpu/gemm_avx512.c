@@ -98,7 +98,8 @@ void gemm_z_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, i
     if (type != HERD_Q8_0 && type != HERD_Q4_0) {
         const int64_t k0 = i0 * GEMM_PREP_K, k1 = i1 * GEMM_PREP_K < a->ic ? i1 * GEMM_PREP_K : a->ic;
         for (int64_t t = 0; t < T; t++) {
-            float *dst = (float *)a->xp + (t / GEMM_FT) * a->ic * GEMM_FT + t % GEMM_FT;
+            /* xp NULL: only the packed BF16 kernels' pairs are wanted (mm_run) */
+            float *dst = a->xp ? (float *)a->xp + (t / GEMM_FT) * a->ic * GEMM_FT + t % GEMM_FT : NULL;
             const float *src = x + t * a->ic;
             if (type != HERD_BF16) {
                 for (int64_t k = k0; k < k1; k++) dst[k * GEMM_FT] = src[k];
@@ -109,6 +110,7 @@ void gemm_z_prep(const mm_act *a, const float *x, int type, int T, int64_t i0, i
             for (int64_t k = k0; k < k1; k += 2) { /* k0 even: GEMM_PREP_K is */
                 const uint16_t lo = z_bf16_round(src[k]), hi = k + 1 < k1 ? z_bf16_round(src[k + 1]) : 0;
                 xb[k / 2] = lo | (uint32_t)hi << 16;
+                if (!dst) continue;
                 dst[k * GEMM_FT] = herd_bf16_to_f32(lo);
                 if (k + 1 < k1) dst[(k + 1) * GEMM_FT] = herd_bf16_to_f32(hi);
             }
