@@ -265,7 +265,9 @@ INLINE void q_kernel(float *out, int64_t oc, const mm_act *a, int64_t r, int n, 
     }
 }
 
-/* Rows [r, r + n) of the panel, input features [k0, k0 + nk). */
+/* Rows [r, r + n) of the panel, input features [k0, k0 + nk), from w->data: packed
+ * F32 / F16 / BF16 weights never come here (zp_small: their packed kernels take
+ * every T). */
 static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
     const int es = w->type == HERD_F32 ? 4 : 2;
     const size_t rb = (size_t)w->ic * es;
@@ -277,23 +279,6 @@ static void pack_f(const herd_weight *w, int64_t r, int n, int64_t k0, int nk) {
         int k = 0;
         if (!m) {
             for (; k < nk; k++) _mm512_store_ps(dst + k * 32, _mm512_setzero_ps());
-            continue;
-        }
-        if (w->packed) { /* in lane order (pack_avx512.c) */
-            const int64_t g = (r + 16 * v) / ZP_ROWS;
-            for (; k < nk; k++) {
-                if (w->type == HERD_F32) {
-                    _mm512_store_ps(dst + k * 32, _mm512_load_ps(zp_f(w, g, k0 + k)));
-                    continue;
-                }
-                if (w->type == HERD_BF16) { /* pairs, already flushed */
-                    const __m512i pr = _mm512_load_si512(zp_pair(w, g, (k0 + k) / 2));
-                    _mm512_store_si512(dst + k * 32, (k0 + k) % 2 ? _mm512_and_si512(pr, _mm512_set1_epi32((int)0xFFFF0000u))
-                                                                : _mm512_slli_epi32(pr, 16));
-                    continue;
-                }
-                _mm512_store_ps(dst + k * 32, _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)zp_f(w, g, k0 + k))));
-            }
             continue;
         }
         if (m == 0xffff) { /* 16 rows: 32 bytes of each row a step, transposed in registers */
