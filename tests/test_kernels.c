@@ -300,7 +300,8 @@ static void test_matmul_packed(void) {
         return;
     }
     static const int types[] = { HERD_F32, HERD_F16, HERD_BF16, HERD_Q8_0, HERD_Q4_0 };
-    static const int Ts[] = { 1, 3, 5, 16, 17, 32, 33, 64, 130 }; /* decode, small-T tiles and tails, GEMM (T > ZP_SMALL_T) */
+    /* decode, small-T tiles and tails (6, 7, 15: an 8-token tile padded), GEMM (T > ZP_SMALL_T) */
+    static const int Ts[] = { 1, 3, 5, 6, 7, 15, 16, 17, 32, 33, 64, 130 };
     static const int64_t ocs[] = { 70, 150 };
     const int64_t ic = 2304;
     const int TMAX = 130;
@@ -323,6 +324,10 @@ static void test_matmul_packed(void) {
                 CHECKF(bad < 0, "packed %s OC %lld T %d: row %d differs from unpacked T = 1 (%.9g vs %.9g)",
                        herd_type_name(types[ti]), (long long)oc, T, bad,
                        bad < 0 ? 0.0 : out[(size_t)bad * oc], bad < 0 ? 0.0 : one[(size_t)bad * oc]);
+                size_t past = (size_t)n * oc; /* rows after the T-th: not written (a padded tile stores T) */
+                while (past < (size_t)TMAX * oc && isnan(out[past])) past++;
+                CHECKF(past == (size_t)TMAX * oc, "packed %s OC %lld T %d: wrote past its %d rows",
+                       herd_type_name(types[ti]), (long long)oc, T, T);
             }
             matmul_unpack(&w);
             CHECK(w.packed == NULL);

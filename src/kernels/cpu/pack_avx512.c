@@ -198,15 +198,16 @@ INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const int32_t *x) {
  * order).
  * x: gemm_z_prep's tiles. */
 INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
-                 int t0, const int TT, const int q8) {
+                 int t0, const int TT, const int q8, int nt) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const size_t qb = q8 ? 512 : 256;
     const int32_t *xq[8];
     const float *xd[8];
     const int32_t *xc[8];
     UNROLL
-    for (int t = 0; t < TT; t++) { /* token t0 + t: tile (t0 + t) / QT, slot (t0 + t) % QT */
-        const int64_t tb = (int64_t)((t0 + t) / GEMM_QT) * a->nb, j = (t0 + t) % GEMM_QT;
+    for (int t = 0; t < TT; t++) { /* token t0 + t: tile (t0 + t) / QT, slot (t0 + t) % QT; padding reads t0 */
+        const int tt = t0 + (t < nt ? t : 0);
+        const int64_t tb = (int64_t)(tt / GEMM_QT) * a->nb, j = tt % GEMM_QT;
         xq[t] = (const int32_t *)a->q + tb * 8 * GEMM_QT + j;
         xd[t] = a->d + tb * GEMM_QT + j;
         xc[t] = a->corr + tb * GEMM_QT + j;
@@ -262,7 +263,7 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
                                             acc[i][t]);
         }
     }
-    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc[0], 8, 4);
+    store_quad_n(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, nt, acc[0], 8, 4);
 }
 
 /* One quad of an F32 / F16 weight against TT (1..FT_MAX) tokens (x rows
@@ -354,10 +355,10 @@ INLINE void bf_tn(float *out, const mm_act *a, const herd_weight *w, int64_t qua
 
 #define TN_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0
 #define TN_SET(name, body) \
-    static void name##1(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 1, FLAG); } \
-    static void name##2(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 2, FLAG); } \
-    static void name##3(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 3, FLAG); } \
-    static void name##4(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 4, FLAG); }
+    static void name##1(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 1, FLAG, 1); } \
+    static void name##2(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 2, FLAG, 2); } \
+    static void name##3(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 3, FLAG, 3); } \
+    static void name##4(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 4, FLAG, 4); }
 /* float kernels: inputs k0 .. k1 - 1 (f_tn) */
 #define FN_ARGS TN_ARGS, int64_t k0, int64_t k1
 #define FN(name, n) \
@@ -367,8 +368,8 @@ INLINE void bf_tn(float *out, const mm_act *a, const herd_weight *w, int64_t qua
     static void name##n(FN_ARGS) { bf_tn(out, a, w, quad, r0, r1, t0, k0, k1, n, FLAG); }
 #define BN_SET6(name) BN(name, 1) BN(name, 2) BN(name, 3) BN(name, 4) BN(name, 5) BN(name, 6)
 /* all four groups of the quad against 8 tokens, one pass */
-static void q4w8(TN_ARGS) { q_tn(out, a, w, quad, r0, r1, t0, 8, 0); }
-static void q8w8(TN_ARGS) { q_tn(out, a, w, quad, r0, r1, t0, 8, 1); }
+static void q4w8(TN_ARGS, int nt) { q_tn(out, a, w, quad, r0, r1, t0, 8, 0, nt); }
+static void q8w8(TN_ARGS, int nt) { q_tn(out, a, w, quad, r0, r1, t0, 8, 1, nt); }
 #define FLAG 0
 TN_SET(q4n, q_tn)
 #undef FLAG
@@ -403,6 +404,13 @@ FN_SET6(f32n)
  * weight (1B's down: 8192 inputs, 1 MiB in F16) would not stay in L2 from one
  * tile to the next. */
 #define FK_BLOCK 2048
+/* A tail of ZP_PAD8 .. 7 tokens runs as one 8-token tile (the missing tokens
+ * repeat token t0, their sums are not stored), not as 4 + 2 or 4 + 3: the quad
+ * streams once (bench_batch, 1B Q4_0, 2 threads, interleaved, ms a step:
+ * 7 sequences 26.7 / 31.5 / 30.2 / 29.4 -> 24.0 / 26.8 / 27.9 / 25.1, 6 about
+ * even; a 6- or 7-token prompt alone 21.0 / 22.9 -> 19.6 / 20.0; 5 sequences
+ * padded to 8 no faster, so 5 keeps 4 + 1). */
+#define ZP_PAD8 6
 void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
     typedef void (*tn_fn)(TN_ARGS);
     typedef void (*fn_fn)(FN_ARGS);
@@ -413,7 +421,7 @@ void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int
                                            { b16d1, b16d2, b16d3, b16d4, b16d5, b16d6 } };
     const int ti = w->type == HERD_Q4_0 ? 0 : w->type == HERD_Q8_0 ? 1 : w->type == HERD_F16 ? 2
                  : w->type == HERD_BF16 ? 3 : 4;
-    static const tn_fn w8[2] = { q4w8, q8w8 };
+    static void (*const w8[2])(TN_ARGS, int) = { q4w8, q8w8 };
     const int bdot = w->type == HERD_BF16 && z_bf16dot();
     for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
         if (ti >= 2) { /* BF16: k counts input pairs */
@@ -429,7 +437,8 @@ void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int
             continue;
         }
         int t = 0;
-        for (; t + 8 <= T; t += 8) w8[ti](out, a, w, quad, r0, r1, t);
+        for (; t + 8 <= T; t += 8) w8[ti](out, a, w, quad, r0, r1, t, 8);
+        if (T - t >= ZP_PAD8) w8[ti](out, a, w, quad, r0, r1, t, T - t), t = T;
         for (; t + 4 <= T; t += 4) qtab[ti][3](out, a, w, quad, r0, r1, t);
         if (t < T) qtab[ti][T - t - 1](out, a, w, quad, r0, r1, t);
     }
