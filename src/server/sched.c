@@ -7,7 +7,10 @@
  *   2. admit queued requests into free slots; the prompt's longest prefix cached
  *      in ANY slot (running or idle) is not recomputed: a free slot's own cache is
  *      rewound to it, or another slot's pages are shared (herd_session_share_prefix),
- *      so a system prompt common to many requests is computed once;
+ *      so a system prompt common to many requests is computed once; that holds for
+ *      requests that arrive together too: a prompt that shares >= WAIT_MIN more
+ *      tokens with a prompt still being prefilled waits for that prefill and then
+ *      shares its pages (one computes the system prompt, not all of them);
  *   3. one herd_session_eval_batch over every running slot: the next token of each
  *      decoding sequence and a chunk (<= PREFILL_CHUNK, <= PREFILL_BUDGET in all,
  *      the budget going round the slots) of each prompt still being prefilled, so
@@ -44,6 +47,7 @@
 #define PREFILL_CHUNK 64
 #define PREFILL_BUDGET 128
 #define PREFILL_ALONE 32
+#define WAIT_MIN 16 /* prompt tokens worth waiting a step or more for (~one step's rows) */
 #define MAX_TOP 20
 
 typedef struct {
@@ -51,7 +55,11 @@ typedef struct {
     int32_t *cache;     /* (n_ctx) tokens in the KV cache */
     int n_cache;
     srv_req *r;         /* NULL: free */
+    uint64_t ticket;    /* which admission r came in by */
     int n_done;         /* prompt tokens in the cache */
+    int wait;           /* -1, or the slot whose prefill this prompt's prefix waits for */
+    uint64_t wait_ticket; /* that slot's admission when the wait began */
+    int wait_k;         /* prompt tokens the two share */
     int32_t next;       /* sampled, not yet evaluated */
     int decoding;
     herd_sampler *smp;
@@ -75,6 +83,7 @@ struct srv_sched {
     herd_kv_pool *pool;      /* the KV pages of every slot */
     int rr;                  /* slot that gets the prefill budget first */
     int last_prefill_only;   /* the last step ran prefill rows alone */
+    uint64_t tickets;        /* admissions so far */
     int finished;            /* sequences that finished in the last step */
     double linger_s;         /* srv_params.linger_ms */
     pthread_t th;
@@ -136,6 +145,7 @@ int sched_new(srv_sched **out, const herd_model *m, const srv_params *p, herd_er
     }
     for (int i = 0; i < n_slots; i++) {
         slot *sl = &s->slots[i];
+        sl->wait = -1;
         if (herd_session_new_on_pool(&sl->s, s->pool, err)) {
             sched_free(s);
             return -1;
@@ -256,10 +266,51 @@ static void fail_slot(srv_sched *s, slot *sl, const char *msg) {
     release_slot(s, sl);
 }
 
-static int common_prefix(const slot *sl, const srv_req *r) {
-    int lim = sl->n_cache < r->n_prompt - 1 ? sl->n_cache : r->n_prompt - 1, k = 0;
-    while (k < lim && sl->cache[k] == r->prompt[k]) k++;
+/* Tokens a and b (n of them at most) start with in common. */
+static int common_ids(const int32_t *a, const int32_t *b, int n) {
+    int k = 0;
+    while (k < n && a[k] == b[k]) k++;
     return k;
+}
+
+/* r's prompt tokens cached in sl (its last token is always computed: its logits). */
+static int common_prefix(const slot *sl, const srv_req *r) {
+    return common_ids(sl->cache, r->prompt, sl->n_cache < r->n_prompt - 1 ? sl->n_cache : r->n_prompt - 1);
+}
+
+/* A prefill still running in another slot whose prompt shares >= WAIT_MIN more
+ * tokens with sl's than sl holds: sl waits for it (step() leaves sl out until
+ * then). Only slots that wait for no one lead, so waits never form a cycle. */
+static void find_leader(srv_sched *s, slot *sl) {
+    const srv_req *r = sl->r;
+    int best_k = sl->n_done + WAIT_MIN - 1;
+    sl->wait = -1;
+    for (int i = 0; i < s->n_slots; i++) {
+        const slot *o = &s->slots[i];
+        if (o == sl || !o->r || o->decoding || o->wait >= 0) continue;
+        const int lim = o->r->n_prompt < r->n_prompt - 1 ? o->r->n_prompt : r->n_prompt - 1;
+        const int k = common_ids(o->r->prompt, r->prompt, lim);
+        if (k > best_k && o->n_done < k) best_k = k, sl->wait = i;
+    }
+    if (sl->wait >= 0) sl->wait_ticket = s->slots[sl->wait].ticket, sl->wait_k = best_k;
+}
+
+/* Gives sl the longest prefix of its prompt cached in another slot, where that
+ * is longer than what sl holds: the pages are shared, not recomputed. Returns the
+ * tokens gained. */
+static int adopt_prefix(srv_sched *s, slot *sl) {
+    int src = -1, best = sl->n_cache < sl->n_done ? sl->n_cache : sl->n_done;
+    for (int i = 0; i < s->n_slots; i++) {
+        const int k = &s->slots[i] == sl ? 0 : common_prefix(&s->slots[i], sl->r);
+        if (k > best) src = i, best = k;
+    }
+    herd_error err;
+    if (src < 0) return 0;
+    const int had = sl->n_done;
+    if (herd_session_share_prefix(sl->s, s->slots[src].s, best, &err) == HERD_OK)
+        memcpy(sl->cache, s->slots[src].cache, (size_t)best * sizeof *sl->cache);
+    sl->n_cache = sl->n_done = herd_session_pos(sl->s); /* 0 after a failed share */
+    return sl->n_done > had ? sl->n_done - had : 0;
 }
 
 /* Puts r into a free slot. The prompt's longest prefix cached in any slot,
@@ -279,17 +330,20 @@ static int admit(srv_sched *s, srv_req *r) {
     if (best < 0) return 0;
     slot *sl = &s->slots[best];
     herd_error err;
-    if (src >= 0 && src != best && src_common > best_common &&
-        herd_session_share_prefix(sl->s, s->slots[src].s, src_common, &err) == HERD_OK) {
-        memcpy(sl->cache, s->slots[src].cache, (size_t)src_common * sizeof *sl->cache);
-        best_common = src_common;
+    if (src >= 0 && src != best && src_common > best_common) {
+        /* a failed share (no page for the partial one) leaves the session empty */
+        if (herd_session_share_prefix(sl->s, s->slots[src].s, src_common, &err) == HERD_OK)
+            memcpy(sl->cache, s->slots[src].cache, (size_t)src_common * sizeof *sl->cache);
     } else {
         herd_session_rewind(sl->s, best_common);
     }
+    best_common = herd_session_pos(sl->s);
     sl->n_cache = best_common;
     sl->n_done = best_common;
     sl->decoding = 0;
     sl->r = r;
+    sl->ticket = ++s->tickets;
+    find_leader(s, sl);
     herd_detok_init(&sl->dt);
     out_init(&sl->out, r);
     herd_sampler_params sp = herd_sampler_default_params();
@@ -445,6 +499,16 @@ static void step(srv_sched *s) {
         int i = (s->rr + ii) % s->n_slots;
         slot *sl = &s->slots[i];
         if (!sl->r) continue;
+        if (sl->wait >= 0) {
+            const slot *lead = &s->slots[sl->wait];
+            if (lead->r && lead->ticket == sl->wait_ticket && !lead->decoding && lead->n_done < sl->wait_k)
+                continue; /* its prefix is still being computed */
+            sl->wait = -1;
+            const int gained = adopt_prefix(s, sl);
+            pthread_mutex_lock(&s->stats_mu);
+            s->st.reused_tokens += (uint64_t)gained;
+            pthread_mutex_unlock(&s->stats_mu);
+        }
         if (sl->decoding) {
             ids[n] = &sl->next;
             n_ids[n] = 1;

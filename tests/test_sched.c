@@ -1,0 +1,162 @@
+/* test_sched.c - the server's scheduler (src/server/sched.c) without HTTP:
+ * requests that arrive together (queued before the scheduler thread starts, so
+ * one admission round takes them all) and share a long prompt prefix: one
+ * computes it, the others wait for its pages (they recompute none of it: the
+ * reused-token counter), and every output is identical to that request's alone
+ * on a fresh scheduler (temperature 0). Two groups of prompts with different
+ * prefixes, one unrelated prompt, and one prompt that is another's whole prompt
+ * plus more; prefixes longer than one step's prefill chunk.
+ */
+#include <pthread.h>
+#include <unistd.h>
+
+#include "herd.h"
+#include "server/server.h"
+#include "test.h"
+
+enum { NREQ = 8, MAXP = 4096 };
+
+static srv_params params(void) {
+    srv_params p = { 0 };
+    p.n_parallel = NREQ;
+    p.n_ctx = 1024;
+    p.kv_type = HERD_F32;
+    p.n_threads = 2;
+    p.queue_max = 64;
+    return p;
+}
+
+static srv_req *request(const srv_api *api, const char *prompt) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", "m");
+    cJSON_AddStringToObject(o, "prompt", prompt);
+    cJSON_AddNumberToObject(o, "max_tokens", 6);
+    cJSON_AddNumberToObject(o, "temperature", 0);
+    char *body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    int status = 0;
+    char *err = NULL;
+    srv_req *r = api_parse_request(api, REQ_COMPLETION, body, strlen(body), &status, &err);
+    CHECKF(r != NULL, "request refused (%d): %s", status, err ? err : "");
+    free(body);
+    free(err);
+    return r;
+}
+
+static void wait_done(srv_req *r) {
+    pthread_mutex_lock(&r->mu);
+    while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* The completion's text (malloc'd), or NULL. */
+static char *text_of(const srv_req *r) {
+    cJSON *o = cJSON_ParseWithLength(r->out.p ? r->out.p : "", r->out.n);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0), "text");
+    char *s = cJSON_IsString(t) ? strdup(t->valuestring) : NULL;
+    cJSON_Delete(o);
+    return s;
+}
+
+int main(void) {
+    char dir[] = "/tmp/herd_test_sched_XXXXXX";
+    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
+    char gguf[300], hf[300];
+    snprintf(gguf, sizeof gguf, "%s/m.gguf", dir);
+    snprintf(hf, sizeof hf, "%s/hf", dir);
+    herd_error err;
+    herd_init_params ip = { .seed = 5 };
+    herd_config_default(&ip.config);
+    ip.config.dim = 96; ip.config.n_layers = 2; ip.config.n_heads = 4; ip.config.n_kv_heads = 2;
+    ip.config.head_dim = 32; ip.config.ffn_dim = 160;
+    herd_model *m;
+    if (herd_init_model(&ip, hf, gguf, HERD_F32, &err) || herd_model_load(&m, gguf, &err)) {
+        CHECKF(0, "model: %s", err.msg);
+        TEST_MAIN_END("test_sched");
+    }
+    const srv_api api = { m, "m", 1024 };
+
+    /* two long shared prefixes (hundreds of tokens: more than one prefill chunk) */
+    static char pa[MAXP / 2], pb[MAXP / 2], prompts[NREQ][MAXP];
+    size_t na = 0, nb = 0;
+    for (int i = 0; i < 10; i++) na += (size_t)snprintf(pa + na, sizeof pa - na, "rule %d: keep the river calm. ", i);
+    for (int i = 0; i < 8; i++) nb += (size_t)snprintf(pb + nb, sizeof pb - nb, "stone %d lies by the light. ", i);
+    for (int i = 0; i < 4; i++) snprintf(prompts[i], MAXP, "%sQuestion %d?", pa, i);
+    for (int i = 4; i < 7; i++) snprintf(prompts[i], MAXP, "%sAsk %d, then answer.", pb, i);
+    snprintf(prompts[7], MAXP, "%sAsk 4, then answer. And then some more.", pb); /* prompt 4 whole, plus more */
+    const char *unrelated = "An unrelated short prompt.";
+
+    /* alone: each on a fresh scheduler (no cache to share) */
+    char *alone[NREQ + 1];
+    for (int i = 0; i <= NREQ; i++) {
+        srv_sched *s;
+        srv_params p = params();
+        CHECK(sched_new(&s, m, &p, &err) == 0);
+        srv_req *r = request(&api, i < NREQ ? prompts[i] : unrelated);
+        if (!r) TEST_MAIN_END("test_sched");
+        CHECK(sched_submit(s, r) == 0);
+        CHECK(sched_start(s) == 0);
+        wait_done(r);
+        alone[i] = text_of(r);
+        CHECKF(alone[i] != NULL, "request %d alone: no text in %.200s", i, r->out.p ? r->out.p : "");
+        sched_drain(s);
+        srv_stats st;
+        sched_stats(s, &st);
+        CHECKF(st.reused_tokens == 0, "request %d alone reused %llu tokens", i, (unsigned long long)st.reused_tokens);
+        sched_free(s);
+        req_release(r);
+    }
+
+    /* together: all queued first, then one admission round */
+    srv_sched *s;
+    srv_params p = params();
+    p.n_parallel = NREQ + 1;
+    CHECK(sched_new(&s, m, &p, &err) == 0);
+    srv_req *r[NREQ + 1];
+    for (int i = 0; i <= NREQ; i++) {
+        r[i] = request(&api, i < NREQ ? prompts[i] : unrelated);
+        if (!r[i]) TEST_MAIN_END("test_sched");
+        CHECK(sched_submit(s, r[i]) == 0);
+    }
+    /* what sharing saves: each prompt's longest common prefix with an earlier one
+     * (its last token is always computed), where that is worth waiting for
+     * (sched.c's WAIT_MIN, 16 tokens; BOS and a first word are computed again) */
+    uint64_t shareable = 0;
+    for (int i = 1; i <= NREQ; i++) {
+        int best = 0;
+        for (int j = 0; j < i; j++) {
+            int k = 0, lim = r[i]->n_prompt - 1;
+            while (k < lim && k < r[j]->n_prompt && r[i]->prompt[k] == r[j]->prompt[k]) k++;
+            best = k > best ? k : best;
+        }
+        shareable += best >= 16 ? (uint64_t)best : 0;
+    }
+    CHECKF(r[0]->n_prompt > 200 && r[4]->n_prompt > 200, "prefixes of %d and %d tokens: longer than a prefill chunk",
+           r[0]->n_prompt, r[4]->n_prompt);
+    CHECK(sched_start(s) == 0);
+    for (int i = 0; i <= NREQ; i++) {
+        wait_done(r[i]);
+        char *t = text_of(r[i]);
+        CHECKF(t && alone[i] && !strcmp(t, alone[i]), "request %d together: '%s', alone: '%s'", i, t ? t : "(none)",
+               alone[i] ? alone[i] : "(none)");
+        free(t);
+    }
+    sched_drain(s);
+    srv_stats st;
+    sched_stats(s, &st);
+    CHECKF(st.reused_tokens == shareable, "prompt tokens reused: %llu; the common prefixes hold %llu",
+           (unsigned long long)st.reused_tokens, (unsigned long long)shareable);
+    printf("  %llu of %llu prompt tokens shared, not recomputed, by requests that arrived together\n",
+           (unsigned long long)st.reused_tokens, (unsigned long long)st.prompt_tokens);
+    sched_free(s);
+    for (int i = 0; i <= NREQ; i++) {
+        req_release(r[i]);
+        free(alone[i]);
+    }
+    herd_model_free(m);
+    char cmd[350];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    TEST_MAIN_END("test_sched");
+}
