@@ -119,7 +119,7 @@ sleep 0.5
 C $B/metrics > "$T/metrics"
 check "disconnect cancels" grep -Eq '^herd_requests_cancelled_total [1-9]' "$T/metrics"
 check "slots free again" grep -q '^herd_running_sequences 0' "$T/metrics"
-for m in herd_requests_total herd_prompt_tokens_total herd_generated_tokens_total herd_queue_depth herd_kv_tokens_in_use herd_generation_tokens_per_second herd_batch_steps_total herd_batch_sequences_max herd_forward_seconds_total herd_step_seconds_total herd_uptime_seconds; do
+for m in herd_requests_total herd_prompt_tokens_total herd_generated_tokens_total herd_queue_depth herd_kv_tokens_in_use herd_generation_tokens_per_second herd_batch_steps_total herd_batch_sequences_max herd_prefill_fill_rows_total herd_forward_seconds_total herd_step_seconds_total herd_uptime_seconds; do
     check "metrics $m" grep -q "^# TYPE $m " "$T/metrics"
 done
 # the scheduler's clock: some time in forwards, steps at least that long, and both within the uptime

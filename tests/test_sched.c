@@ -26,11 +26,11 @@ static srv_params params(void) {
     return p;
 }
 
-static srv_req *request(const srv_api *api, const char *prompt) {
+static srv_req *request_n(const srv_api *api, const char *prompt, int max_tokens) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "model", "m");
     cJSON_AddStringToObject(o, "prompt", prompt);
-    cJSON_AddNumberToObject(o, "max_tokens", 6);
+    cJSON_AddNumberToObject(o, "max_tokens", max_tokens);
     cJSON_AddNumberToObject(o, "temperature", 0);
     char *body = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -42,6 +42,8 @@ static srv_req *request(const srv_api *api, const char *prompt) {
     free(err);
     return r;
 }
+
+static srv_req *request(const srv_api *api, const char *prompt) { return request_n(api, prompt, 6); }
 
 static void wait_done(srv_req *r) {
     pthread_mutex_lock(&r->mu);
@@ -57,6 +59,91 @@ static char *text_of(const srv_req *r) {
     char *s = cJSON_IsString(t) ? strdup(t->valuestring) : NULL;
     cJSON_Delete(o);
     return s;
+}
+
+/* The text of prompt alone on a fresh scheduler (nothing cached to share). */
+static char *alone_text(const herd_model *m, const srv_api *api, const char *prompt, int max_tokens) {
+    srv_sched *s;
+    srv_params p = params();
+    herd_error err;
+    if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return NULL; }
+    srv_req *r = request_n(api, prompt, max_tokens);
+    char *t = NULL;
+    if (r && sched_submit(s, r) == 0 && sched_start(s) == 0) {
+        wait_done(r);
+        t = text_of(r);
+    }
+    sched_drain(s);
+    srv_stats st;
+    sched_stats(s, &st);
+    CHECKF(st.reused_tokens == 0, "alone reused %llu tokens", (unsigned long long)st.reused_tokens);
+    sched_free(s);
+    if (r) req_release(r);
+    CHECKF(t != NULL, "no text alone for '%.40s...'", prompt);
+    return t;
+}
+
+/* A short prompt that arrives while others decode runs in a step of its own,
+ * and decode rows fill that step's last tile of 8 rows: every output is still
+ * the one it has alone. The short prompt is a running one's whole prompt plus a
+ * few tokens (5 to 7 rows left to compute: a tile to fill). */
+static void test_fill(const herd_model *m, const srv_api *api, const char *base) {
+    enum { ND = 4, LONG = 120 };
+    static char late_prompt[4200];
+    snprintf(late_prompt, sizeof late_prompt, "%s More.", base);
+    char *want[ND + 1];
+    for (int i = 0; i < ND; i++) {
+        char pr[4200];
+        snprintf(pr, sizeof pr, "%s Decoder %d.", base, i);
+        want[i] = alone_text(m, api, pr, LONG);
+    }
+    want[ND] = alone_text(m, api, late_prompt, 6);
+    srv_sched *s;
+    srv_params p = params();
+    herd_error err;
+    if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return; }
+    srv_req *r[ND + 1] = { 0 };
+    for (int i = 0; i < ND; i++) {
+        char pr[4200];
+        snprintf(pr, sizeof pr, "%s Decoder %d.", base, i);
+        r[i] = request_n(api, pr, LONG);
+        if (r[i]) CHECK(sched_submit(s, r[i]) == 0);
+    }
+    CHECK(sched_start(s) == 0);
+    srv_stats st;
+    for (int spin = 0; spin < 100000; spin++) { /* until all of them decode */
+        sched_stats(s, &st);
+        if (st.generated_tokens >= 2 * ND) break;
+        usleep(100);
+    }
+    r[ND] = request_n(api, late_prompt, 6);
+    if (r[ND]) CHECK(sched_submit(s, r[ND]) == 0);
+    for (int i = 0; i <= ND; i++) {
+        if (!r[i]) continue;
+        wait_done(r[i]);
+        char *t = text_of(r[i]);
+        CHECKF(t && want[i] && !strcmp(t, want[i]), "fill: request %d: '%s', alone '%s'", i, t ? t : "(none)",
+               want[i] ? want[i] : "(none)");
+        free(t);
+    }
+    sched_drain(s);
+    sched_stats(s, &st);
+    int left = -1; /* the short prompt's rows after what it shares with a decoder's prompt */
+    if (r[ND] && r[0]) {
+        int k = 0;
+        while (k < r[0]->n_prompt && k < r[ND]->n_prompt && r[0]->prompt[k] == r[ND]->prompt[k]) k++;
+        left = r[ND]->n_prompt - k;
+    }
+    CHECKF(left >= 5 && left <= 7, "the short prompt leaves %d rows, not 5 to 7 (a tile to fill)", left);
+    CHECKF(st.fill_rows > 0, "no decode row filled the short prefill's tile (%d prompt rows left to compute; "
+           "%llu tokens generated)", left, (unsigned long long)st.generated_tokens);
+    printf("  a short prompt (%d rows to compute) among %d decoders: %llu decode rows rode in prefill steps\n",
+           left, ND, (unsigned long long)st.fill_rows);
+    sched_free(s);
+    for (int i = 0; i <= ND; i++) {
+        if (r[i]) req_release(r[i]);
+        free(want[i]);
+    }
 }
 
 int main(void) {
@@ -154,6 +241,7 @@ int main(void) {
         req_release(r[i]);
         free(alone[i]);
     }
+    test_fill(m, &api, pb);
     herd_model_free(m);
     char cmd[350];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

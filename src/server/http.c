@@ -231,6 +231,9 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
            (unsigned long long)st.step_sequences);
     METRIC("herd_batch_sequences_max", "gauge", "The most sequences one batched forward has carried.", "%d",
            st.step_sequences_max);
+    METRIC("herd_prefill_fill_rows_total", "counter",
+           "Decode rows that rode in a short prefill's step, filling its last tile of 8 rows.", "%llu",
+           (unsigned long long)st.fill_rows);
     METRIC("herd_forward_seconds_total", "counter", "Scheduler time in the batched forward.", "%.6f",
            st.forward_s);
     METRIC("herd_step_seconds_total", "counter",

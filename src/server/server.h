@@ -184,6 +184,7 @@ typedef struct {
     /* counters (read with the scheduler's stats lock) */
     uint64_t requests, prompt_tokens, generated_tokens, cancelled, reused_tokens;
     uint64_t steps, step_sequences; /* batched forwards, and sequences summed over them */
+    uint64_t fill_rows;             /* decode rows carried by a short prefill's step */
     int queue_depth, running, n_slots, step_sequences_max;
     long kv_tokens_in_use, kv_tokens_capacity;
     int kv_pages_in_use, kv_pages_total;
