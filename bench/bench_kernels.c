@@ -8,6 +8,8 @@
  *           kernel-only ceiling of herd's decode, to hold against llama.cpp's tg
  *           (weights packed as herd_model_load packs them, where this CPU packs);
  *           `--batch B`: B tokens per step (the server's batched decode).
+ *   --resident TYPE OC IC T: the packed Q4_0 / Q8_0 kernel alone on a weight that
+ *           stays in L2 (one thread; x prepared once): its issue rate.
  * Usage: bench_kernels [--decode] [--batch B] [types...] (default F32 F16 BF16 Q8_0 Q4_0; also Q4_K Q5_K
  * Q6_K); OMP_NUM_THREADS. Besides wall time it prints the process CPU time per
  * call (cpu us): on a shared machine, with 1 thread, that is the kernel's cost
@@ -127,6 +129,34 @@ static void bench_decode(int type, int T, herd_rng *rng) {
     free(x); free(out); free(scratch);
 }
 
+/* The AVX-512 packed kernel alone (zp_rows_small, one thread) on one OC x IC
+ * weight small enough to stay in L2, T tokens prepared once: its issue rate
+ * without memory in the way (1 vpdpbusd = 64 multiply-adds, Q4_0 / Q8_0). */
+static void bench_resident(int type, int64_t oc, int64_t ic, int T, herd_rng *rng) {
+    herd_weight w = { type, make_rows(type, oc, ic, rng), ic, oc, NULL };
+    if (!herd_cpu()->avx512f || matmul_pack(&w, NULL, NULL) == 0 || !zp_small(&w, T)) {
+        printf("resident: %s is not packed for the small-T kernels on this CPU\n", herd_type_name(type));
+        free((void *)w.data);
+        return;
+    }
+    float *x = malloc((size_t)T * ic * 4), *out = malloc((size_t)T * oc * 4);
+    void *scratch = aligned_alloc(64, (matmul_scratch_size(type, T, ic) + 63) & ~(size_t)63);
+    for (int64_t i = 0; i < T * ic; i++) x[i] = (float)herd_rng_normal(rng);
+    mm_act a;
+    memset(&a, 0, sizeof a);
+    mm_isa_avx512.prep(&a, x, type, T, 0, mm_isa_avx512.layout(&a, x, type, T, ic, scratch));
+    const long iters = 4e9 / ((double)oc * ic * T) > 10 ? (long)(4e9 / ((double)oc * ic * T)) : 10;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now();
+        for (long it = 0; it < iters; it++) zp_rows_small(out, &a, &w, T, 0, oc);
+        const double el = now() - t0, macs = (double)oc * ic * T * iters;
+        printf("resident %-5s %lld x %lld T %d: %7.1f GFLOP/s, %.3f G vpdpbusd/s\n", herd_type_name(type),
+               (long long)oc, (long long)ic, T, 2 * macs / el * 1e-9, macs / 64 / el * 1e-9);
+    }
+    matmul_unpack(&w);
+    free(scratch); free(x); free(out); free((void *)w.data);
+}
+
 int main(int argc, char **argv) {
     static const char *names[] = { "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K" };
     static const int ids[] = { HERD_F32, HERD_F16, HERD_BF16, HERD_Q8_0, HERD_Q4_0, HERD_Q4_K, HERD_Q5_K, HERD_Q6_K };
@@ -134,6 +164,14 @@ int main(int argc, char **argv) {
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--decode")) { decode_only = 1; continue; }
         if (!strcmp(argv[a], "--batch") && a + 1 < argc) { batch = atoi(argv[++a]); decode_only = 1; continue; }
+        if (!strcmp(argv[a], "--resident") && a + 4 < argc) { /* TYPE OC IC T */
+            herd_rng rng;
+            herd_rng_seed(&rng, 1);
+            for (int k = 0; k < 8; k++)
+                if (!strcmp(argv[a + 1], names[k]))
+                    bench_resident(ids[k], atoll(argv[a + 2]), atoll(argv[a + 3]), atoi(argv[a + 4]), &rng);
+            return 0;
+        }
         for (int k = 0; k < 8 && nt < 16; k++) if (!strcmp(argv[a], names[k])) types[nt++] = ids[k];
     }
     if (!nt) for (int k = 0; k < 5; k++) types[nt++] = ids[k];
