@@ -61,6 +61,22 @@ static char *text_of(const srv_req *r) {
     return s;
 }
 
+/* Waits for r, then checks its text is want (request i of what). */
+static void check_text(srv_req *r, const char *want, const char *what, int i) {
+    wait_done(r);
+    char *t = text_of(r);
+    CHECKF(t && want && !strcmp(t, want), "%s: request %d: '%s', alone: '%s'", what, i, t ? t : "(none)",
+           want ? want : "(none)");
+    free(t);
+}
+
+/* Prompt tokens a and b start with in common. */
+static int common_tokens(const srv_req *a, const srv_req *b) {
+    int k = 0;
+    while (k < a->n_prompt && k < b->n_prompt && a->prompt[k] == b->prompt[k]) k++;
+    return k;
+}
+
 /* The text of prompt alone on a fresh scheduler (nothing cached to share). */
 static char *alone_text(const herd_model *m, const srv_api *api, const char *prompt, int max_tokens) {
     srv_sched *s;
@@ -118,22 +134,12 @@ static void test_fill(const herd_model *m, const srv_api *api, const char *base)
     }
     r[ND] = request_n(api, late_prompt, 6);
     if (r[ND]) CHECK(sched_submit(s, r[ND]) == 0);
-    for (int i = 0; i <= ND; i++) {
-        if (!r[i]) continue;
-        wait_done(r[i]);
-        char *t = text_of(r[i]);
-        CHECKF(t && want[i] && !strcmp(t, want[i]), "fill: request %d: '%s', alone '%s'", i, t ? t : "(none)",
-               want[i] ? want[i] : "(none)");
-        free(t);
-    }
+    for (int i = 0; i <= ND; i++)
+        if (r[i]) check_text(r[i], want[i], "fill", i);
     sched_drain(s);
     sched_stats(s, &st);
-    int left = -1; /* the short prompt's rows after what it shares with a decoder's prompt */
-    if (r[ND] && r[0]) {
-        int k = 0;
-        while (k < r[0]->n_prompt && k < r[ND]->n_prompt && r[0]->prompt[k] == r[ND]->prompt[k]) k++;
-        left = r[ND]->n_prompt - k;
-    }
+    /* the short prompt's rows after what it shares with a decoder's prompt */
+    const int left = r[ND] && r[0] ? r[ND]->n_prompt - common_tokens(r[ND], r[0]) : -1;
     CHECKF(left >= 5 && left <= 7, "the short prompt leaves %d rows, not 5 to 7 (a tile to fill)", left);
     CHECKF(st.fill_rows > 0, "no decode row filled the short prefill's tile (%d prompt rows left to compute; "
            "%llu tokens generated)", left, (unsigned long long)st.generated_tokens);
@@ -176,24 +182,7 @@ int main(void) {
 
     /* alone: each on a fresh scheduler (no cache to share) */
     char *alone[NREQ + 1];
-    for (int i = 0; i <= NREQ; i++) {
-        srv_sched *s;
-        srv_params p = params();
-        CHECK(sched_new(&s, m, &p, &err) == 0);
-        srv_req *r = request(&api, i < NREQ ? prompts[i] : unrelated);
-        if (!r) TEST_MAIN_END("test_sched");
-        CHECK(sched_submit(s, r) == 0);
-        CHECK(sched_start(s) == 0);
-        wait_done(r);
-        alone[i] = text_of(r);
-        CHECKF(alone[i] != NULL, "request %d alone: no text in %.200s", i, r->out.p ? r->out.p : "");
-        sched_drain(s);
-        srv_stats st;
-        sched_stats(s, &st);
-        CHECKF(st.reused_tokens == 0, "request %d alone reused %llu tokens", i, (unsigned long long)st.reused_tokens);
-        sched_free(s);
-        req_release(r);
-    }
+    for (int i = 0; i <= NREQ; i++) alone[i] = alone_text(m, &api, i < NREQ ? prompts[i] : unrelated, 6);
 
     /* together: all queued first, then one admission round */
     srv_sched *s;
@@ -213,22 +202,16 @@ int main(void) {
     for (int i = 1; i <= NREQ; i++) {
         int best = 0;
         for (int j = 0; j < i; j++) {
-            int k = 0, lim = r[i]->n_prompt - 1;
-            while (k < lim && k < r[j]->n_prompt && r[i]->prompt[k] == r[j]->prompt[k]) k++;
+            const int k = common_tokens(r[i], r[j]);
             best = k > best ? k : best;
         }
+        best = best < r[i]->n_prompt - 1 ? best : r[i]->n_prompt - 1;
         shareable += best >= 16 ? (uint64_t)best : 0;
     }
     CHECKF(r[0]->n_prompt > 200 && r[4]->n_prompt > 200, "prefixes of %d and %d tokens: longer than a prefill chunk",
            r[0]->n_prompt, r[4]->n_prompt);
     CHECK(sched_start(s) == 0);
-    for (int i = 0; i <= NREQ; i++) {
-        wait_done(r[i]);
-        char *t = text_of(r[i]);
-        CHECKF(t && alone[i] && !strcmp(t, alone[i]), "request %d together: '%s', alone: '%s'", i, t ? t : "(none)",
-               alone[i] ? alone[i] : "(none)");
-        free(t);
-    }
+    for (int i = 0; i <= NREQ; i++) check_text(r[i], alone[i], "together", i);
     sched_drain(s);
     srv_stats st;
     sched_stats(s, &st);
