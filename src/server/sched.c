@@ -320,34 +320,27 @@ static int adopt_prefix(srv_sched *s, slot *sl) {
  * the pages of another slot are shared (herd_session_share_prefix). The free slot
  * chosen is the one whose cache shares most, else the one holding least. */
 static int admit(srv_sched *s, srv_req *r) {
-    int best = -1, best_common = -1, src = -1, src_common = 0;
+    int best = -1, best_common = -1;
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
-        int k = common_prefix(sl, r);
-        if (k > src_common) src = i, src_common = k;
         if (sl->r) continue;
+        int k = common_prefix(sl, r);
         if (k > best_common || (k == best_common && sl->n_cache < s->slots[best].n_cache))
             best = i, best_common = k;
     }
     if (best < 0) return 0;
     slot *sl = &s->slots[best];
-    herd_error err;
-    if (src >= 0 && src != best && src_common > best_common) {
-        /* a failed share (no page for the partial one) leaves the session empty */
-        if (herd_session_share_prefix(sl->s, s->slots[src].s, src_common, &err) == HERD_OK)
-            memcpy(sl->cache, s->slots[src].cache, (size_t)src_common * sizeof *sl->cache);
-    } else {
-        herd_session_rewind(sl->s, best_common);
-    }
-    best_common = herd_session_pos(sl->s);
-    sl->n_cache = best_common;
-    sl->n_done = best_common;
+    herd_session_rewind(sl->s, best_common);
+    sl->n_cache = sl->n_done = best_common;
     sl->decoding = 0;
     sl->r = r;
+    adopt_prefix(s, sl); /* a longer prefix another slot holds */
+    best_common = sl->n_done;
     sl->ticket = ++s->tickets;
     find_leader(s, sl);
     herd_detok_init(&sl->dt);
     out_init(&sl->out, r);
+    herd_error err;
     herd_sampler_params sp = herd_sampler_default_params();
     sp.temperature = r->temperature;
     sp.top_p = r->top_p;
