@@ -5,7 +5,9 @@
  * reused-token counter), and every output is identical to that request's alone
  * on a fresh scheduler (temperature 0). Two groups of prompts with different
  * prefixes, one unrelated prompt, and one prompt that is another's whole prompt
- * plus more; prefixes longer than one step's prefill chunk.
+ * plus more; prefixes longer than one step's prefill chunk. A short prompt
+ * among decoders (its step's tile filled with decode rows). Random traffic on a
+ * small KV pool: bursts, cancellations, pool-full failures.
  */
 #include <pthread.h>
 #include <unistd.h>
@@ -152,6 +154,79 @@ static void test_fill(const herd_model *m, const srv_api *api, const char *base)
     }
 }
 
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static int rnd(int n) {
+    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
+    return (int)(rng_state % (uint64_t)n);
+}
+
+/* Random traffic on a small KV pool: requests in bursts, prompts on three
+ * system prompts (waits, shared pages, cached prefixes) or none, some cancelled
+ * at a random moment, some failed when the pool is full. Every request ends;
+ * every one that completes has its text alone; nothing hangs (a wait that never
+ * ended would), and the sanitizers see no error. */
+static void test_stress(const herd_model *m, const srv_api *api, const char *sys[3]) {
+    enum { NS = 48 };
+    static char pr[NS][1200];
+    int ntok[NS];
+    char *want[NS];
+    for (int i = 0; i < NS; i++) {
+        const int k = rnd(4);
+        snprintf(pr[i], sizeof pr[i], "%s%s item %d of %d.", k < 3 ? sys[k] : "", rnd(2) ? " Please" : "", rnd(50), i);
+        ntok[i] = 1 + rnd(16);
+        want[i] = alone_text(m, api, pr[i], ntok[i]);
+    }
+    srv_sched *s;
+    srv_params p = params();
+    p.n_parallel = 6;
+    p.kv_pages = 12; /* 64 positions a page: a few prompts of hundreds of tokens fill it */
+    herd_error err;
+    if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return; }
+    CHECK(sched_start(s) == 0);
+    srv_req *r[NS] = { 0 };
+    int cancel_at[NS];
+    for (int i = 0; i < NS;) {
+        for (int b = 1 + rnd(6); b > 0 && i < NS; b--, i++) { /* a burst */
+            r[i] = request_n(api, pr[i], ntok[i]);
+            cancel_at[i] = rnd(4) == 0 ? rnd(3000) : -1; /* us after submission */
+            if (r[i]) CHECK(sched_submit(s, r[i]) == 0);
+        }
+        usleep((useconds_t)rnd(3000));
+        for (int j = 0; j < i; j++)
+            if (r[j] && cancel_at[j] >= 0 && rnd(3) == 0) {
+                pthread_mutex_lock(&r[j]->mu);
+                if (!r[j]->done) r[j]->cancelled = 1;
+                pthread_mutex_unlock(&r[j]->mu);
+                cancel_at[j] = -2; /* asked (it may have ended before) */
+            }
+    }
+    int same = 0, failed = 0, cancelled = 0;
+    for (int i = 0; i < NS; i++) {
+        if (!r[i]) continue;
+        wait_done(r[i]);
+        char *t = text_of(r[i]);
+        if (t && want[i] && !strcmp(t, want[i])) same++;
+        else if (r[i]->out.n && strstr(r[i]->out.p, "KV cache is full")) failed++;
+        else if (cancel_at[i] == -2) cancelled++;
+        else CHECKF(0, "stress: request %d ended with neither its alone text nor an error: '%.300s'", i,
+                    r[i]->out.p ? r[i]->out.p : "");
+        free(t);
+    }
+    sched_drain(s);
+    srv_stats st;
+    sched_stats(s, &st);
+    CHECKF(st.running == 0 && st.queue_depth == 0, "stress: %d running, %d queued after the drain", st.running,
+           st.queue_depth);
+    CHECKF(same >= NS / 4, "stress: only %d of %d requests completed as alone", same, NS);
+    printf("  stress: %d requests: %d as alone, %d cancelled, %d failed (KV full); %llu prompt tokens reused\n", NS,
+           same, cancelled, failed, (unsigned long long)st.reused_tokens);
+    sched_free(s);
+    for (int i = 0; i < NS; i++) {
+        if (r[i]) req_release(r[i]);
+        free(want[i]);
+    }
+}
+
 int main(void) {
     char dir[] = "/tmp/herd_test_sched_XXXXXX";
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
@@ -225,6 +300,8 @@ int main(void) {
         free(alone[i]);
     }
     test_fill(m, &api, pb);
+    const char *sys[3] = { pa, pb, "A third, shorter system prompt for the stress test, forty tokens or so." };
+    test_stress(m, &api, sys);
     herd_model_free(m);
     char cmd[350];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -561,25 +561,33 @@ static void step(srv_sched *s) {
             }
         st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
     }
-    while (st == HERD_ERR_NOMEM && n > 1) {
-        /* still out: fail the sequence with the most prompt left (the newest work),
-         * which frees its pages; a failed batch changed no session */
-        int victim = 0, most = -1;
-        for (int j = 0; j < n; j++) {
-            const slot *sl = &s->slots[who[j]];
-            int left = sl->decoding ? 0 : sl->r->n_prompt - sl->n_done;
-            if (left > most) victim = j, most = left;
+    while (st == HERD_ERR_NOMEM) {
+        /* still out: fail the running sequence with the most prompt left (the
+         * newest work), which frees its pages, and try again; it may be one this
+         * step leaves out (waiting for another's prefix, or past the prefill
+         * budget): those hold pages too. A failed batch changed no session. */
+        slot *v = NULL;
+        int most = -1;
+        for (int i = 0; i < s->n_slots; i++) {
+            slot *sl = &s->slots[i];
+            const int left = !sl->r ? -1 : sl->decoding ? 0 : sl->r->n_prompt - sl->n_done;
+            if (left > most) v = sl, most = left;
         }
-        slot *sl = &s->slots[who[victim]];
-        herd_session_reset(sl->s);
-        sl->n_cache = 0;
+        if (!v) break;
+        herd_session_reset(v->s);
+        v->n_cache = 0;
         char msg[1200];
         snprintf(msg, sizeof msg, "the KV cache is full (%d pages of %d positions, shared by every "
                  "sequence): retry later, or start the server with more --kv-pages (%s)",
                  herd_kv_pool_pages_total(s->pool), herd_kv_page_size(), err.msg);
-        fail_slot(s, sl, msg);
-        n--;
-        ss[victim] = ss[n], ids[victim] = ids[n], n_ids[victim] = n_ids[n], who[victim] = who[n];
+        fail_slot(s, v, msg);
+        for (int j = 0; j < n; j++)
+            if (&s->slots[who[j]] == v) {
+                n--;
+                ss[j] = ss[n], ids[j] = ids[n], n_ids[j] = n_ids[n], who[j] = who[n];
+                break;
+            }
+        if (n == 0) return; /* nothing of this step is left */
         st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
     }
     if (st) {
