@@ -28,12 +28,23 @@ static srv_params params(void) {
     return p;
 }
 
-static srv_req *request_n(const srv_api *api, const char *prompt, int max_tokens) {
+/* A request's options beyond its prompt (zero: temperature 0, not streamed). */
+typedef struct {
+    int stream, seed, logprobs;
+    double temperature;
+    const char *stop;
+} req_opts;
+
+static srv_req *request_o(const srv_api *api, const char *prompt, int max_tokens, req_opts q) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "model", "m");
     cJSON_AddStringToObject(o, "prompt", prompt);
     cJSON_AddNumberToObject(o, "max_tokens", max_tokens);
-    cJSON_AddNumberToObject(o, "temperature", 0);
+    cJSON_AddNumberToObject(o, "temperature", q.temperature);
+    if (q.stream) cJSON_AddTrueToObject(o, "stream");
+    if (q.seed) cJSON_AddNumberToObject(o, "seed", q.seed);
+    if (q.logprobs) cJSON_AddNumberToObject(o, "logprobs", q.logprobs);
+    if (q.stop) cJSON_AddStringToObject(o, "stop", q.stop);
     char *body = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     int status = 0;
@@ -45,6 +56,10 @@ static srv_req *request_n(const srv_api *api, const char *prompt, int max_tokens
     return r;
 }
 
+static srv_req *request_n(const srv_api *api, const char *prompt, int max_tokens) {
+    return request_o(api, prompt, max_tokens, (req_opts){ 0 });
+}
+
 static srv_req *request(const srv_api *api, const char *prompt) { return request_n(api, prompt, 6); }
 
 static void wait_done(srv_req *r) {
@@ -53,14 +68,40 @@ static void wait_done(srv_req *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
-/* The completion's text (malloc'd), or NULL. */
-static char *text_of(const srv_req *r) {
-    cJSON *o = cJSON_ParseWithLength(r->out.p ? r->out.p : "", r->out.n);
+/* Appends choices[0].text of the JSON object at json (n bytes) to *acc (a
+ * malloc'd string, NULL at first). Returns 0 when there is no such text. */
+static int add_text(char **acc, const char *json, size_t n) {
+    cJSON *o = cJSON_ParseWithLength(json, n);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0), "text");
-    char *s = cJSON_IsString(t) ? strdup(t->valuestring) : NULL;
+    const int ok = cJSON_IsString(t);
+    if (ok) {
+        const size_t had = *acc ? strlen(*acc) : 0, add = strlen(t->valuestring);
+        *acc = realloc(*acc, had + add + 1);
+        memcpy(*acc + had, t->valuestring, add + 1);
+    }
     cJSON_Delete(o);
-    return s;
+    return ok;
+}
+
+/* The completion's text (malloc'd), or NULL: the body's, or the text of every
+ * event of a stream (server-sent events, "data: {...}" lines). */
+static char *text_of(const srv_req *r) {
+    const char *p = r->out.p ? r->out.p : "";
+    char *acc = NULL;
+    if (!r->stream) {
+        add_text(&acc, p, r->out.n);
+        return acc;
+    }
+    int events = 0;
+    for (const char *e = strstr(p, "data: {"); e; e = strstr(e + 1, "data: {")) {
+        const char *end = strstr(e, "\n\n");
+        if (!end) break;
+        if (!add_text(&acc, e + 6, (size_t)(end - e - 6))) { free(acc); return NULL; } /* an error event */
+        events++;
+    }
+    if (events && !acc) acc = strdup("");
+    return strstr(p, "data: [DONE]") ? acc : (free(acc), NULL);
 }
 
 /* Waits for r, then checks its text is want (request i of what). */
@@ -80,12 +121,12 @@ static int common_tokens(const srv_req *a, const srv_req *b) {
 }
 
 /* The text of prompt alone on a fresh scheduler (nothing cached to share). */
-static char *alone_text(const herd_model *m, const srv_api *api, const char *prompt, int max_tokens) {
+static char *alone_text(const herd_model *m, const srv_api *api, const char *prompt, int max_tokens, req_opts q) {
     srv_sched *s;
     srv_params p = params();
     herd_error err;
     if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return NULL; }
-    srv_req *r = request_n(api, prompt, max_tokens);
+    srv_req *r = request_o(api, prompt, max_tokens, q);
     char *t = NULL;
     if (r && sched_submit(s, r) == 0 && sched_start(s) == 0) {
         wait_done(r);
@@ -113,9 +154,9 @@ static void test_fill(const herd_model *m, const srv_api *api, const char *base)
     for (int i = 0; i < ND; i++) {
         char pr[4200];
         snprintf(pr, sizeof pr, "%s Decoder %d.", base, i);
-        want[i] = alone_text(m, api, pr, LONG);
+        want[i] = alone_text(m, api, pr, LONG, (req_opts){ 0 });
     }
-    want[ND] = alone_text(m, api, late_prompt, 6);
+    want[ND] = alone_text(m, api, late_prompt, 6, (req_opts){ 0 });
     srv_sched *s;
     srv_params p = params();
     herd_error err;
@@ -169,12 +210,16 @@ static void test_stress(const herd_model *m, const srv_api *api, const char *sys
     enum { NS = 48 };
     static char pr[NS][1200];
     int ntok[NS];
+    req_opts q[NS];
     char *want[NS];
     for (int i = 0; i < NS; i++) {
         const int k = rnd(4);
         snprintf(pr[i], sizeof pr[i], "%s%s item %d of %d.", k < 3 ? sys[k] : "", rnd(2) ? " Please" : "", rnd(50), i);
         ntok[i] = 1 + rnd(16);
-        want[i] = alone_text(m, api, pr[i], ntok[i]);
+        /* streamed or not, sampled (a seed) or greedy, logprobs, a stop string */
+        q[i] = (req_opts){ .stream = rnd(2), .logprobs = rnd(4) ? 0 : 2, .stop = rnd(5) ? NULL : "e" };
+        if (rnd(3) == 0) q[i].temperature = 0.9, q[i].seed = 1 + i;
+        want[i] = alone_text(m, api, pr[i], ntok[i], q[i]);
     }
     srv_sched *s;
     srv_params p = params();
@@ -187,7 +232,7 @@ static void test_stress(const herd_model *m, const srv_api *api, const char *sys
     int cancel_at[NS];
     for (int i = 0; i < NS;) {
         for (int b = 1 + rnd(6); b > 0 && i < NS; b--, i++) { /* a burst */
-            r[i] = request_n(api, pr[i], ntok[i]);
+            r[i] = request_o(api, pr[i], ntok[i], q[i]);
             cancel_at[i] = rnd(4) == 0 ? rnd(3000) : -1; /* us after submission */
             if (r[i]) CHECK(sched_submit(s, r[i]) == 0);
         }
@@ -206,7 +251,7 @@ static void test_stress(const herd_model *m, const srv_api *api, const char *sys
         wait_done(r[i]);
         char *t = text_of(r[i]);
         if (t && want[i] && !strcmp(t, want[i])) same++;
-        else if (r[i]->out.n && strstr(r[i]->out.p, "KV cache is full")) failed++;
+        else if (r[i]->out.n && strstr(r[i]->out.p, "the KV cache is full")) failed++;
         else if (cancel_at[i] == -2) cancelled++;
         else CHECKF(0, "stress: request %d ended with neither its alone text nor an error: '%.300s'", i,
                     r[i]->out.p ? r[i]->out.p : "");
@@ -257,7 +302,7 @@ int main(void) {
 
     /* alone: each on a fresh scheduler (no cache to share) */
     char *alone[NREQ + 1];
-    for (int i = 0; i <= NREQ; i++) alone[i] = alone_text(m, &api, i < NREQ ? prompts[i] : unrelated, 6);
+    for (int i = 0; i <= NREQ; i++) alone[i] = alone_text(m, &api, i < NREQ ? prompts[i] : unrelated, 6, (req_opts){ 0 });
 
     /* together: all queued first, then one admission round */
     srv_sched *s;
