@@ -7,7 +7,7 @@
  * prefixes, one unrelated prompt, and one prompt that is another's whole prompt
  * plus more; prefixes longer than one step's prefill chunk. A short prompt
  * among decoders (its step's tile filled with decode rows). Random traffic on a
- * small KV pool: bursts, cancellations, pool-full failures.
+ * small KV pool: bursts, cancellations, prompts put back in the queue.
  */
 #include <pthread.h>
 #include <unistd.h>
@@ -203,7 +203,8 @@ static int rnd(int n) {
 
 /* Random traffic on a small KV pool: requests in bursts, prompts on three
  * system prompts (waits, shared pages, cached prefixes) or none, some cancelled
- * at a random moment, some failed when the pool is full. Every request ends;
+ * at a random moment, some put back in the queue (or failed, when already
+ * answering) when the pool is full. Every request ends;
  * every one that completes has its text alone; nothing hangs (a wait that never
  * ended would), and the sanitizers see no error. */
 static void test_stress(const herd_model *m, const srv_api *api, const char *sys[3]) {
@@ -263,8 +264,9 @@ static void test_stress(const herd_model *m, const srv_api *api, const char *sys
     CHECKF(st.running == 0 && st.queue_depth == 0, "stress: %d running, %d queued after the drain", st.running,
            st.queue_depth);
     CHECKF(same >= NS / 4, "stress: only %d of %d requests completed as alone", same, NS);
-    printf("  stress: %d requests: %d as alone, %d cancelled, %d failed (KV full); %llu prompt tokens reused\n", NS,
-           same, cancelled, failed, (unsigned long long)st.reused_tokens);
+    printf("  stress: %d requests: %d as alone, %d cancelled, %d failed (KV full), %llu times put back in the "
+           "queue (pool full); %llu prompt tokens reused\n", NS, same, cancelled, failed,
+           (unsigned long long)st.requeued, (unsigned long long)st.reused_tokens);
     sched_free(s);
     for (int i = 0; i < NS; i++) {
         if (r[i]) req_release(r[i]);

@@ -231,6 +231,9 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
            (unsigned long long)st.step_sequences);
     METRIC("herd_batch_sequences_max", "gauge", "The most sequences one batched forward has carried.", "%d",
            st.step_sequences_max);
+    METRIC("herd_requests_requeued_total", "counter",
+           "Prompts put back in the queue mid-prefill because the KV pool was full (they run later).", "%llu",
+           (unsigned long long)st.requeued);
     METRIC("herd_prefill_fill_rows_total", "counter",
            "Decode rows that rode in a short prefill's step, filling its last tile of 8 rows.", "%llu",
            (unsigned long long)st.fill_rows);

@@ -228,15 +228,37 @@ static int is_cancelled(srv_req *r) {
     return c;
 }
 
-static void release_slot(srv_sched *s, slot *sl) {
+/* Frees the slot's per-request state; returns its request (reference kept). */
+static srv_req *vacate(srv_sched *s, slot *sl) {
+    srv_req *r = sl->r;
     for (int i = 0; i < sl->out.n_gen && i < s->n_ctx; i++) sl->counts[sl->gen[i]] = 0;
     out_free(&sl->out);
     herd_sampler_free(sl->smp);
     sl->smp = NULL;
-    req_release(sl->r);
     sl->r = NULL;
     pthread_mutex_lock(&s->stats_mu);
     s->st.running--;
+    pthread_mutex_unlock(&s->stats_mu);
+    return r;
+}
+
+static void release_slot(srv_sched *s, slot *sl) { req_release(vacate(s, sl)); }
+
+/* Puts a sequence still in its prompt (nothing sent yet) back at the head of
+ * the queue, its pages returned: it runs again when pages are free. */
+static void requeue_slot(srv_sched *s, slot *sl) {
+    herd_session_reset(sl->s);
+    sl->n_cache = 0;
+    srv_req *r = vacate(s, sl);
+    r->requeued = 1;
+    pthread_mutex_lock(&s->mu);
+    r->next = s->head;
+    s->head = r;
+    if (!s->tail) s->tail = r;
+    s->n_queued++;
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.requeued++;
     pthread_mutex_unlock(&s->stats_mu);
 }
 
@@ -357,10 +379,12 @@ static int admit(srv_sched *s, srv_req *r) {
         return 1;
     }
     pthread_mutex_lock(&s->stats_mu);
-    hist_add(&s->st.queue_wait, now_s() - r->t_submit);
     s->st.running++;
-    s->st.prompt_tokens += (uint64_t)r->n_prompt;
-    s->st.reused_tokens += (uint64_t)best_common;
+    if (!r->requeued) { /* counted once, at its first admission */
+        hist_add(&s->st.queue_wait, now_s() - r->t_submit);
+        s->st.prompt_tokens += (uint64_t)r->n_prompt;
+        s->st.reused_tokens += (uint64_t)best_common;
+    }
     pthread_mutex_unlock(&s->stats_mu);
     return 1;
 }
@@ -562,25 +586,33 @@ static void step(srv_sched *s) {
         st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
     }
     while (st == HERD_ERR_NOMEM) {
-        /* still out: fail the running sequence with the most prompt left (the
-         * newest work), which frees its pages, and try again; it may be one this
-         * step leaves out (waiting for another's prefix, or past the prefill
-         * budget): those hold pages too. A failed batch changed no session. */
+        /* still out: take the running sequence with the most prompt left (the
+         * newest work) off, which frees its pages, and try again; it may be one
+         * this step leaves out (waiting for another's prefix, or past the prefill
+         * budget): those hold pages too. One still in its prompt goes back to the
+         * queue (it runs when others have finished); one already answering, or
+         * the only one (its prompt does not fit the pool), fails with a message.
+         * A failed batch changed no session. */
         slot *v = NULL;
-        int most = -1;
+        int most = -1, running = 0;
         for (int i = 0; i < s->n_slots; i++) {
             slot *sl = &s->slots[i];
             const int left = !sl->r ? -1 : sl->decoding ? 0 : sl->r->n_prompt - sl->n_done;
+            running += sl->r != NULL;
             if (left > most) v = sl, most = left;
         }
         if (!v) break;
-        herd_session_reset(v->s);
-        v->n_cache = 0;
-        char msg[1200];
-        snprintf(msg, sizeof msg, "the KV cache is full (%d pages of %d positions, shared by every "
-                 "sequence): retry later, or start the server with more --kv-pages (%s)",
-                 herd_kv_pool_pages_total(s->pool), herd_kv_page_size(), err.msg);
-        fail_slot(s, v, msg);
+        if (!v->decoding && running > 1) {
+            requeue_slot(s, v);
+        } else {
+            herd_session_reset(v->s);
+            v->n_cache = 0;
+            char msg[1200];
+            snprintf(msg, sizeof msg, "the KV cache is full (%d pages of %d positions, shared by every "
+                     "sequence): retry later, or start the server with more --kv-pages (%s)",
+                     herd_kv_pool_pages_total(s->pool), herd_kv_page_size(), err.msg);
+            fail_slot(s, v, msg);
+        }
         for (int j = 0; j < n; j++)
             if (&s->slots[who[j]] == v) {
                 n--;

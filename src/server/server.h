@@ -87,6 +87,7 @@ typedef struct srv_req {
     struct srv_req *next;    /* queue link (under the queue's mutex) */
     double t_submit;         /* queued (scheduler clock), for the latency histograms */
     int first_seen;          /* the scheduler has counted its first token */
+    int requeued;            /* the scheduler put it back in the queue (KV pool full) */
 
     /* shared, under mu */
     pthread_mutex_t mu;
@@ -185,6 +186,7 @@ typedef struct {
     uint64_t requests, prompt_tokens, generated_tokens, cancelled, reused_tokens;
     uint64_t steps, step_sequences; /* batched forwards, and sequences summed over them */
     uint64_t fill_rows;             /* decode rows carried by a short prefill's step */
+    uint64_t requeued;              /* prefills put back in the queue: the KV pool was full */
     int queue_depth, running, n_slots, step_sequences_max;
     long kv_tokens_in_use, kv_tokens_capacity;
     int kv_pages_in_use, kv_pages_total;
