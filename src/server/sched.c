@@ -15,8 +15,10 @@
  *      decoding sequence and a chunk (<= PREFILL_CHUNK, <= PREFILL_BUDGET in all,
  *      the budget going round the slots) of each prompt still being prefilled, so
  *      long prompts do not stall the others (a short prefill, <= PREFILL_ALONE
- *      rows, runs alone every other step at most: time to first token); out of KV pages, idle slots' cached
- *      prefixes are dropped, then the sequence with the most prompt left fails;
+ *      rows, runs alone every other step at most: time to first token; decode
+ *      rows fill its last tile); out of KV pages, idle slots' cached prefixes are
+ *      dropped, then the sequence with the most prompt left goes back to the
+ *      queue (or fails, when it is answering already or alone);
  *   4. pick the next token of each sequence that has logits for one (in
  *      parallel across sequences), then stream each one's text, finishing it on
  *      an end id, a stop string, max_tokens or a full context.
