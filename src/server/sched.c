@@ -230,6 +230,12 @@ static int is_cancelled(srv_req *r) {
     return c;
 }
 
+/* Empties the slot's KV cache: its pages go back to the pool. */
+static void forget(slot *sl) {
+    herd_session_reset(sl->s);
+    sl->n_cache = 0;
+}
+
 /* Frees the slot's per-request state; returns its request (reference kept). */
 static srv_req *vacate(srv_sched *s, slot *sl) {
     srv_req *r = sl->r;
@@ -249,8 +255,7 @@ static void release_slot(srv_sched *s, slot *sl) { req_release(vacate(s, sl)); }
 /* Puts a sequence still in its prompt (nothing sent yet) back at the head of
  * the queue, its pages returned: it runs again when pages are free. */
 static void requeue_slot(srv_sched *s, slot *sl) {
-    herd_session_reset(sl->s);
-    sl->n_cache = 0;
+    forget(sl);
     srv_req *r = vacate(s, sl);
     r->requeued = 1;
     pthread_mutex_lock(&s->mu);
@@ -325,14 +330,14 @@ static void find_leader(srv_sched *s, slot *sl) {
  * is longer than what sl holds: the pages are shared, not recomputed. Returns the
  * tokens gained. */
 static int adopt_prefix(srv_sched *s, slot *sl) {
-    int src = -1, best = sl->n_cache < sl->n_done ? sl->n_cache : sl->n_done;
+    const int had = sl->n_done; /* == n_cache while in its prompt */
+    int src = -1, best = had;
     for (int i = 0; i < s->n_slots; i++) {
         const int k = &s->slots[i] == sl ? 0 : common_prefix(&s->slots[i], sl->r);
         if (k > best) src = i, best = k;
     }
-    herd_error err;
     if (src < 0) return 0;
-    const int had = sl->n_done;
+    herd_error err;
     if (herd_session_share_prefix(sl->s, s->slots[src].s, best, &err) == HERD_OK)
         memcpy(sl->cache, s->slots[src].cache, (size_t)best * sizeof *sl->cache);
     sl->n_cache = sl->n_done = herd_session_pos(sl->s); /* 0 after a failed share */
@@ -581,10 +586,7 @@ static void step(srv_sched *s) {
     herd_status st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
     if (st == HERD_ERR_NOMEM) { /* out of KV pages: drop the prefixes idle slots keep */
         for (int i = 0; i < s->n_slots; i++)
-            if (!s->slots[i].r && s->slots[i].n_cache) {
-                herd_session_reset(s->slots[i].s);
-                s->slots[i].n_cache = 0;
-            }
+            if (!s->slots[i].r && s->slots[i].n_cache) forget(&s->slots[i]);
         st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
     }
     while (st == HERD_ERR_NOMEM) {
@@ -607,8 +609,7 @@ static void step(srv_sched *s) {
         if (!v->decoding && running > 1) {
             requeue_slot(s, v);
         } else {
-            herd_session_reset(v->s);
-            v->n_cache = 0;
+            forget(v);
             char msg[1200];
             snprintf(msg, sizeof msg, "the KV cache is full (%d pages of %d positions, shared by every "
                      "sequence): retry later, or start the server with more --kv-pages (%s)",
@@ -628,8 +629,7 @@ static void step(srv_sched *s) {
         /* a failed batch leaves the sessions' state unknown: reset them */
         for (int j = 0; j < n; j++) {
             slot *sl = &s->slots[who[j]];
-            herd_session_reset(sl->s);
-            sl->n_cache = 0;
+            forget(sl);
             fail_slot(s, sl, err.msg);
         }
         return;
@@ -715,8 +715,7 @@ static void *loop(void *arg) {
             if (sl->r && is_cancelled(sl->r)) {
                 req_emit(sl->r, NULL, 0, 1);
                 release_slot(s, sl);
-                herd_session_reset(sl->s); /* its pages go back to the pool */
-                sl->n_cache = 0;
+                forget(sl); /* its pages go back to the pool */
                 pthread_mutex_lock(&s->stats_mu);
                 s->st.cancelled++;
                 pthread_mutex_unlock(&s->stats_mu);
