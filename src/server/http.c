@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,6 +399,11 @@ int srv_run(const srv_params *p, herd_error *err) {
     }
     if (herd_model_load(&sv->m, p->model_path, err)) goto out;
     if (sched_new(&sv->sched, sv->m, p, err)) goto out;
+    /* Loading ran OpenMP on this thread, whose pool keeps its threads; the
+     * scheduler thread's forwards get a pool of their own. With more OpenMP
+     * threads than CPUs, libgomp stops spinning at barriers and sleeps at each
+     * (a forward has hundreds): free this thread's pool before the scheduler starts. */
+    omp_pause_resource_all(omp_pause_hard);
     sv->api.model = sv->m;
     sv->api.model_id = sv->model_id;
     sv->api.n_ctx = sched_n_ctx(sv->sched);
