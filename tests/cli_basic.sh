@@ -62,6 +62,10 @@ check "tokenize --chat starts with BOS" bash -c "$HERD tokenize -m $T/m --chat $
 # bench --json
 $HERD bench -m "$T/m" -p 16 -n 8 -r 2 --json > "$T/bench" 2>&1
 check "bench json" bash -c "tail -1 $T/bench | grep -q '\"pp_tokens_per_s\"' && tail -1 $T/bench | grep -q '\"tg_tokens_per_s\"'"
+# bench at a depth: the tests run on a cache that already holds -d tokens
+$HERD bench -m "$T/m" -p 8 -n 4 -d 40 -r 1 --json > "$T/bench_d" 2>&1
+check "bench -d" bash -c "grep -q '^tg4 @ d40: ' $T/bench_d && tail -1 $T/bench_d | grep -q '\"depth\": 40,'"
+expect_err "bench -d past the context" "needs a 131081-token context" $HERD bench -m "$T/m" -p 8 -n 4 -d 131072 -r 1
 
 # bad input: one line 'herd: ...', non-zero, no crash
 expect_err "missing model" "not found" $HERD generate -m "$T/nope" -p hi

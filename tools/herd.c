@@ -600,23 +600,26 @@ static double median(double *v, int n) {
 }
 
 static const char *HELP_BENCH =
-    "usage: herd bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--kv TYPE] [--json]\n"
+    "usage: herd bench -m MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [-r REPS] [--kv TYPE] [--json]\n"
     "Prompt processing (pp: P tokens in one batch from an empty cache) and generation\n"
     "(tg: N tokens one at a time from an empty cache) in tokens/s, median of REPS (5),\n"
     "after one warm-up, as llama-bench measures them. -p 0 or -n 0 skips that test.\n"
+    "-d D: the cache holds D tokens before each test (filled once, not timed), as\n"
+    "llama-bench -d: the speed at depth D, where attention reads a longer cache.\n"
     "--kv f16 (default), f32 or q8_0: the KV cache type.\n"
     "With --json the last line is one JSON object with pp_tokens_per_s and tg_tokens_per_s.\n";
 
 static int cmd_bench(int argc, char **argv) {
     args a = { "bench", argc, 0, argv };
     const char *model = DEFAULT_MODEL;
-    int pp = 512, tg = 128, threads = 0, reps = 5, json = 0, kv_type = KV_DEFAULT;
+    int pp = 512, tg = 128, depth = 0, threads = 0, reps = 5, json = 0, kv_type = KV_DEFAULT;
     for (a.i = 1; a.i < argc; a.i++) {
         const char *s = argv[a.i];
         if (is_help(s)) { fputs(HELP_BENCH, stdout); return 0; }
         else if (!strcmp(s, "-m")) model = next_value(&a, s);
         else if (!strcmp(s, "-p")) pp = (int)parse_long(&a, s, next_value(&a, s), 0, 1 << 20);
         else if (!strcmp(s, "-n")) tg = (int)parse_long(&a, s, next_value(&a, s), 0, 1 << 20);
+        else if (!strcmp(s, "-d")) depth = (int)parse_long(&a, s, next_value(&a, s), 0, 1 << 20);
         else if (!strcmp(s, "-t")) threads = (int)parse_long(&a, s, next_value(&a, s), 1, 1024);
         else if (!strcmp(s, "-r")) reps = (int)parse_long(&a, s, next_value(&a, s), 1, 1000);
         else if (!strcmp(s, "--json")) json = 1;
@@ -626,12 +629,15 @@ static int cmd_bench(int argc, char **argv) {
     herd_model *m = load_model(model);
     herd_error err;
     herd_session_params sp = herd_session_default_params();
-    sp.n_ctx = (pp > tg ? pp : tg) + 1;
+    sp.n_ctx = depth + (pp > tg ? pp : tg) + 1;
+    if (sp.n_ctx > herd_model_config(m)->max_seq_len)
+        die("-d %d plus the longer test (%d) needs a %d-token context; the model's maximum is %d", depth,
+            pp > tg ? pp : tg, sp.n_ctx, herd_model_config(m)->max_seq_len);
     sp.n_threads = threads;
     sp.kv_type = kv_type;
     herd_session *s;
     if (herd_session_new(&s, m, sp, &err)) die("%s", err.msg);
-    int V = herd_model_config(m)->vocab_size, n = pp > tg ? pp : tg;
+    int V = herd_model_config(m)->vocab_size, n = depth + (pp > tg ? pp : tg);
     int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
     double *t_pp = calloc((size_t)reps, sizeof(double)), *t_tg = calloc((size_t)reps, sizeof(double));
     if (!ids || !t_pp || !t_tg) die("out of memory");
@@ -641,18 +647,21 @@ static int cmd_bench(int argc, char **argv) {
         ids[i] = (int32_t)(x % (uint64_t)V);
     }
     double pp_ts = 0, tg_ts = 0;
+    for (int i = 0; i < depth; i += 512) /* the depth, in chunks of a prompt's size */
+        if (herd_session_eval(s, ids + i, depth - i < 512 ? depth - i : 512, NULL, &err)) die("%s", err.msg);
+    const int32_t *run = ids + depth;
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
         if (pp) {
-            herd_session_reset(s);
+            herd_session_rewind(s, depth);
             double t0 = now_s();
-            if (herd_session_eval(s, ids, pp, NULL, &err)) die("%s", err.msg);
+            if (herd_session_eval(s, run, pp, NULL, &err)) die("%s", err.msg);
             if (r >= 0) t_pp[r] = pp / (now_s() - t0);
         }
         if (tg) {
-            herd_session_reset(s);
+            herd_session_rewind(s, depth);
             double t0 = now_s();
             for (int i = 0; i < tg; i++)
-                if (herd_session_eval(s, ids + i, 1, NULL, &err)) die("%s", err.msg);
+                if (herd_session_eval(s, run + i, 1, NULL, &err)) die("%s", err.msg);
             if (r >= 0) t_tg[r] = tg / (now_s() - t0);
         }
     }
@@ -661,12 +670,14 @@ static int cmd_bench(int argc, char **argv) {
     const herd_config *c = herd_model_config(m);
     printf("model: %s  params %.1fM  threads %d  reps %d\n", model,
            herd_model_n_params(m) / 1e6, threads ? threads : 0, reps);
-    if (pp) printf("pp%d: %8.2f tok/s (median; min %.2f, max %.2f)\n", pp, pp_ts, t_pp[0], t_pp[reps - 1]);
-    if (tg) printf("tg%d: %8.2f tok/s (median; min %.2f, max %.2f)\n", tg, tg_ts, t_tg[0], t_tg[reps - 1]);
+    char at[32] = "";
+    if (depth) snprintf(at, sizeof at, " @ d%d", depth);
+    if (pp) printf("pp%d%s: %8.2f tok/s (median; min %.2f, max %.2f)\n", pp, at, pp_ts, t_pp[0], t_pp[reps - 1]);
+    if (tg) printf("tg%d%s: %8.2f tok/s (median; min %.2f, max %.2f)\n", tg, at, tg_ts, t_tg[0], t_tg[reps - 1]);
     if (json)
         printf("{\"model\": \"%s\", \"n_params\": %llu, \"dim\": %d, \"threads\": %d, \"reps\": %d, "
-               "\"pp\": %d, \"tg\": %d, \"pp_tokens_per_s\": %.3f, \"tg_tokens_per_s\": %.3f}\n",
-               model, (unsigned long long)herd_model_n_params(m), c->dim, threads, reps, pp, tg,
+               "\"pp\": %d, \"tg\": %d, \"depth\": %d, \"pp_tokens_per_s\": %.3f, \"tg_tokens_per_s\": %.3f}\n",
+               model, (unsigned long long)herd_model_n_params(m), c->dim, threads, reps, pp, tg, depth,
                pp_ts, tg_ts);
     free(ids);
     free(t_pp);
