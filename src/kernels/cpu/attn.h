@@ -21,10 +21,27 @@
 
 #include "kernels/kernels.h"
 
+/* The next page's K / V tiles of the kv head (bytes each), for a page kernel to
+ * fetch while it computes this one. */
+typedef struct {
+    const uint8_t *k, *v;
+    size_t bytes;
+} attn_next;
+
+/* All of them at once (the kernels without a finer schedule). */
+static inline void attn_prefetch_next(const attn_next *nx) {
+    if (!nx) return;
+    for (size_t b = 0; b < nx->bytes; b += 64) {
+        __builtin_prefetch(nx->k + b);
+        __builtin_prefetch(nx->v + b);
+    }
+}
+
 /* acc (nr, HS), m (nr), l (nr), q (nr, HS); kt / vt: the page's K / V tiles of
- * the kv head (layouts in kernels.h). */
+ * the kv head (layouts in kernels.h); nx: the next page's, to prefetch (NULL:
+ * none, or already asked for). */
 typedef void (*attn_page_fn)(float *acc, float *m, float *l, const float *q, const uint8_t *kt,
-                             const uint8_t *vt, int nr, int nk, int HS, float scale);
+                             const uint8_t *vt, const attn_next *nx, int nr, int nk, int HS, float scale);
 
 typedef struct {
     const char *name;

@@ -142,7 +142,8 @@ INL void page_body(float *acc, float *m, float *l, const float *q, const uint8_t
 
 #define PAGE_FN(name, TY)                                                                         \
     static void name(float *acc, float *m, float *l, const float *q, const uint8_t *kt,         \
-                     const uint8_t *vt, int nr, int nk, int HS, float scale) {                  \
+                     const uint8_t *vt, const attn_next *nx, int nr, int nk, int HS, float scale) { \
+        attn_prefetch_next(nx);                                                                 \
         switch (nr) {                                                                           \
         case 1: page_body(acc, m, l, q, kt, vt, nk, HS, scale, 1, TY); break;                   \
         case 2: page_body(acc, m, l, q, kt, vt, nk, HS, scale, 2, TY); break;                   \

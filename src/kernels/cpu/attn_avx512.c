@@ -44,14 +44,25 @@ INL __m512 q8_16(const int8_t *q) { /* 16 int8 -> f32 */
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
 }
 
-/* s (NR, 64) = q (NR, HS) . K tile (HS, 64). */
-INL void scores(__m512 s[4][4], const float *q, const uint8_t *kt, int HS, const int NR, const int TY) {
+/* Lines [i n / of, (i + 1) n / of) of the n lines at p: a page's next tiles are
+ * fetched a few lines per loop step, spread over the page's work. All at once
+ * they held back the loads of the page at hand (decode at 8K positions, F16,
+ * 16 layers, 2 threads: 15.0 -> 10.4 ms a token, 18 -> 26 GB/s of cache). */
+INL void prefetch_part(const uint8_t *p, size_t n, int i, int of) {
+    for (size_t b = n * (size_t)i / (size_t)of; b < n * (size_t)(i + 1) / (size_t)of; b++)
+        _mm_prefetch((const char *)p + 64 * b, _MM_HINT_T0);
+}
+
+/* s (NR, 64) = q (NR, HS) . K tile (HS, 64); the next K tile fetched meanwhile. */
+INL void scores(__m512 s[4][4], const float *q, const uint8_t *kt, const attn_next *nx, int HS, const int NR,
+                const int TY) {
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
         #pragma GCC unroll 4
         for (int z = 0; z < 4; z++) s[r][z] = _mm512_setzero_ps();
     __m512 dk[4] = { 0 };
     for (int d = 0; d < HS; d++) {
+        if (nx) prefetch_part(nx->k, nx->bytes / 64, d, HS);
         __m512 k[4];
         #pragma GCC unroll 4
         for (int z = 0; z < 4; z++) {
@@ -78,9 +89,10 @@ INL void scores(__m512 s[4][4], const float *q, const uint8_t *kt, int HS, const
     }
 }
 
-/* acc (NR, HS)[c0 .. c0 + 16 NZ) = acc * corr + sum_k p (NR, k) value_k. */
+/* acc (NR, HS)[c0 .. c0 + 16 NZ) = acc * corr + sum_k p (NR, k) value_k; the
+ * next V tile fetched meanwhile (nx: the first column chunk's call). */
 INL void values(float *acc, const float (*p)[ATTN_PAGE], const float *corr, const uint8_t *vt,
-                int nk, int HS, int c0, const int NR, const int NZ, const int TY) {
+                const attn_next *nx, int nk, int HS, int c0, const int NR, const int NZ, const int TY) {
     __m512 a[4][4];
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
@@ -88,6 +100,7 @@ INL void values(float *acc, const float (*p)[ATTN_PAGE], const float *corr, cons
         for (int z = 0; z < NZ; z++)
             a[r][z] = _mm512_mul_ps(_mm512_loadu_ps(acc + (size_t)r * HS + c0 + 16 * z), _mm512_set1_ps(corr[r]));
     for (int k = 0; k < nk; k++) {
+        if (nx) prefetch_part(nx->v, nx->bytes / 64, k, ATTN_PAGE);
         __m512 v[4];
         #pragma GCC unroll 4
         for (int z = 0; z < NZ; z++) {
@@ -108,6 +121,8 @@ INL void values(float *acc, const float (*p)[ATTN_PAGE], const float *corr, cons
             for (int z = 0; z < NZ; z++) a[r][z] = _mm512_fmadd_ps(pk, v[z], a[r][z]);
         }
     }
+    if (nx)
+        for (int k = nk; k < ATTN_PAGE; k++) prefetch_part(nx->v, nx->bytes / 64, k, ATTN_PAGE);
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
         #pragma GCC unroll 4
@@ -115,9 +130,9 @@ INL void values(float *acc, const float (*p)[ATTN_PAGE], const float *corr, cons
 }
 
 INL void page_body(float *acc, float *m, float *l, const float *q, const uint8_t *kt, const uint8_t *vt,
-                   int nk, int HS, float scale, const int NR, const int TY) {
+                   const attn_next *nx, int nk, int HS, float scale, const int NR, const int TY) {
     __m512 s[4][4];
-    scores(s, q, kt, HS, NR, TY);
+    scores(s, q, kt, nx, HS, NR, TY);
     __mmask16 live[4];
     #pragma GCC unroll 4
     for (int z = 0; z < 4; z++) {
@@ -148,18 +163,18 @@ INL void page_body(float *acc, float *m, float *l, const float *q, const uint8_t
     }
     const int wide = TY == TY_Q8 ? 2 : 1; /* tail granularity in vectors: Q8_0 blocks are 2 */
     int c0 = 0;
-    for (; c0 + 64 <= HS; c0 += 64) values(acc, p, corr, vt, nk, HS, c0, NR, 4, TY);
-    for (; c0 < HS; c0 += 16 * wide) values(acc, p, corr, vt, nk, HS, c0, NR, wide, TY);
+    for (; c0 + 64 <= HS; c0 += 64) values(acc, p, corr, vt, c0 ? NULL : nx, nk, HS, c0, NR, 4, TY);
+    for (; c0 < HS; c0 += 16 * wide) values(acc, p, corr, vt, c0 ? NULL : nx, nk, HS, c0, NR, wide, TY);
 }
 
 #define PAGE_FN(name, TY)                                                                         \
     static void name(float *acc, float *m, float *l, const float *q, const uint8_t *kt,         \
-                     const uint8_t *vt, int nr, int nk, int HS, float scale) {                  \
+                     const uint8_t *vt, const attn_next *nx, int nr, int nk, int HS, float scale) { \
         switch (nr) {                                                                           \
-        case 1: page_body(acc, m, l, q, kt, vt, nk, HS, scale, 1, TY); break;                   \
-        case 2: page_body(acc, m, l, q, kt, vt, nk, HS, scale, 2, TY); break;                   \
-        case 3: page_body(acc, m, l, q, kt, vt, nk, HS, scale, 3, TY); break;                   \
-        default: page_body(acc, m, l, q, kt, vt, nk, HS, scale, 4, TY); break;                  \
+        case 1: page_body(acc, m, l, q, kt, vt, nx, nk, HS, scale, 1, TY); break;               \
+        case 2: page_body(acc, m, l, q, kt, vt, nx, nk, HS, scale, 2, TY); break;               \
+        case 3: page_body(acc, m, l, q, kt, vt, nx, nk, HS, scale, 3, TY); break;               \
+        default: page_body(acc, m, l, q, kt, vt, nx, nk, HS, scale, 4, TY); break;              \
         }                                                                                       \
     }
 PAGE_FN(z_page_f32, TY_F32)

@@ -90,15 +90,18 @@ static void gen_page(float *acc, float *m, float *l, const float *q, const uint8
 }
 
 static void gen_page_f32(float *acc, float *m, float *l, const float *q, const uint8_t *kt,
-                         const uint8_t *vt, int nr, int nk, int HS, float scale) {
+                         const uint8_t *vt, const attn_next *nx, int nr, int nk, int HS, float scale) {
+    attn_prefetch_next(nx);
     gen_page(acc, m, l, q, kt, vt, HERD_F32, nr, nk, HS, scale);
 }
 static void gen_page_f16(float *acc, float *m, float *l, const float *q, const uint8_t *kt,
-                         const uint8_t *vt, int nr, int nk, int HS, float scale) {
+                         const uint8_t *vt, const attn_next *nx, int nr, int nk, int HS, float scale) {
+    attn_prefetch_next(nx);
     gen_page(acc, m, l, q, kt, vt, HERD_F16, nr, nk, HS, scale);
 }
 static void gen_page_q8_0(float *acc, float *m, float *l, const float *q, const uint8_t *kt,
-                          const uint8_t *vt, int nr, int nk, int HS, float scale) {
+                          const uint8_t *vt, const attn_next *nx, int nr, int nk, int HS, float scale) {
+    attn_prefetch_next(nx);
     gen_page(acc, m, l, q, kt, vt, HERD_Q8_0, nr, nk, HS, scale);
 }
 

@@ -75,13 +75,15 @@ void attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv
                 kt = (const uint8_t *)wide_k;
                 vt = (const uint8_t *)wide_v;
             }
-            if (j + 1 < n_pages) { /* the next page's tiles are elsewhere in memory: fetch them now */
-                const uint8_t *nx = kv->base + (size_t)(kv->pages[j + 1] - 1) * kv->page_bytes + kv->layer_off;
-                const uint8_t *nk = nx + (size_t)g * kv->tile_bytes, *nv = nx + (size_t)(NKV + g) * kv->tile_bytes;
-                for (size_t b = 0; b < kv->tile_bytes; b += 64) {
-                    __builtin_prefetch(nk + b);
-                    __builtin_prefetch(nv + b);
-                }
+            /* the next page's tiles are elsewhere in memory: the page's first kernel
+             * call fetches them while it computes */
+            attn_next next = { NULL, NULL, kv->tile_bytes };
+            const attn_next *nx = NULL;
+            if (j + 1 < n_pages) {
+                const uint8_t *np = kv->base + (size_t)(kv->pages[j + 1] - 1) * kv->page_bytes + kv->layer_off;
+                next.k = np + (size_t)g * kv->tile_bytes;
+                next.v = np + (size_t)(NKV + g) * kv->tile_bytes;
+                nx = &next;
             }
             for (int t = t0; t < t1; t++) {
                 int nk = pos0 + t + 1 - j * ATTN_PAGE; /* keys of this page row t sees */
@@ -90,7 +92,8 @@ void attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv
                 for (int h0 = g * rep; h0 < (g + 1) * rep; h0 += HEAD_GROUP) {
                     const int nr = (g + 1) * rep - h0 < HEAD_GROUP ? (g + 1) * rep - h0 : HEAD_GROUP;
                     const size_t i = (size_t)t * NH + h0;
-                    page(out + i * HS, m + i, l + i, q + i * HS, kt, vt, nr, nk, HS, scale);
+                    page(out + i * HS, m + i, l + i, q + i * HS, kt, vt, nx, nr, nk, HS, scale);
+                    nx = NULL;
                 }
             }
         }
