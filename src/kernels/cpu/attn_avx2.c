@@ -31,14 +31,25 @@ INL float hmax8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* s (NR, 64)[k0 .. k0+16) = q (NR, HS) . keys k0 .. k0+15 of the K tile (HS, 64). */
-INL void scores16(float (*s)[ATTN_PAGE], const float *q, const uint8_t *kt, int HS, int k0,
+/* Lines [i per, (i + 1) per) of the n lines at p (per: n over the loop's steps,
+ * rounded up, computed once: no division a step): the next page's tiles,
+ * fetched a few lines per loop step (attn_avx512.c). */
+INL void prefetch_part(const uint8_t *p, size_t n, int i, size_t per) {
+    const size_t b1 = (size_t)(i + 1) * per < n ? (size_t)(i + 1) * per : n;
+    for (size_t b = (size_t)i * per; b < b1; b++) _mm_prefetch((const char *)p + 64 * b, _MM_HINT_T0);
+}
+
+/* s (NR, 64)[k0 .. k0+16) = q (NR, HS) . keys k0 .. k0+15 of the K tile (HS, 64);
+ * part k0 / 16 of 4 of the next K tile fetched meanwhile. */
+INL void scores16(float (*s)[ATTN_PAGE], const float *q, const uint8_t *kt, const attn_next *nx, int HS, int k0,
                   const int NR, const int TY) {
     __m256 a[4][2], dk[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+    const size_t kl = nx ? nx->bytes / 64 : 0, kper = (kl + 4 * (size_t)HS - 1) / (4 * (size_t)HS);
     #pragma GCC unroll 2
     for (int d = 0; d < HS; d++) {
+        if (nx) prefetch_part(nx->k, kl, (k0 / 16) * HS + d, kper);
         __m256 k[2];
         #pragma GCC unroll 4
         for (int z = 0; z < 2; z++) {
@@ -70,17 +81,21 @@ INL void scores16(float (*s)[ATTN_PAGE], const float *q, const uint8_t *kt, int 
     }
 }
 
-/* acc (NR, HS)[c0 .. c0+16) = acc * corr + sum_k p (NR, k) value_k. */
+/* acc (NR, HS)[c0 .. c0+16) = acc * corr + sum_k p (NR, k) value_k; part c0 / 16
+ * of HS / 16 of the next V tile fetched meanwhile. */
 INL void values16(float *acc, const float (*p)[ATTN_PAGE], const float *corr, const uint8_t *vt,
-                  int nk, int HS, int c0, const int NR, const int TY) {
+                  const attn_next *nx, int nk, int HS, int c0, const int NR, const int TY) {
     __m256 a[4][2];
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
         #pragma GCC unroll 4
         for (int z = 0; z < 2; z++)
             a[r][z] = _mm256_mul_ps(_mm256_loadu_ps(acc + (size_t)r * HS + c0 + 8 * z), _mm256_set1_ps(corr[r]));
+    const int part = c0 / 16, parts = HS / 16;
+    const size_t vl = nx ? nx->bytes / 64 : 0, vper = (vl + (size_t)parts * ATTN_PAGE - 1) / ((size_t)parts * ATTN_PAGE);
     #pragma GCC unroll 2
     for (int k = 0; k < nk; k++) {
+        if (nx) prefetch_part(nx->v, vl, part * ATTN_PAGE + k, vper);
         __m256 v[2];
         if (TY == TY_Q8) {
             const block_q8_0 *b = (const block_q8_0 *)vt + (size_t)k * (HS / 32) + c0 / 32;
@@ -102,6 +117,8 @@ INL void values16(float *acc, const float (*p)[ATTN_PAGE], const float *corr, co
             a[r][1] = _mm256_fmadd_ps(pk, v[1], a[r][1]);
         }
     }
+    if (nx)
+        for (int k = nk; k < ATTN_PAGE; k++) prefetch_part(nx->v, vl, part * ATTN_PAGE + k, vper);
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
         #pragma GCC unroll 4
@@ -109,10 +126,13 @@ INL void values16(float *acc, const float (*p)[ATTN_PAGE], const float *corr, co
 }
 
 INL void page_body(float *acc, float *m, float *l, const float *q, const uint8_t *kt, const uint8_t *vt,
-                   int nk, int HS, float scale, const int NR, const int TY) {
+                   const attn_next *nx, int nk, int HS, float scale, const int NR, const int TY) {
     float s[4][ATTN_PAGE] __attribute__((aligned(32)));
     const int n16 = (nk + 15) / 16; /* key strips holding live keys */
-    for (int k0 = 0; k0 < 16 * n16; k0 += 16) scores16(s, q, kt, HS, k0, NR, TY);
+    for (int k0 = 0; k0 < 16 * n16; k0 += 16) scores16(s, q, kt, nx, HS, k0, NR, TY);
+    if (nx)
+        for (int i = n16 * HS; i < 4 * HS; i++)
+            prefetch_part(nx->k, nx->bytes / 64, i, (nx->bytes / 64 + 4 * (size_t)HS - 1) / (4 * (size_t)HS));
     float corr[4];
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
@@ -137,18 +157,17 @@ INL void page_body(float *acc, float *m, float *l, const float *q, const uint8_t
         l[r] = l[r] * corr[r] + hsum8(sum);
         m[r] = mnew;
     }
-    for (int c0 = 0; c0 < HS; c0 += 16) values16(acc, (const float(*)[ATTN_PAGE])s, corr, vt, nk, HS, c0, NR, TY);
+    for (int c0 = 0; c0 < HS; c0 += 16) values16(acc, (const float(*)[ATTN_PAGE])s, corr, vt, nx, nk, HS, c0, NR, TY);
 }
 
 #define PAGE_FN(name, TY)                                                                         \
     static void name(float *acc, float *m, float *l, const float *q, const uint8_t *kt,         \
                      const uint8_t *vt, const attn_next *nx, int nr, int nk, int HS, float scale) { \
-        attn_prefetch_next(nx);                                                                 \
         switch (nr) {                                                                           \
-        case 1: page_body(acc, m, l, q, kt, vt, nk, HS, scale, 1, TY); break;                   \
-        case 2: page_body(acc, m, l, q, kt, vt, nk, HS, scale, 2, TY); break;                   \
-        case 3: page_body(acc, m, l, q, kt, vt, nk, HS, scale, 3, TY); break;                   \
-        default: page_body(acc, m, l, q, kt, vt, nk, HS, scale, 4, TY); break;                  \
+        case 1: page_body(acc, m, l, q, kt, vt, nx, nk, HS, scale, 1, TY); break;               \
+        case 2: page_body(acc, m, l, q, kt, vt, nx, nk, HS, scale, 2, TY); break;               \
+        case 3: page_body(acc, m, l, q, kt, vt, nx, nk, HS, scale, 3, TY); break;               \
+        default: page_body(acc, m, l, q, kt, vt, nx, nk, HS, scale, 4, TY); break;              \
         }                                                                                       \
     }
 PAGE_FN(a2_page_f32, TY_F32)
