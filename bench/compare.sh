@@ -6,8 +6,11 @@
 # llama.cpp: llama-bench built from the source node-llama-cpp ships (see
 # ../shared/oracle/README.md) when present, else node-llama-cpp via llamacpp.mjs.
 #
-#   bench/compare.sh [-t THREADS] [-p PP[,PP...]] [-n TG] [-r REPS] [--rounds K] [--passive] FILE.gguf ...
+#   bench/compare.sh [-t THREADS] [-p PP[,PP...]] [-n TG] [-d DEPTH] [-r REPS] [--rounds K] [--passive] FILE.gguf ...
 #
+# -d DEPTH: every test runs on a cache already holding DEPTH tokens (herd bench -d,
+# llama-bench -d; llama-bench only, not the node fallback). llama.cpp runs with
+# flash attention off (-fa 0) throughout.
 # --passive: threads that wait sleep instead of spinning, in both engines
 # (herd: OMP_WAIT_POLICY=passive; llama-bench: --poll 0). On a machine shared
 # with other busy processes, spinning waits burn the time slices the working
@@ -15,19 +18,19 @@
 # 0.32 tok/s spinning, 1.8 passive); on an idle machine spinning is faster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THREADS=2 PPS=128 TG=64 REPS=5 ROUNDS=2 PASSIVE=0
+THREADS=2 PPS=128 TG=64 DEPTH=0 REPS=5 ROUNDS=2 PASSIVE=0
 ORACLE=${ORACLE:-../shared/oracle}
 ORACLE_CACHE=${ORACLE_CACHE:-$HOME/.cache/herd-oracle}
 LLAMA_BENCH=${LLAMA_BENCH:-$ORACLE_CACHE/llama.cpp-src/repo/build/bin/llama-bench}
 files=()
 while [ $# -gt 0 ]; do
     case $1 in
-        -t) THREADS=$2; shift 2 ;; -p) PPS=$2; shift 2 ;; -n) TG=$2; shift 2 ;;
+        -t) THREADS=$2; shift 2 ;; -p) PPS=$2; shift 2 ;; -n) TG=$2; shift 2 ;; -d) DEPTH=$2; shift 2 ;;
         -r) REPS=$2; shift 2 ;; --rounds) ROUNDS=$2; shift 2 ;; --passive) PASSIVE=1; shift ;;
         *) files+=("$1"); shift ;;
     esac
 done
-[ ${#files[@]} -gt 0 ] || { echo "usage: bench/compare.sh [-t N] [-p PP[,PP]] [-n TG] [-r REPS] [--rounds K] [--passive] FILE.gguf ..." >&2; exit 2; }
+[ ${#files[@]} -gt 0 ] || { echo "usage: bench/compare.sh [-t N] [-p PP[,PP]] [-n TG] [-d DEPTH] [-r REPS] [--rounds K] [--passive] FILE.gguf ..." >&2; exit 2; }
 [ -x ./herd ] || make -j2 >/dev/null
 IFS=, read -r -a pps <<< "$PPS"
 
@@ -37,9 +40,10 @@ llama_run() { # prints "pp... tg", one pp per prompt size
     local f=$1 poll=()
     [ "$PASSIVE" = 1 ] && poll=(--poll 0)
     if [ -x "$LLAMA_BENCH" ]; then
-        "$LLAMA_BENCH" -m "$f" -t "$THREADS" -p "$PPS" -n "$TG" -r "$REPS" -fa 0 "${poll[@]}" -o json 2>/dev/null |
+        "$LLAMA_BENCH" -m "$f" -t "$THREADS" -p "$PPS" -n "$TG" -d "$DEPTH" -r "$REPS" -fa 0 "${poll[@]}" -o json 2>/dev/null |
             python3 -c 'import json,sys; r=json.load(sys.stdin); pp=[x["avg_ts"] for x in r if x["n_prompt"]>0]; tg=[x["avg_ts"] for x in r if x["n_gen"]>0]; print(*pp, tg[0])'
     else
+        [ "$DEPTH" = 0 ] || { echo "bench/compare.sh: -d needs llama-bench (node-llama-cpp's bench has no depth)" >&2; exit 2; }
         local out=()
         for pp in "${pps[@]}"; do
             out+=("$(node "$ORACLE/llamacpp.mjs" bench "$f" --threads "$THREADS" --pp "$pp" --tg "$TG" --reps "$REPS" --json 2>/dev/null |
@@ -55,7 +59,7 @@ herd_run() { # the same; tg measured with the first prompt size's run only
     for pp in "${pps[@]}"; do
         local n=0
         [ $k = 0 ] && n=$TG
-        read -r a b < <(env ${OMP_ENV:-} ./herd bench -m "$f" -t "$THREADS" -p "$pp" -n "$n" -r "$REPS" --json | tail -1 |
+        read -r a b < <(env ${OMP_ENV:-} ./herd bench -m "$f" -t "$THREADS" -p "$pp" -n "$n" -d "$DEPTH" -r "$REPS" --json | tail -1 |
             python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["pp_tokens_per_s"], r["tg_tokens_per_s"])')
         pp_list+=("$a"); [ $k = 0 ] && tg=$b
         k=$((k + 1))
@@ -77,6 +81,7 @@ for f in "${files[@]}"; do
     done
     for ((i = 0; i < n_tests; i++)); do
         test=$([ $i -lt ${#pps[@]} ] && echo "pp${pps[$i]}" || echo "tg$TG")
+        [ "$DEPTH" = 0 ] || test="$test@d$DEPTH"
         HM=$(printf '%s\n' ${H[$i]} | median); LM=$(printf '%s\n' ${L[$i]} | median)
         printf "%-28s %-7s %10.1f %10.1f %7.2f\n" "$(basename "$f")" "$test" "$HM" "$LM" "$(echo "$HM / $LM" | bc -l)"
     done
