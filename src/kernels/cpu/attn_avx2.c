@@ -31,14 +31,6 @@ INL float hmax8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Lines [i per, (i + 1) per) of the n lines at p (per: n over the loop's steps,
- * rounded up, computed once: no division a step): the next page's tiles,
- * fetched a few lines per loop step (attn_avx512.c). */
-INL void prefetch_part(const uint8_t *p, size_t n, int i, size_t per) {
-    const size_t b1 = (size_t)(i + 1) * per < n ? (size_t)(i + 1) * per : n;
-    for (size_t b = (size_t)i * per; b < b1; b++) _mm_prefetch((const char *)p + 64 * b, _MM_HINT_T0);
-}
-
 /* s (NR, 64)[k0 .. k0+16) = q (NR, HS) . keys k0 .. k0+15 of the K tile (HS, 64);
  * part k0 / 16 of 4 of the next K tile fetched meanwhile. */
 INL void scores16(float (*s)[ATTN_PAGE], const float *q, const uint8_t *kt, const attn_next *nx, int HS, int k0,
@@ -49,7 +41,7 @@ INL void scores16(float (*s)[ATTN_PAGE], const float *q, const uint8_t *kt, cons
     const size_t kl = nx ? nx->bytes / 64 : 0, kper = (kl + 4 * (size_t)HS - 1) / (4 * (size_t)HS);
     #pragma GCC unroll 2
     for (int d = 0; d < HS; d++) {
-        if (nx) prefetch_part(nx->k, kl, (k0 / 16) * HS + d, kper);
+        if (nx) attn_prefetch_lines(nx->k, kl, (size_t)((k0 / 16) * HS + d), kper);
         __m256 k[2];
         #pragma GCC unroll 4
         for (int z = 0; z < 2; z++) {
@@ -95,7 +87,7 @@ INL void values16(float *acc, const float (*p)[ATTN_PAGE], const float *corr, co
     const size_t vl = nx ? nx->bytes / 64 : 0, vper = (vl + (size_t)parts * ATTN_PAGE - 1) / ((size_t)parts * ATTN_PAGE);
     #pragma GCC unroll 2
     for (int k = 0; k < nk; k++) {
-        if (nx) prefetch_part(nx->v, vl, part * ATTN_PAGE + k, vper);
+        if (nx) attn_prefetch_lines(nx->v, vl, (size_t)(part * ATTN_PAGE + k), vper);
         __m256 v[2];
         if (TY == TY_Q8) {
             const block_q8_0 *b = (const block_q8_0 *)vt + (size_t)k * (HS / 32) + c0 / 32;
@@ -118,7 +110,7 @@ INL void values16(float *acc, const float (*p)[ATTN_PAGE], const float *corr, co
         }
     }
     if (nx)
-        for (int k = nk; k < ATTN_PAGE; k++) prefetch_part(nx->v, vl, part * ATTN_PAGE + k, vper);
+        for (int k = nk; k < ATTN_PAGE; k++) attn_prefetch_lines(nx->v, vl, (size_t)(part * ATTN_PAGE + k), vper);
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
         #pragma GCC unroll 4
@@ -130,9 +122,9 @@ INL void page_body(float *acc, float *m, float *l, const float *q, const uint8_t
     float s[4][ATTN_PAGE] __attribute__((aligned(32)));
     const int n16 = (nk + 15) / 16; /* key strips holding live keys */
     for (int k0 = 0; k0 < 16 * n16; k0 += 16) scores16(s, q, kt, nx, HS, k0, NR, TY);
-    if (nx)
+    if (nx) /* the K lines of the strips left out */
         for (int i = n16 * HS; i < 4 * HS; i++)
-            prefetch_part(nx->k, nx->bytes / 64, i, (nx->bytes / 64 + 4 * (size_t)HS - 1) / (4 * (size_t)HS));
+            attn_prefetch_lines(nx->k, nx->bytes / 64, (size_t)i, (nx->bytes / 64 + 4 * (size_t)HS - 1) / (4 * (size_t)HS));
     float corr[4];
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {

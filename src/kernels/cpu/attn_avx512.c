@@ -44,16 +44,6 @@ INL __m512 q8_16(const int8_t *q) { /* 16 int8 -> f32 */
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
 }
 
-/* Lines [i per, (i + 1) per) of the n lines at p (per: n over the loop's steps,
- * rounded up, computed once: no division a step): a page's next tiles are
- * fetched a few lines per loop step, spread over the page's work. All at once
- * they held back the loads of the page at hand (decode at 8K positions, F16,
- * 16 layers, 2 threads: 15.0 -> 10.4 ms a token, 18 -> 26 GB/s of cache). */
-INL void prefetch_part(const uint8_t *p, size_t n, int i, size_t per) {
-    const size_t b1 = (size_t)(i + 1) * per < n ? (size_t)(i + 1) * per : n;
-    for (size_t b = (size_t)i * per; b < b1; b++) _mm_prefetch((const char *)p + 64 * b, _MM_HINT_T0);
-}
-
 /* s (NR, 64) = q (NR, HS) . K tile (HS, 64); the next K tile fetched meanwhile. */
 INL void scores(__m512 s[4][4], const float *q, const uint8_t *kt, const attn_next *nx, int HS, const int NR,
                 const int TY) {
@@ -64,7 +54,7 @@ INL void scores(__m512 s[4][4], const float *q, const uint8_t *kt, const attn_ne
     __m512 dk[4] = { 0 };
     const size_t kl = nx ? nx->bytes / 64 : 0, kper = (kl + (size_t)HS - 1) / (size_t)HS;
     for (int d = 0; d < HS; d++) {
-        if (nx) prefetch_part(nx->k, kl, d, kper);
+        if (nx) attn_prefetch_lines(nx->k, kl, (size_t)d, kper);
         __m512 k[4];
         #pragma GCC unroll 4
         for (int z = 0; z < 4; z++) {
@@ -103,7 +93,7 @@ INL void values(float *acc, const float (*p)[ATTN_PAGE], const float *corr, cons
             a[r][z] = _mm512_mul_ps(_mm512_loadu_ps(acc + (size_t)r * HS + c0 + 16 * z), _mm512_set1_ps(corr[r]));
     const size_t vl = nx ? nx->bytes / 64 : 0, vper = (vl + ATTN_PAGE - 1) / ATTN_PAGE;
     for (int k = 0; k < nk; k++) {
-        if (nx) prefetch_part(nx->v, vl, k, vper);
+        if (nx) attn_prefetch_lines(nx->v, vl, (size_t)k, vper);
         __m512 v[4];
         #pragma GCC unroll 4
         for (int z = 0; z < NZ; z++) {
@@ -125,7 +115,7 @@ INL void values(float *acc, const float (*p)[ATTN_PAGE], const float *corr, cons
         }
     }
     if (nx)
-        for (int k = nk; k < ATTN_PAGE; k++) prefetch_part(nx->v, vl, k, vper);
+        for (int k = nk; k < ATTN_PAGE; k++) attn_prefetch_lines(nx->v, vl, (size_t)k, vper);
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
         #pragma GCC unroll 4
