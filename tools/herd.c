@@ -601,8 +601,8 @@ static double median(double *v, int n) {
 
 static const char *HELP_BENCH =
     "usage: herd bench -m MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [-r REPS] [--kv TYPE] [--json]\n"
-    "Prompt processing (pp: P tokens in one batch from an empty cache) and generation\n"
-    "(tg: N tokens one at a time from an empty cache) in tokens/s, median of REPS (5),\n"
+    "Prompt processing (pp: P tokens in one batch) and generation (tg: N tokens one\n"
+    "at a time), each from an empty cache (or -d's), in tokens/s, median of REPS (5),\n"
     "after one warm-up, as llama-bench measures them. -p 0 or -n 0 skips that test.\n"
     "-d D: the cache holds D tokens before each test (filled once, not timed), as\n"
     "llama-bench -d: the speed at depth D, where attention reads a longer cache.\n"
@@ -647,8 +647,7 @@ static int cmd_bench(int argc, char **argv) {
         ids[i] = (int32_t)(x % (uint64_t)V);
     }
     double pp_ts = 0, tg_ts = 0;
-    for (int i = 0; i < depth; i += 512) /* the depth, in chunks of a prompt's size */
-        if (herd_session_eval(s, ids + i, depth - i < 512 ? depth - i : 512, NULL, &err)) die("%s", err.msg);
+    if (depth && herd_session_eval(s, ids, depth, NULL, &err)) die("%s", err.msg); /* split into rounds there */
     const int32_t *run = ids + depth;
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
         if (pp) {
