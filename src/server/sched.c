@@ -653,9 +653,13 @@ static void step(srv_sched *s) {
         todo[n_todo++] = who[j];
     }
     /* choosing (argmax or a draw over the vocabulary, logprobs) runs on the
-     * forward's threads; streaming the text stays on this thread */
-#pragma omp parallel for schedule(dynamic, 1) if (n_todo > 1)
-    for (int j = 0; j < n_todo; j++) pick(s, &s->slots[todo[j]]);
+     * forward's threads; streaming the text stays on this thread (one pick runs
+     * here: a region of one thread still costs libgomp's futex wake) */
+    if (n_todo == 1) pick(s, &s->slots[todo[0]]);
+    else {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int j = 0; j < n_todo; j++) pick(s, &s->slots[todo[j]]);
+    }
     for (int j = 0; j < n_todo; j++) emit(s, &s->slots[todo[j]]);
     double t2 = now_s();
     pthread_mutex_lock(&s->stats_mu);

@@ -14,12 +14,20 @@
 #ifndef HERD_KERNELS_CPU_H
 #define HERD_KERNELS_CPU_H
 
+#include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "herd.h"
 #include "kernels/kernels.h"
+
+/* Whether a loop of n items is worth a parallel region. libgomp runs an `if (0)`
+ * region, or one nested in another, as a team of one and still ends it with a
+ * futex wake: a ~1 us syscall on this project's VM, and a batched decode step of
+ * the 1B model made ~1,000 of them (perf stat, bench_batch 8 sequences). Loops
+ * that would run on one thread call their body directly instead. */
+static inline int kern_parallel(int64_t n) { return n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel(); }
 
 #define QK 32 /* elements per Q8_0 / Q4_0 block */
 

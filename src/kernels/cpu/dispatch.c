@@ -170,6 +170,34 @@ static void run_tiles(const mm_isa *isa, float *out, const mm_act *a, const herd
     isa->rows(out, a, w, T, t0 * tile, t1 * tile < w->oc ? t1 * tile : w->oc);
 }
 
+/* One thread's part of mm_run: x's preparation (its share, then a barrier), its
+ * own share of every weight's tiles, then the others' from their back (with
+ * fewer threads than asked, the missing threads' shares are only ever taken
+ * that way). */
+static void mm_thread(float *const *out, const float *x, const herd_weight *const *w, int n, int T,
+                      const mm_isa *isa, void *scratch, int small, int nth_max, _Atomic uint64_t *share,
+                      const int64_t *tile, const int64_t *chunk, int ith, int nth) {
+    mm_act a;
+    int64_t n_units = isa->layout(&a, x, w[0]->type, T, w[0]->ic, scratch);
+    if (small && !a.q) { /* packed float kernels never read the GEMM's x tiles */
+        a.xp = NULL;
+        if (!a.xb) n_units = 0; /* F32 / F16 read x as it is; BF16 its bf16 pairs */
+    }
+    if (n_units > 0) {
+        isa->prep(&a, x, w[0]->type, T, n_units * ith / nth, n_units * (ith + 1) / nth);
+        if (nth > 1) {
+#pragma omp barrier
+        }
+    }
+    for (int j = 0; j < n; j++)
+        for (int v = 0; v < nth_max; v++) {
+            const int i = (ith + v) % nth_max;
+            int64_t t0, t1;
+            while (range_claim(&share[j * nth_max + i], chunk[j], v != 0, &t0, &t1))
+                run_tiles(isa, out[j], &a, w[j], T, tile[j], t0, t1);
+        }
+}
+
 /* The n weights' matmuls over x in one parallel region: x prepared once (callers
  * pass weights of one type, input size and ISA), then each thread works through
  * its share of every weight's rows (outputs are disjoint: no barrier between
@@ -186,8 +214,8 @@ static void mm_run(float *const *out, const float *x, const herd_weight *const *
     /* tiny problems (tests, T = 1 biases) are not worth waking the team */
     double work = 0;
     for (int j = 0; j < n; j++) work += (double)w[j]->oc * (double)w[j]->ic * T;
-    const int nth_max = work < 65536.0 ? 1 : omp_get_max_threads();
-    _Atomic uint64_t share[n][nth_max];
+    const int nth_max = work >= 65536.0 && kern_parallel(2) ? omp_get_max_threads() : 1;
+    _Atomic uint64_t share[n * nth_max];
     int64_t tile[n], chunk[n];
     for (int j = 0; j < n; j++) {
         tile[j] = mm_tile(isa, w[j], T);
@@ -195,31 +223,15 @@ static void mm_run(float *const *out, const float *x, const herd_weight *const *
         /* claims of ~1/16 of a thread's share at most: a thief finds work until the end */
         chunk[j] = n_tiles / ((int64_t)nth_max * 16) > 1 ? n_tiles / ((int64_t)nth_max * 16) : 1;
         for (int i = 0; i < nth_max; i++)
-            atomic_init(&share[j][i], range_pack(n_tiles * i / nth_max, n_tiles * (i + 1) / nth_max));
+            atomic_init(&share[j * nth_max + i], range_pack(n_tiles * i / nth_max, n_tiles * (i + 1) / nth_max));
+    }
+    if (nth_max == 1) {
+        mm_thread(out, x, w, n, T, isa, scratch, small, 1, share, tile, chunk, 0, 1);
+        return;
     }
 #pragma omp parallel num_threads(nth_max)
-    {
-        const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
-        mm_act a;
-        int64_t n_units = isa->layout(&a, x, w[0]->type, T, w[0]->ic, scratch);
-        if (small && !a.q) { /* packed float kernels never read the GEMM's x tiles */
-            a.xp = NULL;
-            if (!a.xb) n_units = 0; /* F32 / F16 read x as it is; BF16 its bf16 pairs */
-        }
-        if (n_units > 0) {
-            isa->prep(&a, x, w[0]->type, T, n_units * ith / nth, n_units * (ith + 1) / nth);
-#pragma omp barrier
-        }
-        /* own share first, then the others' from their back (with fewer threads
-         * than asked, as nested in a parallel region, the missing threads' shares
-         * are only ever taken that way) */
-        for (int j = 0; j < n; j++)
-            for (int v = 0; v < nth_max; v++) {
-                const int i = (ith + v) % nth_max;
-                int64_t t0, t1;
-                while (range_claim(&share[j][i], chunk[j], v != 0, &t0, &t1)) run_tiles(isa, out[j], &a, w[j], T, tile[j], t0, t1);
-            }
-    }
+    mm_thread(out, x, w, n, T, isa, scratch, small, nth_max, share, tile, chunk, omp_get_thread_num(),
+              omp_get_num_threads());
 }
 
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch) {
@@ -239,7 +251,11 @@ void matmul_forward_n(float *const *out, const float *x, const herd_weight *cons
 
 void rmsnorm_forward(float *out, const float *x, const float *w, int T, int C, float eps) {
     const ops_isa *ops = ops_pick();
-#pragma omp parallel for schedule(static) if (T > 1)
+    if (!kern_parallel(T)) {
+        for (int t = 0; t < T; t++) ops->rmsnorm_row(out + (size_t)t * C, x + (size_t)t * C, w, C, eps);
+        return;
+    }
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) ops->rmsnorm_row(out + (size_t)t * C, x + (size_t)t * C, w, C, eps);
 }
 
@@ -247,38 +263,50 @@ void swiglu_forward(float *out, const float *gate, const float *up, int T, int F
     const ops_isa *ops = ops_pick();
     const int64_t n = (int64_t)T * F, chunk = 4096;
     const int64_t n_chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (n_chunks > 1)
+    if (!kern_parallel(n_chunks)) {
+        for (int64_t i0 = 0; i0 < n; i0 += chunk)
+            ops->swiglu_row(out + i0, gate + i0, up + i0, (int)(n - i0 < chunk ? n - i0 : chunk));
+        return;
+    }
+#pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < n_chunks; c++) {
         const int64_t i0 = c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
         ops->swiglu_row(out + i0, gate + i0, up + i0, (int)m);
     }
 }
 
-/* cos / sin of one position for pairs [i0, i0 + n), then applied to every head. */
-void rope_forward(float *x, const float *freqs, int pos0, int T, int NH, int HS, int interleaved) {
+/* Row x (NH heads) at position pos: cos / sin for pairs [i0, i0 + n), then
+ * applied to every head. */
+static void rope_row(float *x, const float *freqs, int pos, int NH, int HS, int interleaved) {
     const int half = HS / 2;
-#pragma omp parallel for schedule(static) if (T > 1)
-    for (int t = 0; t < T; t++) {
-        float cs[64], sn[64];
-        for (int i0 = 0; i0 < half; i0 += 64) {
-            const int n = half - i0 < 64 ? half - i0 : 64;
+    float cs[64], sn[64];
+    for (int i0 = 0; i0 < half; i0 += 64) {
+        const int n = half - i0 < 64 ? half - i0 : 64;
+        for (int i = 0; i < n; i++) {
+            const float angle = (float)pos * freqs[i0 + i];
+            cs[i] = cosf(angle);
+            sn[i] = sinf(angle);
+        }
+        for (int h = 0; h < NH; h++) {
+            float *v = x + (size_t)h * HS;
             for (int i = 0; i < n; i++) {
-                const float angle = (float)(pos0 + t) * freqs[i0 + i];
-                cs[i] = cosf(angle);
-                sn[i] = sinf(angle);
-            }
-            for (int h = 0; h < NH; h++) {
-                float *v = x + ((size_t)t * NH + h) * HS;
-                for (int i = 0; i < n; i++) {
-                    const int ia = interleaved ? 2 * (i0 + i) : i0 + i;
-                    const int ib = interleaved ? ia + 1 : ia + half;
-                    const float a0 = v[ia], b0 = v[ib];
-                    v[ia] = a0 * cs[i] - b0 * sn[i];
-                    v[ib] = a0 * sn[i] + b0 * cs[i];
-                }
+                const int ia = interleaved ? 2 * (i0 + i) : i0 + i;
+                const int ib = interleaved ? ia + 1 : ia + half;
+                const float a0 = v[ia], b0 = v[ib];
+                v[ia] = a0 * cs[i] - b0 * sn[i];
+                v[ib] = a0 * sn[i] + b0 * cs[i];
             }
         }
     }
+}
+
+void rope_forward(float *x, const float *freqs, int pos0, int T, int NH, int HS, int interleaved) {
+    if (!kern_parallel(T)) {
+        for (int t = 0; t < T; t++) rope_row(x + (size_t)t * NH * HS, freqs, pos0 + t, NH, HS, interleaved);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) rope_row(x + (size_t)t * NH * HS, freqs, pos0 + t, NH, HS, interleaved);
 }
 
 /* NH * S floats: one row of scores per head (threads split heads). */
