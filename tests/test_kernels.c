@@ -289,7 +289,7 @@ static void test_matmul_batch_invariance(void) {
 }
 
 /* Packed weights (matmul_pack, AVX-512 only): every row of every T, decode's
- * own kernels (T = 1; T <= ZP_SMALL_T in tiles of 8 and 4 tokens and a tail) and the
+ * own kernels (T = 1; T <= ZP_SMALL_T in tiles of 8 tokens and a tail of 1 .. 7) and the
  * GEMM fed from the packed copy (larger T), bitwise
  * equal to the unpacked AVX-512 path's T = 1. OC 70 / 150: partial last group,
  * the four-group kernel and its one-group tail; IC 2304 crosses the GEMM's

@@ -191,22 +191,22 @@ INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const int32_t *x) {
     return acc;
 }
 
-/* One quad (4 groups) of a Q4_0 / Q8_0 weight against TT (1..4 or 8) tokens
+/* One quad (4 groups) of a Q4_0 / Q8_0 weight against TT (1..8) tokens
  * t0 ..: the groups' weights are loaded (and Q4_0's nibbles split) once for all
  * TT; each token's integer dot is one chain (TT chains overlap), two for TT = 1
  * (decode: Q4_0's high nibbles, Q8_0's odd dwords; integer sums are exact in any
  * order).
  * x: gemm_z_prep's tiles. */
 INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1,
-                 int t0, const int TT, const int q8, int nt) {
+                 int t0, const int TT, const int q8) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const size_t qb = q8 ? 512 : 256;
     const int32_t *xq[8];
     const float *xd[8];
     const int32_t *xc[8];
     UNROLL
-    for (int t = 0; t < TT; t++) { /* token t0 + t: tile (t0 + t) / QT, slot (t0 + t) % QT; padding reads t0 */
-        const int tt = t0 + (t < nt ? t : 0);
+    for (int t = 0; t < TT; t++) { /* token t0 + t: tile (t0 + t) / QT, slot (t0 + t) % QT */
+        const int tt = t0 + t;
         const int64_t tb = (int64_t)(tt / GEMM_QT) * a->nb, j = tt % GEMM_QT;
         xq[t] = (const int32_t *)a->q + tb * 8 * GEMM_QT + j;
         xd[t] = a->d + tb * GEMM_QT + j;
@@ -263,7 +263,7 @@ INLINE void q_tn(float *out, const mm_act *a, const herd_weight *w, int64_t quad
                                             acc[i][t]);
         }
     }
-    store_quad_n(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, nt, acc[0], 8, 4);
+    store_quad(out, w->oc, quad * ZP_QUAD, r0, r1, t0, TT, acc[0], 8, 4);
 }
 
 /* One quad of an F32 / F16 weight against TT (1..FT_MAX) tokens (x rows
@@ -354,11 +354,9 @@ INLINE void bf_tn(float *out, const mm_act *a, const herd_weight *w, int64_t qua
 }
 
 #define TN_ARGS float *out, const mm_act *a, const herd_weight *w, int64_t quad, int64_t r0, int64_t r1, int t0
-#define TN_SET(name, body) \
-    static void name##1(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 1, FLAG, 1); } \
-    static void name##2(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 2, FLAG, 2); } \
-    static void name##3(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 3, FLAG, 3); } \
-    static void name##4(TN_ARGS) { body(out, a, w, quad, r0, r1, t0, 4, FLAG, 4); }
+#define TN(name, n) \
+    static void name##n(TN_ARGS) { q_tn(out, a, w, quad, r0, r1, t0, n, FLAG); }
+#define TN_SET8(name) TN(name, 1) TN(name, 2) TN(name, 3) TN(name, 4) TN(name, 5) TN(name, 6) TN(name, 7) TN(name, 8)
 /* float kernels: inputs k0 .. k1 - 1 (f_tn) */
 #define FN_ARGS TN_ARGS, int64_t k0, int64_t k1
 #define FN(name, n) \
@@ -367,17 +365,14 @@ INLINE void bf_tn(float *out, const mm_act *a, const herd_weight *w, int64_t qua
 #define BN(name, n) \
     static void name##n(FN_ARGS) { bf_tn(out, a, w, quad, r0, r1, t0, k0, k1, n, FLAG); }
 #define BN_SET6(name) BN(name, 1) BN(name, 2) BN(name, 3) BN(name, 4) BN(name, 5) BN(name, 6)
-/* all four groups of the quad against 8 tokens, one pass */
-static void q4w8(TN_ARGS, int nt) { q_tn(out, a, w, quad, r0, r1, t0, 8, 0, nt); }
-static void q8w8(TN_ARGS, int nt) { q_tn(out, a, w, quad, r0, r1, t0, 8, 1, nt); }
 #define FLAG 0
-TN_SET(q4n, q_tn)
+TN_SET8(q4n)
 #undef FLAG
 #define FLAG 0
 FN_SET6(h16n)
 #undef FLAG
 #define FLAG 1
-TN_SET(q8n, q_tn)
+TN_SET8(q8n)
 #undef FLAG
 #define FLAG 1
 BN_SET6(b16d)
@@ -389,9 +384,9 @@ BN_SET6(b16f)
 FN_SET6(f32n)
 #undef FLAG
 
-/* Per quad, tokens in tiles of 4 (Q4_0 / Q8_0) or FT_MAX (float types) and a
+/* Per quad, tokens in tiles of 8 (Q4_0 / Q8_0) or FT_MAX (float types) and a
  * shorter tail; after the first tile the quad's data comes from L2. Q4_0 / Q8_0
- * take 8 tokens at a time first, all four groups in one pass: the nibble split and
+ * take 8 tokens at a time, all four groups in one pass: the nibble split and
  * the loads serve 8 tokens (bench_batch, 1B Q4_0, 2 threads, 8 sequences 29.8-31.8
  * -> 27.4-27.6 ms a step, 16: 57 -> 47.5, as two passes of two groups), and the
  * quad streams from memory under 8 tokens' work, not 4 (two passes: perf put 44%
@@ -404,24 +399,24 @@ FN_SET6(f32n)
  * weight (1B's down: 8192 inputs, 1 MiB in F16) would not stay in L2 from one
  * tile to the next. */
 #define FK_BLOCK 2048
-/* A tail of ZP_PAD8 .. 7 tokens runs as one 8-token tile (the missing tokens
- * repeat token t0, their sums are not stored), not as 4 + 2 or 4 + 3: the quad
- * streams once (bench_batch, 1B Q4_0, 2 threads, interleaved, ms a step:
- * 7 sequences 26.7 / 31.5 / 30.2 / 29.4 -> 24.0 / 26.8 / 27.9 / 25.1, 6 about
- * even; a 6- or 7-token prompt alone 21.0 / 22.9 -> 19.6 / 20.0; 5 sequences
- * padded to 8 no faster, so 5 keeps 4 + 1). */
-#define ZP_PAD8 6
+/* A Q4_0 / Q8_0 tail of 1 .. 7 tokens is one tile of its own width: the quad
+ * streams once, and the kernel does no work for absent tokens. It was a 4-token
+ * tile and the rest for 1 .. 5, an 8-token tile with the missing tokens repeating
+ * the first for 6 and 7; the exact widths, bench_batch 1B Q4_0, 2 threads,
+ * interleaved, ms a step (3 rounds): 5 sequences 21.6 / 24.7 / 26.5 -> 19.8 /
+ * 20.9 / 21.3, 6: 21.9 / 21.9 / 23.3 -> 19.3 / 20.0 / 20.1, 7: 23.6 / 23.7 / 25.3
+ * -> 22.5 / 23.5 / 23.3, 13: 41.6 / 43.2 / 43.5 -> 39.6 / 41.0 / 40.6. */
 void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int64_t r0, int64_t r1) {
     typedef void (*tn_fn)(TN_ARGS);
     typedef void (*fn_fn)(FN_ARGS);
-    static const tn_fn qtab[2][4] = { { q4n1, q4n2, q4n3, q4n4 }, { q8n1, q8n2, q8n3, q8n4 } };
+    static const tn_fn qtab[2][8] = { { q4n1, q4n2, q4n3, q4n4, q4n5, q4n6, q4n7, q4n8 },
+                                      { q8n1, q8n2, q8n3, q8n4, q8n5, q8n6, q8n7, q8n8 } };
     static const fn_fn ftab[4][FT_MAX] = { { h16n1, h16n2, h16n3, h16n4, h16n5, h16n6 },
                                            { b16f1, b16f2, b16f3, b16f4, b16f5, b16f6 },
                                            { f32n1, f32n2, f32n3, f32n4, f32n5, f32n6 },
                                            { b16d1, b16d2, b16d3, b16d4, b16d5, b16d6 } };
     const int ti = w->type == HERD_Q4_0 ? 0 : w->type == HERD_Q8_0 ? 1 : w->type == HERD_F16 ? 2
                  : w->type == HERD_BF16 ? 3 : 4;
-    static void (*const w8[2])(TN_ARGS, int) = { q4w8, q8w8 };
     const int bdot = w->type == HERD_BF16 && z_bf16dot();
     for (int64_t quad = r0 / ZP_QUAD; quad * ZP_QUAD < r1; quad++) {
         if (ti >= 2) { /* BF16: k counts input pairs */
@@ -437,9 +432,7 @@ void zp_rows_small(float *out, const mm_act *a, const herd_weight *w, int T, int
             continue;
         }
         int t = 0;
-        for (; t + 8 <= T; t += 8) w8[ti](out, a, w, quad, r0, r1, t, 8);
-        if (T - t >= ZP_PAD8) w8[ti](out, a, w, quad, r0, r1, t, T - t), t = T;
-        for (; t + 4 <= T; t += 4) qtab[ti][3](out, a, w, quad, r0, r1, t);
+        for (; t + 8 <= T; t += 8) qtab[ti][7](out, a, w, quad, r0, r1, t);
         if (t < T) qtab[ti][T - t - 1](out, a, w, quad, r0, r1, t);
     }
 }

@@ -72,25 +72,17 @@ static inline __mmask16 zrow_mask(int64_t row, int64_t r0, int64_t r1) {
 }
 
 /* A quad's results (or NG < 4 of its groups): acc[i * ld + t] holds rows
- * row0 + 16 i .. + 15 of token t0 + t, i < NG, t < nt <= TT (ld: the
- * accumulator array's row length; a tile padded to TT tokens stores its nt);
- * rows outside [r0, r1) are not written. */
-static inline __attribute__((always_inline)) void store_quad_n(float *out, int64_t oc, int64_t row0, int64_t r0,
-                                                               int64_t r1, int t0, const int TT, int nt,
-                                                               const __m512 *acc, const int ld, const int NG) {
+ * row0 + 16 i .. + 15 of token t0 + t, i < NG, t < TT (ld: the accumulator
+ * array's row length); rows outside [r0, r1) are not written. */
+static inline __attribute__((always_inline)) void store_quad(float *out, int64_t oc, int64_t row0, int64_t r0,
+                                                             int64_t r1, int t0, const int TT, const __m512 *acc,
+                                                             const int ld, const int NG) {
     _Pragma("GCC unroll 4")
     for (int i = 0; i < NG; i++) {
         const __mmask16 m = zrow_mask(row0 + 16 * i, r0, r1);
         _Pragma("GCC unroll 8")
-        for (int t = 0; t < TT; t++)
-            if (t < nt) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * oc + row0 + 16 * i, m, acc[i * ld + t]);
+        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + (int64_t)(t0 + t) * oc + row0 + 16 * i, m, acc[i * ld + t]);
     }
-}
-
-static inline __attribute__((always_inline)) void store_quad(float *out, int64_t oc, int64_t row0, int64_t r0,
-                                                             int64_t r1, int t0, const int TT, const __m512 *acc,
-                                                             const int ld, const int NG) {
-    store_quad_n(out, oc, row0, r0, r1, t0, TT, TT, acc, ld, NG);
 }
 
 #endif
