@@ -21,10 +21,6 @@
 
 #include "session.h"
 
-static void add_inplace(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
-}
-
 /* Final norm and output projection of rows x (T, C) into out (T, V). */
 static void project(herd_kv_pool *P, float *out, const float *x, int T) {
     const herd_model *m = P->m;
@@ -112,7 +108,7 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
         for (int i = 0; i < n_seg; i++)
             if (P->segs[i].n > SMALL_SEG || n_small <= 1) attend(P, &P->segs[i], l);
         matmul_forward(P->xb2, P->att, &L->wo, T, scr);
-        add_inplace(P->x, P->xb2, (size_t)T * C);
+        add_forward(P->x, P->xb2, (int64_t)T * C);
         /* feed_forward */
         rmsnorm_forward(P->xb, P->x, L->ffn_norm, T, C, c->norm_eps);
         float *const gu_out[2] = { P->hb, P->hb2 };
@@ -120,7 +116,7 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
         matmul_forward_n(gu_out, P->xb, gu, 2, T, scr);
         swiglu_forward(P->hb, P->hb, P->hb2, T, F);
         matmul_forward(P->xb2, P->hb, &L->w2, T, scr);
-        add_inplace(P->x, P->xb2, (size_t)T * C);
+        add_forward(P->x, P->xb2, (int64_t)T * C);
     }
     round_logits(P, n_seg);
     for (int i = 0; i < n_seg; i++) P->segs[i].s->pos += P->segs[i].n;

@@ -591,6 +591,10 @@ static void test_rows(void) {
             swiglu_forward(out, out, u, T, C);
             double e = rel_err(out, ref, (size_t)T * C);
             CHECKF(e <= 2e-6, "swiglu C %d %s: %.3g", C, isa_name[isa], e);
+            for (size_t i = 0; i < (size_t)T * C; i++) ref[i] = x[i] + u[i];
+            memcpy(out, x, (size_t)T * C * 4);
+            add_forward(out, u, (int64_t)T * C);
+            CHECKF(memcmp(out, ref, (size_t)T * C * 4) == 0, "add C %d %s: not x + y bitwise", C, isa_name[isa]);
         }
         herd_cpu_force_isa(-1);
         free(x); free(w); free(u); free(ref); free(out);

@@ -154,6 +154,9 @@ void attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv
 void f32_to_f16_row_ref(uint16_t *out, const float *x, int64_t n);
 void f32_to_f16_row(uint16_t *out, const float *x, int64_t n);
 
+/* x (n) += y (n): the residual adds. */
+void add_forward(float *x, const float *y, int64_t n);
+
 /* out (T, F) = silu(gate) * up. out may alias gate. */
 void swiglu_forward_ref(float *out, const float *gate, const float *up, int T, int F);
 void swiglu_forward(float *out, const float *gate, const float *up, int T, int F);
