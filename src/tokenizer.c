@@ -223,10 +223,11 @@ herd_status herd_tokenizer_build(herd_tokenizer **out, const herd_tok_str *bpe, 
     }
     for (int k = 0; k < HERD_TOK_N_SPECIAL; k++) {
         int32_t o = table_put(t, &t->special, t->n_bpe + k);
-        if (o >= 0) {
+        if (o >= 0) { /* the message reads t: written before t is freed */
+            herd_status st = herd_errf(err, HERD_ERR_FORMAT, "%s: special token %d '%.*s' duplicates special %d",
+                                       src, k, (int)sp[k].len, sp[k].ptr, o - t->n_bpe);
             herd_tokenizer_free(t);
-            return herd_errf(err, HERD_ERR_FORMAT, "%s: special token %d '%.*s' duplicates special %d",
-                             src, k, (int)sp[k].len, sp[k].ptr, o - t->n_bpe);
+            return st;
         }
     }
     herd_status st = compile_regex(t, err);

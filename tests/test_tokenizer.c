@@ -269,6 +269,26 @@ static char *byte_body(const char *extra) {
 }
 
 static void test_loader_errors(void) {
+    { /* two special tokens with one name: the error names both (and frees the half-built tokenizer) */
+        char bytes[256];
+        herd_tok_str v[256], sp[HERD_TOK_N_SPECIAL];
+        char names[HERD_TOK_N_SPECIAL][40];
+        for (int b = 0; b < 256; b++) {
+            bytes[b] = (char)b;
+            v[b] = (herd_tok_str){ bytes + b, 1 };
+        }
+        for (int k = 0; k < HERD_TOK_N_SPECIAL; k++) {
+            sp[k].ptr = herd_tokenizer_default_special(k, names[k], sizeof names[k]);
+            sp[k].len = strlen(sp[k].ptr);
+        }
+        sp[3] = sp[1];
+        herd_tokenizer *d = NULL;
+        herd_error e;
+        CHECK(herd_tokenizer_build(&d, v, 256, sp, "dup", NULL, &e) == HERD_ERR_FORMAT && d == NULL);
+        char want[160];
+        snprintf(want, sizeof want, "dup: special token 3 '%.*s' duplicates special 1", (int)sp[1].len, sp[1].ptr);
+        CHECKF(strcmp(e.msg, want) == 0, "got '%s', want '%s'", e.msg, want);
+    }
     char *ok = byte_body("YWI= 256\n");
     herd_tokenizer *t = NULL;
     herd_error err;
