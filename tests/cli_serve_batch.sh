@@ -101,9 +101,10 @@ kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}"; check "SIGTERM exits 0" test $? -eq 
 start_server small -t 2 -m "$T/m" --parallel 2 -c 512 --kv-pages 6 || { summary; exit 1; }
 Y=$(printf 'y%.0s' $(seq 300))
 # the two overlap only if the second arrives before the first is done (this model
-# prefills 300 tokens in milliseconds): up to 5 tries
+# prefills 300 tokens in milliseconds): the first decodes 48 tokens, so it holds
+# its pages for ~48 steps more (5 then 6 of the 6), and up to 5 tries
 for try in 1 2 3 4 5; do
-    C "$URL/v1/completions" -d '{"model":"m","prompt":"a'"$try$Y"'","max_tokens":8,"temperature":0}' > "$T/full1" &
+    C "$URL/v1/completions" -d '{"model":"m","prompt":"a'"$try$Y"'","max_tokens":48,"temperature":0}' > "$T/full1" &
     p1=$!
     C "$URL/v1/completions" -d '{"model":"m","prompt":"b'"$try$Y"'","max_tokens":8,"temperature":0}' > "$T/full2" &
     p2=$!
