@@ -32,13 +32,13 @@ INL float hmax8(__m256 v) {
 }
 
 /* s (NR, 64)[k0 .. k0+16) = q (NR, HS) . keys k0 .. k0+15 of the K tile (HS, 64);
- * part k0 / 16 of 4 of the next K tile fetched meanwhile. */
-INL void scores16(float (*s)[ATTN_PAGE], const float *q, const uint8_t *kt, const attn_next *nx, int HS, int k0,
-                  const int NR, const int TY) {
+ * part k0 / 16 of 4 of the next K tile fetched meanwhile, kper of its kl lines a
+ * step of d. */
+INL void scores16(float (*s)[ATTN_PAGE], const float *q, const uint8_t *kt, const attn_next *nx, size_t kl,
+                  size_t kper, int HS, int k0, const int NR, const int TY) {
     __m256 a[4][2], dk[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
-    const size_t kl = nx ? nx->bytes / 64 : 0, kper = (kl + 4 * (size_t)HS - 1) / (4 * (size_t)HS);
     #pragma GCC unroll 2
     for (int d = 0; d < HS; d++) {
         if (nx) attn_prefetch_lines(nx->k, kl, (size_t)((k0 / 16) * HS + d), kper);
@@ -121,10 +121,11 @@ INL void page_body(float *acc, float *m, float *l, const float *q, const uint8_t
                    const attn_next *nx, int nk, int HS, float scale, const int NR, const int TY) {
     float s[4][ATTN_PAGE] __attribute__((aligned(32)));
     const int n16 = (nk + 15) / 16; /* key strips holding live keys */
-    for (int k0 = 0; k0 < 16 * n16; k0 += 16) scores16(s, q, kt, nx, HS, k0, NR, TY);
+    /* the next K tile's lines over the 4 HS steps of d of the 4 strips */
+    const size_t kl = nx ? nx->bytes / 64 : 0, kper = (kl + 4 * (size_t)HS - 1) / (4 * (size_t)HS);
+    for (int k0 = 0; k0 < 16 * n16; k0 += 16) scores16(s, q, kt, nx, kl, kper, HS, k0, NR, TY);
     if (nx) /* the K lines of the strips left out */
-        for (int i = n16 * HS; i < 4 * HS; i++)
-            attn_prefetch_lines(nx->k, nx->bytes / 64, (size_t)i, (nx->bytes / 64 + 4 * (size_t)HS - 1) / (4 * (size_t)HS));
+        for (int i = n16 * HS; i < 4 * HS; i++) attn_prefetch_lines(nx->k, kl, (size_t)i, kper);
     float corr[4];
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
