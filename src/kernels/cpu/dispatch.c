@@ -174,12 +174,25 @@ static void run_tiles(const mm_isa *isa, float *out, const mm_act *a, const herd
  * own share of every weight's tiles, then the others' from their back (with
  * fewer threads than asked, the missing threads' shares are only ever taken
  * that way). */
-static void mm_thread(float *const *out, const float *x, const herd_weight *const *w, int n, int T,
-                      const mm_isa *isa, void *scratch, int small, int nth_max, _Atomic uint64_t *share,
-                      const int64_t *tile, const int64_t *chunk, int ith, int nth) {
+typedef struct {
+    float *const *out;
+    const float *x;
+    const herd_weight *const *w;
+    int n, T, small, nth_max;
+    const mm_isa *isa;
+    void *scratch;
+    _Atomic uint64_t *share;       /* (n, nth_max) */
+    const int64_t *tile, *chunk;   /* (n) */
+} mm_job;
+
+static void mm_thread(const mm_job *J, int ith, int nth) {
+    const herd_weight *const *w = J->w;
+    const mm_isa *isa = J->isa;
+    const float *x = J->x;
+    const int T = J->T, nth_max = J->nth_max;
     mm_act a;
-    int64_t n_units = isa->layout(&a, x, w[0]->type, T, w[0]->ic, scratch);
-    if (small && !a.q) { /* packed float kernels never read the GEMM's x tiles */
+    int64_t n_units = isa->layout(&a, x, w[0]->type, T, w[0]->ic, J->scratch);
+    if (J->small && !a.q) { /* packed float kernels never read the GEMM's x tiles */
         a.xp = NULL;
         if (!a.xb) n_units = 0; /* F32 / F16 read x as it is; BF16 its bf16 pairs */
     }
@@ -189,12 +202,12 @@ static void mm_thread(float *const *out, const float *x, const herd_weight *cons
 #pragma omp barrier
         }
     }
-    for (int j = 0; j < n; j++)
+    for (int j = 0; j < J->n; j++)
         for (int v = 0; v < nth_max; v++) {
             const int i = (ith + v) % nth_max;
             int64_t t0, t1;
-            while (range_claim(&share[j * nth_max + i], chunk[j], v != 0, &t0, &t1))
-                run_tiles(isa, out[j], &a, w[j], T, tile[j], t0, t1);
+            while (range_claim(&J->share[j * nth_max + i], J->chunk[j], v != 0, &t0, &t1))
+                run_tiles(isa, J->out[j], &a, w[j], T, J->tile[j], t0, t1);
         }
 }
 
@@ -225,13 +238,13 @@ static void mm_run(float *const *out, const float *x, const herd_weight *const *
         for (int i = 0; i < nth_max; i++)
             atomic_init(&share[j * nth_max + i], range_pack(n_tiles * i / nth_max, n_tiles * (i + 1) / nth_max));
     }
+    const mm_job J = { out, x, w, n, T, small, nth_max, isa, scratch, share, tile, chunk };
     if (nth_max == 1) {
-        mm_thread(out, x, w, n, T, isa, scratch, small, 1, share, tile, chunk, 0, 1);
+        mm_thread(&J, 0, 1);
         return;
     }
 #pragma omp parallel num_threads(nth_max)
-    mm_thread(out, x, w, n, T, isa, scratch, small, nth_max, share, tile, chunk, omp_get_thread_num(),
-              omp_get_num_threads());
+    mm_thread(&J, omp_get_thread_num(), omp_get_num_threads());
 }
 
 void matmul_forward(float *out, const float *x, const herd_weight *w, int T, void *scratch) {
