@@ -6,10 +6,13 @@
 #    trained (measured + 0.1 nats);
 #  - exported by herd as an F32 GGUF, its greedy ids equal llama.cpp's on the same
 #    GGUF (tests/data/default_llamacpp.txt, recorded with ../shared/oracle/llamacpp.mjs
-#    greedy FILE IDS 32 --kv f32), and the HF directory gives the same ids.
+#    greedy FILE IDS 32 --kv f32), and the HF directory gives the same ids;
+#  - `herd serve` without -m serves it (model id "default") and completes a prompt.
 HERD=${HERD:-build/herd}
 M=models/default
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+T=$(mktemp -d)
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib.sh"
 fixture() { sed -n "s/^# $1: //p" tests/data/default_llamacpp.txt; }
 
@@ -39,5 +42,19 @@ g=$($HERD generate -m "$T/d.gguf" --prompt-ids "$ids" -n 32 --temp 0 --ids 2>"$T
 h=$($HERD generate -m $M --prompt-ids "$ids" -n 32 --temp 0 --ids 2>>"$T/err" | tr -s ' \n' ' ' | sed 's/ $//')
 check "GGUF greedy ids equal llama.cpp's: herd [$g] llama.cpp [$want] $(head -c 200 "$T/err")" test "$g" = "$want"
 check "HF dir greedy ids equal the GGUF's" test "$h" = "$g"
+
+# ---- herd serve without -m --------------------------------------------------------------
+if start_server dflt --parallel 1 -c 256; then
+    id=$(curl -s --max-time 10 "$URL/v1/models" | jq -r '.data[0].id')
+    check "serve without -m: model id '$id' is 'default'" test "$id" = default
+    r=$(curl -s --max-time 60 "$URL/v1/completions" -H 'Content-Type: application/json' \
+        -d '{"model":"default","prompt":"It is a truth universally acknowledged","max_tokens":8,"temperature":0}')
+    n=$(printf '%s' "$r" | jq -r '.usage.completion_tokens')
+    txt=$(printf '%s' "$r" | jq -r '.choices[0].text')
+    check "serve without -m completes 8 tokens ($n): $(printf '%s' "$r" | head -c 300)" test "$n" = 8
+    check "serve without -m: the completion has text" test -n "$txt"
+    kill -TERM "$dflt_pid"; wait "$dflt_pid"
+    check "serve without -m exits 0 on SIGTERM" test $? -eq 0
+fi
 
 summary

@@ -4,6 +4,9 @@
 #ifndef HERD_CLI_H
 #define HERD_CLI_H
 
+/* the model the commands load without -m: the one committed with herd */
+#define DEFAULT_MODEL "models/default"
+
 int cmd_serve(int argc, char **argv);     /* tools/cmd_serve.c */
 int cmd_train(int argc, char **argv);     /* tools/cmd_train.c */
 int cmd_data(int argc, char **argv);      /* tools/cmd_data.c */

@@ -9,12 +9,13 @@
 #include "server/server.h"
 
 static const char *HELP_SERVE =
-    "usage: herd serve -m MODEL [--host 127.0.0.1] [--port 8080] [--api-key KEY]\n"
+    "usage: herd serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY]\n"
     "                  [--parallel N] [-c CTX] [-t THREADS] [--kv-pages N] [--kv T]\n"
     "OpenAI-compatible HTTP server: POST /v1/chat/completions, POST /v1/completions\n"
     "(streaming with stream: true), GET /v1/models, GET /health, GET /metrics, and a\n"
     "chat page at GET /. SIGINT or SIGTERM finishes in-flight requests and exits 0.\n"
     "  -m MODEL          HF directory or .gguf file; its base name is the model id\n"
+    "                    (default " DEFAULT_MODEL ", the small model herd ships)\n"
     "  --host ADDR       IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
     "  --port N          TCP port (default 8080; 0 picks a free one, printed on stderr)\n"
     "  --api-key KEY     require 'Authorization: Bearer KEY' on /v1/* (default: none;\n"
@@ -63,6 +64,7 @@ int cmd_serve(int argc, char **argv) {
     p.max_body = 1 << 20;
     p.linger_ms = 5;
     p.kv_type = HERD_F16; /* the CLI's default, as generate / chat / bench */
+    p.model_path = DEFAULT_MODEL;
     p.api_key = getenv("HERD_API_KEY");
     if (p.api_key && !*p.api_key) p.api_key = NULL;
     for (int i = 1; i < argc; i++) {
@@ -94,7 +96,6 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(s, "--queue")) { if (parse_int(s, v, 0, 1 << 20, &x)) return 2; p.queue_max = (int)x; }
         else { if (parse_int(s, v, 1024, 1L << 30, &x)) return 2; p.max_body = (size_t)x; }
     }
-    if (!p.model_path) return usage("%s", "-m MODEL is required");
     herd_error err;
     if (srv_run(&p, &err)) {
         fprintf(stderr, "herd: %s\n", err.msg);

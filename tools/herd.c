@@ -16,7 +16,6 @@
 #include "herd.h"
 #include "cli.h"
 
-#define DEFAULT_MODEL "models/default"
 
 static void die(const char *fmt, ...) {
     va_list ap;
@@ -817,7 +816,8 @@ static const char *HELP =
     "  train       train from scratch or fine-tune (AdamW, checkpoints, --resume)\n"
     "  data        tokenize text or JSONL into a token file for train\n"
     "  tokenizer   train a byte-level BPE vocabulary (herd tokenizer train)\n"
-    "MODEL is a Hugging Face directory or a .gguf file; without -m, " DEFAULT_MODEL ".\n";
+    "MODEL is a Hugging Face directory or a .gguf file; without -m, " DEFAULT_MODEL "\n"
+    "(herd data asks for the model whose vocabulary its token ids will be).\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || is_help(argv[1])) { fputs(HELP, argc < 2 ? stderr : stdout); return argc < 2 ? 2 : 0; }
