@@ -119,7 +119,7 @@ const char *herd_detok_flush(herd_detok *d, size_t *len);
 /* ---- chat ----------------------------------------------------------------- */
 
 typedef struct {
-    const char *role;    /* system, user, assistant, ipython (tool maps to ipython) */
+    const char *role;    /* system, user, assistant, ipython (tool maps to ipython, developer to system) */
     const char *content;
     int eom;             /* assistant message that ended with <|eom_id|> */
 } herd_chat_message;

@@ -69,10 +69,14 @@ static herd_status push_special(ids_buf *b, const herd_tokenizer *t, int k, herd
     return ids_push(b, &id, 1) ? HERD_OK : herd_errf(err, HERD_ERR_NOMEM, "chat: out of memory");
 }
 
+/* The Llama 3.1 header a message role is written with: the four of the format,
+ * "tool" as ipython, and OpenAI's "developer" (its newer name for instructions
+ * above the user's) as system. */
 static const char *chat_role(const char *role) {
     static const char *const roles[] = { "system", "user", "assistant", "ipython" };
     if (!role) return NULL;
     if (strcmp(role, "tool") == 0) return "ipython";
+    if (strcmp(role, "developer") == 0) return "system";
     for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
         if (strcmp(role, roles[i]) == 0) return roles[i];
     return NULL;
@@ -98,8 +102,8 @@ herd_status herd_chat_render(const herd_tokenizer *t, const herd_chat_message *m
     for (size_t i = 0; i < n && !st; i++) {
         const char *role = chat_role(msgs[i].role);
         if (!role) {
-            st = herd_errf(err, HERD_ERR_ARG, "chat: message %zu: role '%s'; expected system, user, "
-                           "assistant, ipython or tool", i, msgs[i].role ? msgs[i].role : "(null)");
+            st = herd_errf(err, HERD_ERR_ARG, "chat: message %zu: role '%s'; expected system, developer, "
+                           "user, assistant, ipython or tool", i, msgs[i].role ? msgs[i].role : "(null)");
             break;
         }
         st = push_header(&b, t, role, err);
@@ -334,7 +338,7 @@ herd_status herd_chat_parse_json(const char *json, size_t len, herd_chat_message
         }
         if (!chat_role(role->valuestring)) {
             st = herd_errf(err, HERD_ERR_ARG, "chat json: messages[%zu].role is '%.40s'; expected system, "
-                           "user, assistant, tool or ipython", i, role->valuestring);
+                           "developer, user, assistant, tool or ipython", i, role->valuestring);
             break;
         }
         int is_tool = strcmp(chat_role(role->valuestring), "ipython") == 0;
@@ -353,7 +357,8 @@ herd_status herd_chat_parse_json(const char *json, size_t len, herd_chat_message
             }
         }
         if (!st && !text.p) sb_put(&text, "", 0);
-        m[i].role = strdup(role->valuestring);
+        /* developer is stored as system: the tool prompt (server/toolcall.c) joins a first system message */
+        m[i].role = strdup(strcmp(role->valuestring, "developer") == 0 ? "system" : role->valuestring);
         m[i].content = text.p;
         if (!st && (text.oom || !m[i].role)) st = herd_errf(err, HERD_ERR_NOMEM, "chat json: out of memory");
         i++;
