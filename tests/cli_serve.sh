@@ -27,6 +27,11 @@ C $B/v1/models/m > "$T/model1"
 check "model by id" has "$T/model1" '"id":"m","object":"model"'
 C -o "$T/page" -w '%{http_code} %{content_type}' $B/ > "$T/page.st"
 check "web page" bash -c "grep -q '200 text/html' $T/page.st && grep -q '/v1/chat/completions' $T/page && grep -q 'getReader' $T/page"
+# no --cors: no CORS headers and no preflight answer (other sites cannot read this server's answers)
+curl -s --max-time 5 -D "$T/nc.h" -o /dev/null -H 'Origin: http://localhost:3000' $B/v1/models
+check "no CORS header without --cors" bash -c "grep -q '^HTTP/1.1 200' $T/nc.h && ! grep -qi '^Access-Control' $T/nc.h"
+curl -s --max-time 5 -D "$T/nco.h" -o /dev/null -X OPTIONS -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: POST' $B/v1/chat/completions
+check "no preflight answer without --cors" bash -c "grep -q '^HTTP/1.1 405' $T/nco.h && ! grep -qi '^Access-Control' $T/nco.h"
 
 # chat, not streamed (logprobs)
 C $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"max_tokens":6,"temperature":0,"logprobs":true,"top_logprobs":3}' > "$T/chat"
@@ -157,8 +162,22 @@ fi
 kill -TERM "$main_pid"; wait "$main_pid"; check "SIGTERM exits 0" test $? -eq 0
 
 # --api-key, 429, and a SIGTERM that drains an in-flight request
-start_server auth -t 1 -m "$T/m" --parallel 1 -c 512 --queue 1 --api-key s3cret || exit 1
+start_server auth -t 1 -m "$T/m" --parallel 1 -c 512 --queue 1 --api-key s3cret --cors http://localhost:3000 || exit 1
 A=$URL
+# CORS (--cors ORIGIN): a browser's preflight needs no key and learns the methods and headers;
+# every answer, errors too, names the origin (without --cors none does: checked on the main server)
+curl -s --max-time 5 -D "$T/pf.h" -o /dev/null -X OPTIONS -H 'Origin: http://localhost:3000' \
+    -H 'Access-Control-Request-Method: POST' -H 'Access-Control-Request-Headers: authorization,content-type' $A/v1/chat/completions
+check "preflight 204" grep -q '^HTTP/1.1 204' "$T/pf.h"
+check "preflight origin" grep -qi '^Access-Control-Allow-Origin: http://localhost:3000' "$T/pf.h"
+check "preflight methods" grep -qi '^Access-Control-Allow-Methods: GET, POST, OPTIONS' "$T/pf.h"
+check "preflight headers" grep -qi '^Access-Control-Allow-Headers: authorization,content-type' "$T/pf.h"
+curl -s --max-time 5 -D "$T/co.h" -o /dev/null -H 'Origin: http://localhost:3000' -H 'Authorization: Bearer s3cret' $A/v1/models
+check "CORS origin on an answer" grep -qi '^Access-Control-Allow-Origin: http://localhost:3000' "$T/co.h"
+check "CORS Vary: Origin for one origin" grep -qi '^Vary: Origin' "$T/co.h"
+curl -s --max-time 5 -D "$T/co401.h" -o /dev/null -H 'Origin: http://localhost:3000' $A/v1/models
+check "CORS origin on a 401" bash -c "grep -q '^HTTP/1.1 401' $T/co401.h && grep -qi '^Access-Control-Allow-Origin: http://localhost:3000' $T/co401.h"
+expect_err "--cors with a list" "--cors expects" $HERD serve --cors "http://a.com, http://b.com"
 err "no key" 401 invalid_api_key $A/v1/models
 err "wrong key" 401 invalid_api_key -H 'Authorization: Bearer nope' $A/v1/models
 check "right key" bash -c "curl -s --max-time 5 -H 'Authorization: Bearer s3cret' $A/v1/models | grep -q '\"object\":\"list\"'"

@@ -20,6 +20,9 @@ static const char *HELP_SERVE =
     "  --port N          TCP port (default 8080; 0 picks a free one, printed on stderr)\n"
     "  --api-key KEY     require 'Authorization: Bearer KEY' on /v1/* (default: none;\n"
     "                    also read from HERD_API_KEY)\n"
+    "  --cors ORIGIN     let web pages of ORIGIN ('*': any) call the API from a\n"
+    "                    browser: CORS headers and preflight answers (default: none,\n"
+    "                    so other sites you visit cannot read this server's answers)\n"
     "  --parallel N      sequences decoded together, one slot each (default 4)\n"
     "  -c CTX            context per sequence in tokens (default min(model, 4096))\n"
     "  --kv-pages N      pages of 64 positions in the KV pool all sequences share\n"
@@ -71,7 +74,7 @@ int cmd_serve(int argc, char **argv) {
         const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x;
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) { fputs(HELP_SERVE, stdout); return 0; }
-        int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") ||
+        int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") || !strcmp(s, "--cors") ||
                     !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
                     !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type") || !strcmp(s, "--kv") ||
                     !strcmp(s, "--linger");
@@ -81,6 +84,10 @@ int cmd_serve(int argc, char **argv) {
         if (!strcmp(s, "-m")) p.model_path = v;
         else if (!strcmp(s, "--host")) p.host = v;
         else if (!strcmp(s, "--api-key")) p.api_key = *v ? v : NULL;
+        else if (!strcmp(s, "--cors")) {
+            if (!*v || strpbrk(v, " \t\r\n,")) return usage("--cors expects '*' or one origin such as http://localhost:3000, got '%s'", v);
+            p.cors = v;
+        }
         else if (!strcmp(s, "--port")) { if (parse_int(s, v, 0, 65535, &x)) return 2; p.port = (int)x; }
         else if (!strcmp(s, "--parallel")) { if (parse_int(s, v, 1, 256, &x)) return 2; p.n_parallel = (int)x; }
         else if (!strcmp(s, "-c")) { if (parse_int(s, v, 2, 1 << 22, &x)) return 2; p.n_ctx = (int)x; }

@@ -54,10 +54,18 @@ static void count_status(server *sv, int status) {
     pthread_mutex_unlock(&sv->mu);
 }
 
+/* --cors: the origin browsers may read answers from (every response carries it) */
+static void add_cors(const server *sv, struct MHD_Response *res) {
+    if (!sv->p.cors) return;
+    MHD_add_response_header(res, "Access-Control-Allow-Origin", sv->p.cors);
+    if (strcmp(sv->p.cors, "*")) MHD_add_response_header(res, "Vary", "Origin");
+}
+
 static enum MHD_Result send_body(server *sv, struct MHD_Connection *c, int status, const char *type,
                                  const char *body, size_t len, const char *retry_after) {
     struct MHD_Response *res = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!res) return MHD_NO;
+    add_cors(sv, res);
     MHD_add_response_header(res, "Content-Type", type);
     if (retry_after) MHD_add_response_header(res, "Retry-After", retry_after);
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, res);
@@ -153,6 +161,7 @@ static enum MHD_Result completions(server *sv, struct MHD_Connection *c, int kin
             stream_free(sc);
             return MHD_NO;
         }
+        add_cors(sv, res);
         MHD_add_response_header(res, "Content-Type", "text/event-stream");
         MHD_add_response_header(res, "Cache-Control", "no-cache");
         enum MHD_Result rc = MHD_queue_response(c, 200, res);
@@ -287,6 +296,22 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
     return rc;
 }
 
+/* The answer to a CORS preflight (OPTIONS with Access-Control-Request-*): which
+ * methods and headers the page may use, cached by the browser for a day. */
+static enum MHD_Result preflight(server *sv, struct MHD_Connection *c) {
+    struct MHD_Response *res = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!res) return MHD_NO;
+    add_cors(sv, res);
+    MHD_add_response_header(res, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+    MHD_add_response_header(res, "Access-Control-Allow-Headers", h && *h ? h : "Authorization, Content-Type");
+    MHD_add_response_header(res, "Access-Control-Max-Age", "86400");
+    enum MHD_Result rc = MHD_queue_response(c, 204, res);
+    MHD_destroy_response(res);
+    count_status(sv, 204);
+    return rc;
+}
+
 static int authorized(server *sv, struct MHD_Connection *c) {
     if (!sv->p.api_key) return 1;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
@@ -320,6 +345,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    if (sv->p.cors && !strcmp(method, "OPTIONS")) /* a browser's preflight: no key is sent with it */
+        return preflight(sv, c);
     if (!strcmp(url, "/") && get) {
         return send_body(sv, c, 200, "text/html; charset=utf-8", srv_web_page, strlen(srv_web_page), NULL);
     }

@@ -37,6 +37,8 @@ typedef struct {
     const char *host;       /* "127.0.0.1" */
     int port;               /* 0: any free port (printed on stderr) */
     const char *api_key;    /* NULL: no auth */
+    const char *cors;       /* Access-Control-Allow-Origin for browsers on other origins ("*" or one
+                             * origin); NULL: none, only same-origin pages (the chat page) may read */
     int n_parallel;         /* slots: sequences decoded together */
     int n_ctx;              /* context per slot; 0: min(model, 4096) */
     int kv_pages;           /* pages of the shared KV pool; 0: every slot can fill its context */
