@@ -104,7 +104,7 @@ err "wrong type" 400 '"param":"temperature","code":"invalid_type"' $B/v1/chat/co
 err "out of range" 400 '"param":"top_p"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":7}'
 err "missing messages" 400 '"param":"messages"' $B/v1/chat/completions -d '{"model":"m"}'
 err "bad role" 400 "role" $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"wizard","content":"x"}]}'
-err "n > 1" 400 '"param":"n"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}'
+err "n = 0" 400 '"param":"n"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}'
 err "bad stop" 400 '"param":"stop"' $B/v1/completions -d '{"model":"m","prompt":"x","stop":5}'
 err "bad tools" 400 '"param":"tools"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"nope"}]}'
 err "unknown model" 404 model_not_found $B/v1/chat/completions -d '{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}'
@@ -124,12 +124,39 @@ check "still healthy after bad bodies" bash -c "curl -s --max-time 5 $B/health |
 C $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"Weather in Paris?"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],"max_tokens":8,"temperature":0}' > "$T/tools"
 check "chat with tools" grep -Eq '"finish_reason":"(stop|length|tool_calls)"' "$T/tools"
 
-# client disconnect cancels the sequence and frees the slot
+# n choices: one response with choices 0 .. n-1; choice i is what the request alone with
+# seed + i gives (each runs as a sequence of its own), the prompt counted once in usage
+nreq() { echo "{\"model\":\"m\",\"prompt\":\"Once upon\",\"max_tokens\":12,\"temperature\":1,\"seed\":$1$2}"; }
+C $B/v1/completions -d "$(nreq 40 ',"n":3')" > "$T/n3"
+check "n=3: indexes 0 1 2: $(head -c 300 "$T/n3")" test "$(jq -c '[.choices[].index]' "$T/n3")" = "[0,1,2]"
+usum=0
+for i in 0 1 2; do
+    C $B/v1/completions -d "$(nreq $((40 + i)))" > "$T/n1_$i"
+    check "n=3: choice $i is the request alone with seed 40+$i" \
+        test "$(jq -c ".choices[$i] | [.text, .finish_reason]" "$T/n3")" = "$(jq -c '.choices[0] | [.text, .finish_reason]' "$T/n1_$i")"
+    usum=$((usum + $(jq .usage.completion_tokens "$T/n1_$i")))
+done
+check "n=3: usage sums the choices, the prompt once" \
+    test "$(jq -c '[.usage.prompt_tokens, .usage.completion_tokens]' "$T/n3")" = "[$(jq .usage.prompt_tokens "$T/n1_0"),$usum]"
+C -N $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"temperature":1,"seed":2,"n":2,"stream":true,"stream_options":{"include_usage":true}}' > "$T/nsse"
+sed -n 's/^data: \({.*}\)$/\1/p' "$T/nsse" > "$T/nsse.json"
+check "n=2 stream: a role chunk and a finish chunk per choice" \
+    test "$(jq -c 'select(.choices[0].delta.role) | .choices[0].index' "$T/nsse.json" | sort | tr -d '\n')$(jq -c 'select(.choices[0].finish_reason) | .choices[0].index' "$T/nsse.json" | sort | tr -d '\n')" = "0101"
+check "n=2 stream: one usage chunk, last, then [DONE]" \
+    bash -c "test \"\$(jq -c 'select(.usage != null) | .choices' $T/nsse.json)\" = '[]' && tail -1 $T/nsse.json | jq -e '.usage.completion_tokens > 0' >/dev/null && tail -2 $T/nsse | head -1 | grep -qx 'data: \[DONE\]' && test \$(grep -c DONE $T/nsse) -eq 1"
+err "n=17" 400 '"param":"n"' $B/v1/completions -d '{"model":"m","prompt":"x","n":17}'
+
 C -N $B/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":480,"temperature":1,"seed":3,"stream":true}' | head -c 400 > /dev/null
 sleep 0.5
 C $B/metrics > "$T/metrics"
 check "disconnect cancels" grep -Eq '^herd_requests_cancelled_total [1-9]' "$T/metrics"
 check "slots free again" grep -q '^herd_running_sequences 0' "$T/metrics"
+c0=$(sed -n 's/^herd_requests_cancelled_total //p' "$T/metrics")
+C -N $B/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":480,"temperature":1,"seed":3,"stream":true,"n":3}' | head -c 600 > /dev/null
+sleep 0.5
+C $B/metrics > "$T/metrics"
+check "disconnect cancels all 3 choices" test "$(sed -n 's/^herd_requests_cancelled_total //p' "$T/metrics")" -eq $((c0 + 3))
+check "slots free again after n=3" grep -q '^herd_running_sequences 0' "$T/metrics"
 for m in herd_requests_total herd_prompt_tokens_total herd_generated_tokens_total herd_queue_depth herd_kv_tokens_in_use herd_generation_tokens_per_second herd_batch_steps_total herd_batch_sequences_max herd_prefill_fill_rows_total herd_forward_seconds_total herd_step_seconds_total herd_uptime_seconds; do
     check "metrics $m" grep -q "^# TYPE $m " "$T/metrics"
 done

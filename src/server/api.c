@@ -6,8 +6,9 @@
  * Sampling fields: temperature (0..2; 0 = greedy), top_p (0..1], seed,
  * frequency_penalty / presence_penalty (-2..2, OpenAI's definition over the
  * generated tokens). Defaults: the model's generation_config.json, else
- * temperature 0.6 / top_p 0.9 (Meta's). n must be 1; echo and best_of > 1 are not
- * supported (400). tool_choice "none" drops the tools; other values are accepted
+ * temperature 0.6 / top_p 0.9 (Meta's). n (1 .. SRV_MAX_CHOICES) choices run as
+ * sequences of their own (choice i samples with seed + i) and answer as one
+ * response (req_choice, the front); echo and best_of > 1 are not supported (400). tool_choice "none" drops the tools; other values are accepted
  * but not enforced (the model decides).
  */
 #include "server/server.h"
@@ -105,17 +106,117 @@ void req_release(srv_req *r) {
     free(r->prompt);
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     buf_free(&r->out);
+    if (r->choices)
+        for (int i = 0; i < r->n_choices; i++) cJSON_Delete(r->choices[i]);
+    free(r->choices);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
+    srv_req *front = r->front;
     free(r);
+    req_release(front);
+}
+
+srv_req *req_choice(srv_req *f, int i) {
+    srv_req *r = malloc(sizeof *r);
+    if (!r) abort();
+    *r = *f; /* the request's fields; what is per choice or owned is set below */
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->out = (srv_buf){ 0 };
+    r->out_read = 0;
+    r->done = r->cancelled = 0;
+    r->refs = 1;
+    r->status = 200;
+    r->pending = r->gen_total = 0;
+    r->choices = NULL;
+    r->next = NULL;
+    r->prompt = malloc((size_t)(f->n_prompt ? f->n_prompt : 1) * sizeof *r->prompt);
+    if (!r->prompt) abort();
+    memcpy(r->prompt, f->prompt, (size_t)f->n_prompt * sizeof *r->prompt);
+    for (int k = 0; k < f->n_stops; k++)
+        if (!(r->stops[k] = strdup(f->stops[k]))) abort();
+    r->index = i;
+    r->seed = f->seed + (uint64_t)i; /* choices sample apart, reproducibly with a seed */
+    r->front = f;
+    pthread_mutex_lock(&f->mu);
+    f->refs++;
+    pthread_mutex_unlock(&f->mu);
+    return r;
+}
+
+static cJSON *envelope(const srv_req *r, const char *object);
+static cJSON *usage_obj(int n_prompt, int n_gen);
+
+/* All choices of front f have ended (f->mu held): streamed, the usage over them
+ * and [DONE]; not streamed, one object with every choice by index and the usage
+ * (the prompt counted once), unless a choice failed: then its error is the
+ * answer (out_fail put it in f->out). */
+static void front_end_locked(srv_req *f) {
+    int chat = f->kind == REQ_CHAT;
+    cJSON *c = NULL;
+    if (f->stream) {
+        if (f->include_usage) {
+            c = envelope(f, chat ? "chat.completion.chunk" : "text_completion");
+            cJSON_AddArrayToObject(c, "choices");
+            cJSON_AddItemToObject(c, "usage", usage_obj(f->n_prompt, f->gen_total));
+        }
+    } else if (f->status == 200) {
+        f->out.n = 0;
+        c = envelope(f, chat ? "chat.completion" : "text_completion");
+        cJSON *arr = cJSON_AddArrayToObject(c, "choices");
+        for (int i = 0; i < f->n_choices; i++)
+            if (f->choices[i]) {
+                cJSON_AddItemToArray(arr, f->choices[i]);
+                f->choices[i] = NULL;
+            }
+        cJSON_AddItemToObject(c, "usage", usage_obj(f->n_prompt, f->gen_total));
+    }
+    if (c) {
+        char *j = cJSON_PrintUnformatted(c);
+        cJSON_Delete(c);
+        if (!j) abort();
+        if (f->stream) buf_str(&f->out, "data: ");
+        buf_str(&f->out, j);
+        if (f->stream) buf_str(&f->out, "\n\n");
+        free(j);
+    }
+    if (f->stream) buf_str(&f->out, "data: [DONE]\n\n");
+    f->done = 1;
 }
 
 void req_emit(srv_req *r, const char *s, size_t n, int done) {
-    pthread_mutex_lock(&r->mu);
-    if (n) buf_put(&r->out, s, n);
-    if (done) r->done = 1;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    srv_req *f = r->front ? r->front : r;
+    pthread_mutex_lock(&f->mu);
+    if (n) buf_put(&f->out, s, n);
+    if (done) {
+        if (f == r) f->done = 1;
+        else if (--f->pending == 0) front_end_locked(f);
+    }
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+int req_cancelled(srv_req *r) {
+    srv_req *f = r->front ? r->front : r;
+    pthread_mutex_lock(&f->mu);
+    int c = f->cancelled;
+    pthread_mutex_unlock(&f->mu);
+    return c;
+}
+
+/* Choice r has ended with n_gen tokens and (not streamed) its object. */
+static void choice_done(srv_req *r, int n_gen, cJSON *choice) {
+    srv_req *f = r->front;
+    pthread_mutex_lock(&f->mu);
+    f->gen_total += n_gen;
+    if (choice && f->choices) {
+        cJSON_Delete(f->choices[r->index]);
+        f->choices[r->index] = choice;
+        choice = NULL;
+    }
+    pthread_mutex_unlock(&f->mu);
+    cJSON_Delete(choice);
+    req_emit(r, NULL, 0, 1);
 }
 
 /* ---- errors --------------------------------------------------------------------- */
@@ -339,7 +440,7 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
     double fp = 0, pp = 0, n = 1, seed = -1, max_tokens = -1, mct = -1;
     if (get_num(root, "temperature", 0, 2, &temp, e) || get_num(root, "top_p", 0, 1, &top_p, e) ||
         get_num(root, "frequency_penalty", -2, 2, &fp, e) || get_num(root, "presence_penalty", -2, 2, &pp, e) ||
-        get_int(root, "n", 1, 1, &n, e) || get_int(root, "seed", -9.2e18, 9.2e18, &seed, e) ||
+        get_int(root, "n", 1, SRV_MAX_CHOICES, &n, e) || get_int(root, "seed", -9.2e18, 9.2e18, &seed, e) ||
         get_int(root, "max_tokens", 1, 1e9, &max_tokens, e) ||
         get_int(root, "max_completion_tokens", 1, 1e9, &mct, e) || get_bool(root, "stream", &r->stream, e) ||
         parse_stop(root, r, e))
@@ -350,6 +451,11 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
     r->freq_penalty = (float)fp;
     r->pres_penalty = (float)pp;
     r->seed = seed >= 0 ? (uint64_t)seed : seed < -1 ? (uint64_t)(int64_t)seed : fresh_random();
+    r->n_choices = (int)n;
+    if (n > 1) { /* a front: its choices run as requests of their own (req_choice) */
+        r->pending = (int)n;
+        if (!r->stream && !(r->choices = calloc((size_t)n, sizeof *r->choices))) abort();
+    }
     if (mct > 0) max_tokens = mct;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
     if (so && !cJSON_IsNull(so)) {
@@ -526,11 +632,11 @@ static cJSON *envelope(const srv_req *r, const char *object) {
     return o;
 }
 
-static cJSON *usage_json(const srv_req *r, const srv_out *o) {
+static cJSON *usage_obj(int n_prompt, int n_gen) {
     cJSON *u = cJSON_CreateObject();
-    cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", o->n_gen);
-    cJSON_AddNumberToObject(u, "total_tokens", r->n_prompt + o->n_gen);
+    cJSON_AddNumberToObject(u, "prompt_tokens", n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", n_gen);
+    cJSON_AddNumberToObject(u, "total_tokens", n_prompt + n_gen);
     return u;
 }
 
@@ -553,7 +659,7 @@ static void send_chunk(srv_out *o, srv_req *r, cJSON *delta, const char *text, s
     int chat = r->kind == REQ_CHAT;
     cJSON *c = envelope(r, chat ? "chat.completion.chunk" : "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(c, "choices"), *ch = cJSON_CreateObject();
-    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON_AddNumberToObject(ch, "index", r->index);
     if (chat) cJSON_AddItemToObject(ch, "delta", delta);
     else {
         srv_buf s = { 0 };
@@ -603,6 +709,9 @@ void out_stream_text(srv_out *o, srv_req *r, size_t upto) {
 }
 
 void out_finish(srv_out *o, srv_req *r, const char *reason) {
+    char tc_id[64]; /* tool call ids: the response id's hex, and the choice when n > 1 */
+    if (r->front) snprintf(tc_id, sizeof tc_id, "%s_%d", r->id + 9, r->index);
+    else snprintf(tc_id, sizeof tc_id, "%s", r->id + 9);
     tc_call *calls = NULL;
     int n_calls = r->tools ? tc_parse(o->text.p ? o->text.p : "", o->text.n, &calls) : 0;
     if (n_calls) reason = "tool_calls";
@@ -610,7 +719,7 @@ void out_finish(srv_out *o, srv_req *r, const char *reason) {
     if (r->stream) {
         ensure_role(o, r);
         if (n_calls) {
-            cJSON *arr = tc_to_openai(calls, n_calls, r->id + 9, 1), *c;
+            cJSON *arr = tc_to_openai(calls, n_calls, tc_id, 1), *c;
             int i = 0;
             cJSON_ArrayForEach(c, arr) { /* name first, then the arguments, as OpenAI streams them */
                 cJSON *f = cJSON_GetObjectItem(c, "function");
@@ -634,17 +743,20 @@ void out_finish(srv_out *o, srv_req *r, const char *reason) {
             o->sent = o->text.n;
         }
         send_chunk(o, r, chat ? cJSON_CreateObject() : NULL, "", 0, reason, 1);
-        if (r->include_usage) {
-            cJSON *c = envelope(r, chat ? "chat.completion.chunk" : "text_completion");
-            cJSON_AddArrayToObject(c, "choices");
-            cJSON_AddItemToObject(c, "usage", usage_json(r, o));
-            send_event(r, c, 0);
+        if (r->front) {
+            choice_done(r, o->n_gen, NULL); /* the last choice's end adds the usage and [DONE] */
+        } else {
+            if (r->include_usage) {
+                cJSON *c = envelope(r, chat ? "chat.completion.chunk" : "text_completion");
+                cJSON_AddArrayToObject(c, "choices");
+                cJSON_AddItemToObject(c, "usage", usage_obj(r->n_prompt, o->n_gen));
+                send_event(r, c, 0);
+            }
+            req_emit(r, "data: [DONE]\n\n", 14, 1);
         }
-        req_emit(r, "data: [DONE]\n\n", 14, 1);
     } else {
-        cJSON *c = envelope(r, chat ? "chat.completion" : "text_completion");
-        cJSON *choices = cJSON_AddArrayToObject(c, "choices"), *ch = cJSON_CreateObject();
-        cJSON_AddNumberToObject(ch, "index", 0);
+        cJSON *ch = cJSON_CreateObject();
+        cJSON_AddNumberToObject(ch, "index", r->index);
         srv_buf t = { 0 };
         buf_utf8(&t, o->text.p ? o->text.p : "", o->text.n);
         if (chat) {
@@ -652,20 +764,46 @@ void out_finish(srv_out *o, srv_req *r, const char *reason) {
             cJSON_AddStringToObject(m, "role", "assistant");
             if (n_calls) {
                 cJSON_AddNullToObject(m, "content");
-                cJSON_AddItemToObject(m, "tool_calls", tc_to_openai(calls, n_calls, r->id + 9, 0));
+                cJSON_AddItemToObject(m, "tool_calls", tc_to_openai(calls, n_calls, tc_id, 0));
             } else cJSON_AddStringToObject(m, "content", t.p);
             cJSON_AddNullToObject(m, "refusal");
         } else cJSON_AddStringToObject(ch, "text", t.p);
         buf_free(&t);
         cJSON_AddItemToObject(ch, "logprobs", take_logprobs(o, r));
         cJSON_AddStringToObject(ch, "finish_reason", reason);
-        cJSON_AddItemToArray(choices, ch);
-        cJSON_AddItemToObject(c, "usage", usage_json(r, o));
-        char *s = cJSON_PrintUnformatted(c);
-        cJSON_Delete(c);
-        if (!s) abort();
-        req_emit(r, s, strlen(s), 1);
-        free(s);
+        if (r->front) {
+            choice_done(r, o->n_gen, ch);
+        } else {
+            cJSON *c = envelope(r, chat ? "chat.completion" : "text_completion");
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "choices"), ch);
+            cJSON_AddItemToObject(c, "usage", usage_obj(r->n_prompt, o->n_gen));
+            char *s = cJSON_PrintUnformatted(c);
+            cJSON_Delete(c);
+            if (!s) abort();
+            req_emit(r, s, strlen(s), 1);
+            free(s);
+        }
     }
     tc_free(calls, n_calls);
+}
+
+void out_fail(srv_req *r, const char *msg) {
+    char *e = api_error_json(msg, "server_error", NULL, "internal_error");
+    if (r->stream) { /* an error event (a choice's: the last choice's end adds [DONE]) */
+        srv_buf b = { 0 };
+        buf_printf(&b, "data: %s\n\n%s", e, r->front ? "" : "data: [DONE]\n\n");
+        req_emit(r, b.p, b.n, 1);
+        buf_free(&b);
+    } else { /* the answer is the error (a choice's: the first to fail) */
+        srv_req *f = r->front ? r->front : r;
+        pthread_mutex_lock(&f->mu);
+        if (f->status == 200) {
+            f->status = 500;
+            f->out.n = 0;
+            buf_str(&f->out, e);
+        }
+        pthread_mutex_unlock(&f->mu);
+        req_emit(r, NULL, 0, 1);
+    }
+    free(e);
 }

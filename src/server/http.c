@@ -139,7 +139,15 @@ static enum MHD_Result completions(server *sv, struct MHD_Connection *c, int kin
         free(err);
         return rc;
     }
-    int q = sv->stopping ? 503 : sched_submit(sv->sched, r);
+    int q = 503;
+    if (!sv->stopping && r->n_choices > 1) { /* n choices: requests of their own that answer into r */
+        srv_req *ch[SRV_MAX_CHOICES];
+        for (int i = 0; i < r->n_choices; i++) ch[i] = req_choice(r, i);
+        q = sched_submit_n(sv->sched, ch, r->n_choices);
+        for (int i = 0; i < r->n_choices; i++) req_release(ch[i]); /* the scheduler holds them now */
+    } else if (!sv->stopping) {
+        q = sched_submit(sv->sched, r);
+    }
     if (q) {
         req_release(r);
         return q == 429 ? send_error(sv, c, 429, "The server is busy: the request queue is full. Retry "
@@ -222,7 +230,7 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
     srv_buf b = { 0 };
 #define METRIC(name, type, help, fmt, val) \
     buf_printf(&b, "# HELP " name " " help "\n# TYPE " name " " type "\n" name " " fmt "\n", val)
-    METRIC("herd_requests_total", "counter", "Completion requests accepted into the queue.", "%llu",
+    METRIC("herd_requests_total", "counter", "Sequences accepted into the queue (a request with n choices counts n).", "%llu",
            (unsigned long long)st.requests);
     METRIC("herd_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", "%llu",
            (unsigned long long)st.prompt_tokens);

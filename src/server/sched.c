@@ -198,10 +198,12 @@ void sched_stats(srv_sched *s, srv_stats *st) {
     st->up_s = now_s() - s->t_start;
 }
 
-int sched_submit(srv_sched *s, srv_req *r) {
+int sched_submit_n(srv_sched *s, srv_req **rs, int n) {
     pthread_mutex_lock(&s->mu);
-    int rc = s->draining ? 503 : s->n_queued >= s->queue_max ? 429 : 0;
-    if (!rc) {
+    /* (n choices more than the whole queue holds go in when it is empty) */
+    int rc = s->draining ? 503 : s->n_queued + n > s->queue_max && (n == 1 || s->n_queued > 0) ? 429 : 0;
+    for (int i = 0; i < n && !rc; i++) {
+        srv_req *r = rs[i];
         pthread_mutex_lock(&r->mu);
         r->refs++;
         pthread_mutex_unlock(&r->mu);
@@ -212,23 +214,20 @@ int sched_submit(srv_sched *s, srv_req *r) {
         s->n_queued++;
         r->t_submit = now_s();
         r->first_seen = 0;
-        pthread_cond_signal(&s->cv);
     }
+    if (!rc) pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&s->stats_mu);
-    s->st.requests++;
+    s->st.requests += (uint64_t)n;
     pthread_mutex_unlock(&s->stats_mu);
     return rc;
 }
 
+int sched_submit(srv_sched *s, srv_req *r) { return sched_submit_n(s, &r, 1); }
+
 /* ---- per-sequence work ----------------------------------------------------------- */
 
-static int is_cancelled(srv_req *r) {
-    pthread_mutex_lock(&r->mu);
-    int c = r->cancelled;
-    pthread_mutex_unlock(&r->mu);
-    return c;
-}
+static int is_cancelled(srv_req *r) { return req_cancelled(r); }
 
 /* Empties the slot's KV cache: its pages go back to the pool. */
 static void forget(slot *sl) {
@@ -279,21 +278,7 @@ static void finish(srv_sched *s, slot *sl, const char *reason) {
 }
 
 static void fail_slot(srv_sched *s, slot *sl, const char *msg) {
-    char *e = api_error_json(msg, "server_error", NULL, "internal_error");
-    srv_req *r = sl->r;
-    if (r->stream) {
-        srv_buf b = { 0 };
-        buf_printf(&b, "data: %s\n\ndata: [DONE]\n\n", e);
-        req_emit(r, b.p, b.n, 1);
-        buf_free(&b);
-    } else {
-        pthread_mutex_lock(&r->mu);
-        r->status = 500;
-        r->out.n = 0;
-        pthread_mutex_unlock(&r->mu);
-        req_emit(r, e, strlen(e), 1);
-    }
-    free(e);
+    out_fail(sl->r, msg);
     release_slot(s, sl);
 }
 

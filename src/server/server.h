@@ -69,6 +69,7 @@ void buf_utf8(srv_buf *b, const char *s, size_t n);
 /* ---- requests ----------------------------------------------------------------- */
 
 enum { REQ_CHAT, REQ_COMPLETION };
+#define SRV_MAX_CHOICES 16   /* a request's n at most */
 #define SRV_MAX_STOPS 4
 
 typedef struct srv_req {
@@ -83,6 +84,9 @@ typedef struct srv_req {
     char *stops[SRV_MAX_STOPS];
     int n_stops;
     int tools;               /* tools were given: parse the output for tool calls */
+    int n_choices;           /* the request's n: choices 1 .. n run as requests of their own */
+    int index;               /* this request's choice (0 .. n - 1) */
+    struct srv_req *front;   /* n > 1: the request the HTTP side answers from (NULL: itself) */
     char id[48];
     long created;
     const char *model_id;
@@ -98,13 +102,23 @@ typedef struct srv_req {
     size_t out_read;
     int done, cancelled, refs;
     int status;              /* HTTP status of a non-streamed response */
+    /* a front (n > 1), under mu: choices not yet finished, their completion
+     * tokens, and (not streamed) each finished choice's object by index */
+    int pending, gen_total;
+    cJSON **choices;
 } srv_req;
 
 srv_req *req_new(void);
 void req_release(srv_req *r); /* drops one reference; frees at zero */
+/* Choice i of front (n > 1): a copy of its fields that answers into front. */
+srv_req *req_choice(srv_req *front, int i);
 
-/* Appends bytes to the response and wakes the HTTP side. */
+/* Appends bytes to the response and wakes the HTTP side (a choice's go to its
+ * front; done = 1 from a choice ends only that choice, and the response once
+ * all have ended). */
 void req_emit(srv_req *r, const char *s, size_t n, int done);
+/* 1 once the client went away (a choice: its front's client). */
+int req_cancelled(srv_req *r);
 
 /* ---- api.c -------------------------------------------------------------------- */
 
@@ -144,6 +158,8 @@ void out_add_logprob(srv_out *o, const srv_req *r, const herd_tokenizer *t, int3
 void out_stream_text(srv_out *o, srv_req *r, size_t upto);
 /* Finishes the response: reason "stop" / "length"; parses tool calls when asked. */
 void out_finish(srv_out *o, srv_req *r, const char *reason);
+/* Ends the response with a server error (msg) instead. */
+void out_fail(srv_req *r, const char *msg);
 
 /* ---- toolcall.c --------------------------------------------------------------- */
 
@@ -212,6 +228,9 @@ int sched_start(srv_sched *s);
 /* Queues r (taking the scheduler's reference). Returns 0, 429 when the queue is
  * full, 503 when draining. */
 int sched_submit(srv_sched *s, srv_req *r);
+/* Queues the n choices of one request, all or none (same returns; an n larger
+ * than the whole queue goes in when the queue is empty). */
+int sched_submit_n(srv_sched *s, srv_req **r, int n);
 /* Stops admitting new requests, finishes every queued and running one, joins. */
 void sched_drain(srv_sched *s);
 void sched_free(srv_sched *s);

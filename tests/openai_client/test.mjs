@@ -36,6 +36,15 @@ assert.equal(text, chat.choices[0].message.content, 'streamed text == non-stream
 assert.ok(['stop', 'length'].includes(finish));
 assert.equal(usage.completion_tokens, chat.usage.completion_tokens);
 
+// n choices, not streamed and streamed
+const two = await client.chat.completions.create({ model, messages, max_tokens: 6, temperature: 1, seed: 7, n: 2 });
+assert.deepEqual(two.choices.map((c) => c.index), [0, 1]);
+assert.equal(two.usage.total_tokens, two.usage.prompt_tokens + two.usage.completion_tokens);
+const twoStream = await client.chat.completions.create({ model, messages, max_tokens: 6, temperature: 1, seed: 7, n: 2, stream: true });
+const texts = ['', ''];
+for await (const chunk of twoStream) for (const c of chunk.choices) texts[c.index] += c.delta.content ?? '';
+assert.deepEqual(texts, two.choices.map((c) => c.message.content), 'streamed choices == non-streamed choices');
+
 const cmpl = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
 assert.equal(cmpl.object, 'text_completion');
 assert.equal(typeof cmpl.choices[0].text, 'string');
