@@ -169,6 +169,12 @@ const float *herd_session_logits(const herd_session *s); /* (V) */
  * evaluating each session alone (up to float summation order). */
 herd_status herd_session_eval_batch(herd_session *const *s, const int32_t *const *ids,
                                     const int *n_ids, int n_seq, herd_error *err);
+/* herd_session_eval_batch that also writes, for each session i whose all_logits[i]
+ * is non-NULL, the logits of every one of its tokens ((n_ids[i], V)): a prompt
+ * scored while others decode. */
+herd_status herd_session_eval_batch_logits(herd_session *const *s, const int32_t *const *ids,
+                                           const int *n_ids, float *const *all_logits, int n_seq,
+                                           herd_error *err);
 
 /* KV pools: one KV cache of fixed-size pages shared by many sessions (a server's
  * slots), with prefix sharing. p gives each session's context (n_ctx), the KV

@@ -190,3 +190,9 @@ herd_status herd_session_eval_batch(herd_session *const *s, const int32_t *const
                                     const int *n_ids, int n_seq, herd_error *err) {
     return forward_batch(s, ids, n_ids, NULL, n_seq, err);
 }
+
+herd_status herd_session_eval_batch_logits(herd_session *const *s, const int32_t *const *ids,
+                                           const int *n_ids, float *const *all_logits, int n_seq,
+                                           herd_error *err) {
+    return forward_batch(s, ids, n_ids, all_logits, n_seq, err);
+}

@@ -146,6 +146,24 @@ check "n=2 stream: one usage chunk, last, then [DONE]" \
     bash -c "test \"\$(jq -c 'select(.usage != null) | .choices' $T/nsse.json)\" = '[]' && tail -1 $T/nsse.json | jq -e '.usage.completion_tokens > 0' >/dev/null && tail -2 $T/nsse | head -1 | grep -qx 'data: \[DONE\]' && test \$(grep -c DONE $T/nsse) -eq 1"
 err "n=17" 400 '"param":"n"' $B/v1/completions -d '{"model":"m","prompt":"x","n":17}'
 
+# echo (completions): the prompt before the answer; with logprobs its tokens' too, the
+# first null. Scored over 150 token ids (three prefill chunks), the prompt's log-probabilities
+# sum to what `herd perplexity` computes alone; a stop string in the prompt does not cut it
+ids=$(seq 150 | awk '{ printf "%d ", ($1 * 37) % 200 + 10 }')
+C $B/v1/completions -d "{\"model\":\"m\",\"prompt\":[$(echo $ids | tr ' ' ',')],\"max_tokens\":0,\"echo\":true,\"logprobs\":1}" > "$T/echo"
+nll=$($HERD perplexity -m "$T/m" --prompt-ids "$ids" 2>/dev/null | sed -n 's/^nll: //p')
+check "echo: 150 tokens, the first null: $(head -c 300 "$T/echo")" \
+    test "$(jq -c '.choices[0].logprobs | [(.tokens | length), (.token_logprobs | length), .token_logprobs[0], .top_logprobs[0], (.top_logprobs[1] | length)]' "$T/echo")" = "[150,150,null,null,1]"
+check "echo: the prompt's log-probabilities sum to -149 x herd perplexity's nll ($nll)" \
+    jq -e --argjson nll "${nll:-0}" '(.choices[0].logprobs.token_logprobs[1:] | add) as $s | ($s + 149 * $nll) | fabs < 1e-3 * (1 + 149 * $nll)' "$T/echo"  >/dev/null
+check "echo: max_tokens 0 generates nothing" test "$(jq -c '[.choices[0].finish_reason, .usage.completion_tokens, .usage.prompt_tokens]' "$T/echo")" = '["length",0,150]'
+C $B/v1/completions -d '{"model":"m","prompt":"the cat sat","max_tokens":6,"temperature":0}' > "$T/noecho"
+C $B/v1/completions -d '{"model":"m","prompt":"the cat sat","max_tokens":6,"temperature":0,"echo":true,"stop":["cat"]}' > "$T/echo2"
+check "echo: the prompt, then the answer it gives without echo (a stop string in the prompt does not cut)" \
+    test "$(jq -r '.choices[0].text' "$T/echo2")" = "the cat sat$(jq -r '.choices[0].text' "$T/noecho")"
+err "max_tokens 0 without echo" 400 '"param":"max_tokens"' $B/v1/completions -d '{"model":"m","prompt":"x","max_tokens":0}'
+
+# client disconnect cancels the sequence and frees the slot
 C -N $B/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":480,"temperature":1,"seed":3,"stream":true}' | head -c 400 > /dev/null
 sleep 0.5
 C $B/metrics > "$T/metrics"

@@ -91,12 +91,24 @@ static void test_model_type(const char *dir, int type, int kv_type) {
         herd_session_free(s);
     }
 
-    /* together: one pool, one herd_session_eval_batch per step */
+    /* sequence 0 alone, every position's logits at once: what the batch's all-logits
+     * rows of sequence 0 must be */
+    float *ref_all0 = malloc((size_t)plan[0].len * V * sizeof(float));
+    {
+        herd_session *s0;
+        if (herd_session_new(&s0, m, sp, &err) == HERD_OK) {
+            CHECKF(herd_session_eval(s0, plan[0].ids, plan[0].len, ref_all0, &err) == HERD_OK, "%s", err.msg);
+            herd_session_free(s0);
+        }
+    }
+
+    /* together: one pool, one herd_session_eval_batch per step (sequence 0's
+     * every logit too, herd_session_eval_batch_logits) */
     herd_kv_pool *pool;
     herd_session *ss[NSEQ];
     CHECKF(herd_kv_pool_new(&pool, m, sp, NSEQ, 0, &err) == HERD_OK, "%s", err.msg);
     for (int j = 0; j < NSEQ; j++) CHECK(herd_session_new_on_pool(&ss[j], pool, &err) == HERD_OK);
-    int done[NSEQ] = { 0 }, n_bad = 0, n_cmp = 0;
+    int done[NSEQ] = { 0 }, n_bad = 0, n_cmp = 0, n_all = 0, bad_all0 = 0;
     for (int st = 0; st < max_steps; st++) {
         herd_session *bs[NSEQ];
         const int32_t *bi[NSEQ];
@@ -106,7 +118,16 @@ static void test_model_type(const char *dir, int type, int kv_type) {
             bs[n] = ss[j], bi[n] = plan[j].ids + done[j], bn[n] = plan[j].chunk[st], who[n++] = j;
         }
         if (!n) continue;
-        CHECKF(herd_session_eval_batch(bs, bi, bn, n, &err) == HERD_OK, "%s", err.msg);
+        float *al[NSEQ] = { 0 };
+        for (int i = 0; i < n; i++)
+            if (who[i] == 0) al[i] = malloc((size_t)bn[i] * V * sizeof(float));
+        CHECKF(herd_session_eval_batch_logits(bs, bi, bn, al, n, &err) == HERD_OK, "%s", err.msg);
+        for (int i = 0; i < n; i++)
+            if (al[i]) {
+                n_all++;
+                bad_all0 += memcmp(al[i], ref_all0 + (size_t)done[0] * V, (size_t)bn[i] * V * sizeof(float)) != 0;
+                free(al[i]);
+            }
         for (int i = 0; i < n; i++) {
             int j = who[i];
             done[j] += bn[i];
@@ -121,6 +142,9 @@ static void test_model_type(const char *dir, int type, int kv_type) {
     }
     CHECKF(n_bad == 0, "%s kv %s: %d of %d batched logits differ from evaluating alone",
            herd_type_name(type), herd_type_name(kv_type), n_bad, n_cmp);
+    CHECKF(n_all > 0 && bad_all0 == 0, "%s kv %s: %d of %d batched all-logits chunks of sequence 0 differ "
+           "from its logits alone", herd_type_name(type), herd_type_name(kv_type), bad_all0, n_all);
+    free(ref_all0);
 
     /* chunking: sequence 1 token by token, and its whole prompt in one call with
      * all logits, give the same logits at every position as the plan's chunks */

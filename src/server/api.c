@@ -8,11 +8,15 @@
  * generated tokens). Defaults: the model's generation_config.json, else
  * temperature 0.6 / top_p 0.9 (Meta's). n (1 .. SRV_MAX_CHOICES) choices run as
  * sequences of their own (choice i samples with seed + i) and answer as one
- * response (req_choice, the front); echo and best_of > 1 are not supported (400). tool_choice "none" drops the tools; other values are accepted
- * but not enforced (the model decides).
+ * response (req_choice, the front); best_of > 1 is not supported (400). Completions
+ * echo puts the prompt before the answer, with logprobs the prompt tokens' too (the
+ * first null), and allows max_tokens 0 (the prompt scored, nothing generated).
+ * tool_choice "none" drops the tools; other values are accepted but not enforced
+ * (the model decides).
  */
 #include "server/server.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,6 +410,7 @@ static int completion_prompt(const srv_api *a, const cJSON *root, srv_req *r, pe
         if (herd_tokenize(t, p->valuestring, strlen(p->valuestring), 1, 0, &r->prompt, &n, &err))
             return fail(e, 400, "prompt", "invalid_value", "%s", err.msg);
         r->n_prompt = (int)n;
+        r->bos_added = n > 0 && r->prompt[0] == herd_model_config(a->model)->bos_id;
         return 0;
     }
     if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsArray(p->child)) p = p->child;
@@ -441,7 +446,7 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
     if (get_num(root, "temperature", 0, 2, &temp, e) || get_num(root, "top_p", 0, 1, &top_p, e) ||
         get_num(root, "frequency_penalty", -2, 2, &fp, e) || get_num(root, "presence_penalty", -2, 2, &pp, e) ||
         get_int(root, "n", 1, SRV_MAX_CHOICES, &n, e) || get_int(root, "seed", -9.2e18, 9.2e18, &seed, e) ||
-        get_int(root, "max_tokens", 1, 1e9, &max_tokens, e) ||
+        get_int(root, "max_tokens", 0, 1e9, &max_tokens, e) ||
         get_int(root, "max_completion_tokens", 1, 1e9, &mct, e) || get_bool(root, "stream", &r->stream, e) ||
         parse_stop(root, r, e))
         return -1;
@@ -487,7 +492,7 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
         if (get_int(root, "logprobs", 0, 5, &lp, e) || get_int(root, "best_of", 1, 1, &best_of, e) ||
             get_bool(root, "echo", &echo, e))
             return -1;
-        if (echo) return fail(e, 400, "echo", "invalid_value", "'echo' is not supported by this server.");
+        r->echo = echo;
         const cJSON *sfx = cJSON_GetObjectItemCaseSensitive(root, "suffix");
         if (sfx && !cJSON_IsNull(sfx))
             return fail(e, 400, "suffix", "invalid_value", "'suffix' is not supported by this server.");
@@ -495,6 +500,9 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
         r->top_logprobs = lp > 0 ? (int)lp : 0;
         if (completion_prompt(a, root, r, e)) return -1;
     }
+    if (max_tokens == 0 && !r->echo) /* 0: score the prompt only (echo with logprobs) */
+        return fail(e, 400, "max_tokens", "invalid_value", "Invalid 'max_tokens': expected a value in [1, 1e+09], "
+                    "but got 0 instead (0 is for echo: true, which answers with the prompt alone).");
     const char *pparam = kind == REQ_CHAT ? "messages" : "prompt";
     if (r->n_prompt >= a->n_ctx)
         return fail(e, 400, pparam, "context_length_exceeded", "This model's maximum context length is %d "
@@ -505,7 +513,7 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
                     "is %d tokens. However, you requested %.0f tokens (%d in the %s, %.0f in the completion). "
                     "Please reduce the length of the %s or completion.", a->n_ctx, r->n_prompt + max_tokens,
                     r->n_prompt, pparam, max_tokens, pparam);
-    r->max_tokens = max_tokens > 0 ? (int)max_tokens : a->n_ctx - r->n_prompt;
+    r->max_tokens = max_tokens >= 0 ? (int)max_tokens : a->n_ctx - r->n_prompt;
     return 0;
 }
 
@@ -579,6 +587,7 @@ void out_add_logprob(srv_out *o, const srv_req *r, const herd_tokenizer *t, int3
                      const int32_t *top_ids, const float *top_lps, int k, size_t text_offset) {
     if (!r->logprobs) return;
     if (r->kind == REQ_CHAT) {
+        if (isnan(lp)) return; /* (no echo in chat) */
         if (!o->lp) o->lp = cJSON_CreateArray();
         cJSON *e = token_json(t, id, lp, 1);
         cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
@@ -597,8 +606,8 @@ void out_add_logprob(srv_out *o, const srv_req *r, const herd_tokenizer *t, int3
     cJSON_AddItemToArray(cJSON_GetObjectItem(o->lp, "tokens"),
                          cJSON_CreateString(cJSON_GetObjectItem(tok, "token")->valuestring));
     cJSON_Delete(tok);
-    cJSON_AddItemToArray(cJSON_GetObjectItem(o->lp, "token_logprobs"), cJSON_CreateNumber(lp));
-    cJSON *top = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_GetObjectItem(o->lp, "token_logprobs"), isnan(lp) ? cJSON_CreateNull() : cJSON_CreateNumber(lp));
+    cJSON *top = isnan(lp) ? cJSON_CreateNull() : cJSON_CreateObject();
     for (int i = 0; i < k; i++) {
         cJSON *tj = token_json(t, top_ids[i], top_lps[i], 0);
         const char *s = cJSON_GetObjectItem(tj, "token")->valuestring;

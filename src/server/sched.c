@@ -69,6 +69,7 @@ typedef struct {
     herd_sampler *smp;
     herd_detok dt;
     srv_out out;
+    float *echo_lg;     /* (PREFILL_CHUNK, V) a scored echo's prompt logits (NULL otherwise) */
     float *work;        /* (V) penalised logits */
     int *counts;        /* (V) generated-token counts, zero between requests */
     int32_t *gen;       /* (n_ctx) generated ids */
@@ -178,6 +179,7 @@ void sched_free(srv_sched *s) {
         free(sl->gen);
         free(sl->work);
         free(sl->counts);
+        free(sl->echo_lg);
     }
     free(s->slots);
     herd_kv_pool_free(s->pool);
@@ -242,6 +244,8 @@ static srv_req *vacate(srv_sched *s, slot *sl) {
     out_free(&sl->out);
     herd_sampler_free(sl->smp);
     sl->smp = NULL;
+    free(sl->echo_lg);
+    sl->echo_lg = NULL;
     sl->r = NULL;
     pthread_mutex_lock(&s->stats_mu);
     s->st.running--;
@@ -329,6 +333,10 @@ static int adopt_prefix(srv_sched *s, slot *sl) {
     return sl->n_done > had ? sl->n_done - had : 0;
 }
 
+/* An echo with logprobs needs the logits of every prompt position, so its whole
+ * prompt is computed (no cached prefix), PREFILL_CHUNK rows' logits at a time. */
+static int scored(const srv_req *r) { return r->echo && r->logprobs; }
+
 /* Puts r into a free slot. The prompt's longest prefix cached in any slot,
  * running or idle, is not recomputed: the slot's own cache is rewound to it, or
  * the pages of another slot are shared (herd_session_share_prefix). The free slot
@@ -344,17 +352,26 @@ static int admit(srv_sched *s, srv_req *r) {
     }
     if (best < 0) return 0;
     slot *sl = &s->slots[best];
+    if (scored(r)) best_common = 0;
     herd_session_rewind(sl->s, best_common);
     sl->n_cache = sl->n_done = best_common;
     sl->decoding = 0;
     sl->r = r;
-    adopt_prefix(s, sl); /* a longer prefix another slot holds */
+    if (!scored(r)) adopt_prefix(s, sl); /* a longer prefix another slot holds */
     best_common = sl->n_done;
     sl->ticket = ++s->tickets;
-    find_leader(s, sl);
+    sl->wait = -1;
+    if (!scored(r)) find_leader(s, sl);
     herd_detok_init(&sl->dt);
     out_init(&sl->out, r);
     herd_error err;
+    if (scored(r) && !(sl->echo_lg = malloc((size_t)PREFILL_CHUNK * (size_t)s->V * sizeof *sl->echo_lg))) {
+        pthread_mutex_lock(&s->stats_mu);
+        s->st.running++;
+        pthread_mutex_unlock(&s->stats_mu);
+        fail_slot(s, sl, "out of memory for the prompt's logits (echo with logprobs)");
+        return 1;
+    }
     herd_sampler_params sp = herd_sampler_default_params();
     sp.temperature = r->temperature;
     sp.top_p = r->top_p;
@@ -393,11 +410,13 @@ static size_t stop_holdback(const srv_req *r, const srv_buf *t) {
     return hold;
 }
 
-/* Cuts the text at the first stop string that starts at or after from - (len - 1). */
-static int cut_stop(const srv_req *r, srv_buf *t, size_t from) {
+/* Cuts the text at the first stop string that starts at or after from - (len - 1)
+ * and at or after floor. */
+static int cut_stop(const srv_req *r, srv_buf *t, size_t from, size_t floor) {
     size_t best = (size_t)-1;
     for (int i = 0; i < r->n_stops; i++) {
         size_t sl = strlen(r->stops[i]), start = from >= sl ? from - sl + 1 : 0;
+        if (start < floor) start = floor; /* never in the echoed prompt */
         if (t->n < start + sl) continue;
         const char *p = memmem(t->p + start, t->n - start, r->stops[i], sl);
         if (p && (size_t)(p - t->p) < best) best = (size_t)(p - t->p);
@@ -408,9 +427,9 @@ static int cut_stop(const srv_req *r, srv_buf *t, size_t from) {
     return 1;
 }
 
-/* The chosen token's log-probability and the top_logprobs list: log-softmax of
- * the raw logits. */
-static void pick_logprobs(const srv_sched *s, slot *sl, const float *logits) {
+/* Token id's log-probability (sl->pick_lp) and the top_logprobs list: log-softmax
+ * of the raw logits. */
+static void logprobs_of(const srv_sched *s, slot *sl, const float *logits, int32_t id) {
     const srv_req *r = sl->r;
     float mx = logits[0];
     for (int i = 1; i < s->V; i++) mx = logits[i] > mx ? logits[i] : mx;
@@ -428,7 +447,7 @@ static void pick_logprobs(const srv_sched *s, slot *sl, const float *logits) {
     }
     for (int i = 0; i < k; i++) sl->top_lp[i] -= lse;
     sl->n_top = k;
-    sl->pick_lp = logits[sl->pick_id] - lse;
+    sl->pick_lp = logits[id] - lse;
 }
 
 static int is_eos(const herd_config *c, int32_t id) {
@@ -455,7 +474,7 @@ static void pick(const srv_sched *s, slot *sl) {
         l = sl->work;
     }
     sl->pick_id = herd_sampler_sample(sl->smp, l, NULL, 0);
-    if (r->logprobs) pick_logprobs(s, sl, logits);
+    if (r->logprobs) logprobs_of(s, sl, logits, sl->pick_id);
 }
 
 /* Streams the slot's picked token. Returns 1 when the sequence goes on
@@ -485,7 +504,7 @@ static int emit(srv_sched *s, slot *sl) {
     size_t n, before = o->text.n;
     const char *txt = herd_detok_push(&sl->dt, herd_model_tokenizer(s->m), id, &n);
     buf_put(&o->text, txt, n);
-    if (r->n_stops && cut_stop(r, &o->text, before)) {
+    if (r->n_stops && cut_stop(r, &o->text, before, o->echo_len)) {
         finish(s, sl, "stop");
         return 0;
     }
@@ -499,11 +518,48 @@ static int emit(srv_sched *s, slot *sl) {
     return 1;
 }
 
+/* Prompt token q into an echo's answer: its text (not a BOS that tokenizing the
+ * prompt string added) and, with logprobs, its log-probability under lg, the
+ * logits of position q - 1 (q = 0, lg NULL: none, null). */
+static void echo_token(srv_sched *s, slot *sl, int q, const float *lg) {
+    srv_req *r = sl->r;
+    srv_out *o = &sl->out;
+    const herd_tokenizer *t = herd_model_tokenizer(s->m);
+    const int32_t id = r->prompt[q];
+    if (r->logprobs && !lg) {
+        out_add_logprob(o, r, t, id, NAN, NULL, NULL, 0, o->text.n);
+    } else if (r->logprobs) {
+        logprobs_of(s, sl, lg, id);
+        out_add_logprob(o, r, t, id, sl->pick_lp, sl->top, sl->top_lp, sl->n_top, o->text.n);
+    }
+    if (!(q == 0 && r->bos_added)) {
+        size_t nb = 0;
+        const char *b = herd_token_bytes(t, id, &nb);
+        buf_put(&o->text, b ? b : "", b ? nb : 0);
+    }
+    o->echo_len = o->text.n;
+}
+
+/* Echo: prompt positions [p0, p0 + k) were just evaluated. Scored (logprobs), row i
+ * of lg gives token p0 + i + 1 its log-probability, in order from token 0 (the last
+ * row's logits choose the first generated token instead); otherwise the prompt's
+ * text goes in once it is all in the cache (a cached prefix is not evaluated). */
+static void echo_prompt(srv_sched *s, slot *sl, int p0, int k, const float *lg) {
+    const srv_req *r = sl->r;
+    if (scored(r)) {
+        if (p0 == 0) echo_token(s, sl, 0, NULL);
+        for (int i = 0; i < k && p0 + i + 1 < r->n_prompt; i++) echo_token(s, sl, p0 + i + 1, lg + (size_t)i * s->V);
+    } else if (p0 + k == r->n_prompt) {
+        for (int q = 0; q < r->n_prompt; q++) echo_token(s, sl, q, NULL);
+    }
+}
+
 /* ---- the loop -------------------------------------------------------------------- */
 
 static void step(srv_sched *s) {
     herd_session *ss[s->n_slots];
     const int32_t *ids[s->n_slots];
+    float *al[s->n_slots]; /* a scored echo's prompt rows: their logits */
     int n_ids[s->n_slots], who[s->n_slots], n = 0, budget = PREFILL_BUDGET;
     s->rr = (s->rr + 1) % s->n_slots; /* the prefill budget goes round the slots */
     for (int ii = 0; ii < s->n_slots; ii++) {
@@ -520,6 +576,7 @@ static void step(srv_sched *s) {
             s->st.reused_tokens += (uint64_t)gained;
             pthread_mutex_unlock(&s->stats_mu);
         }
+        al[n] = NULL;
         if (sl->decoding) {
             ids[n] = &sl->next;
             n_ids[n] = 1;
@@ -531,6 +588,7 @@ static void step(srv_sched *s) {
             budget -= k;
             ids[n] = sl->r->prompt + sl->n_done;
             n_ids[n] = k;
+            al[n] = sl->echo_lg;
         }
         ss[n] = sl->s;
         who[n++] = i;
@@ -553,28 +611,29 @@ static void step(srv_sched *s) {
          * starts at a slot that moves each step: the free rides go round) */
         herd_session *ss2[n];
         const int32_t *ids2[n];
+        float *al2[n];
         int n2[n], who2[n], k = 0;
         for (int pass = 0; pass < 2; pass++)
             for (int j = 0; j < n; j++)
                 if (s->slots[who[j]].decoding == pass)
-                    ss2[k] = ss[j], ids2[k] = ids[j], n2[k] = n_ids[j], who2[k++] = who[j];
+                    ss2[k] = ss[j], ids2[k] = ids[j], al2[k] = al[j], n2[k] = n_ids[j], who2[k++] = who[j];
         const int r = rows_pre % TILE, fill = r >= FILL_FROM ? TILE - r : 0;
         n = n_pre + (fill < n - n_pre ? fill : n - n_pre);
         pthread_mutex_lock(&s->stats_mu);
         s->st.fill_rows += (uint64_t)(n - n_pre);
         pthread_mutex_unlock(&s->stats_mu);
-        for (int j = 0; j < n; j++) ss[j] = ss2[j], ids[j] = ids2[j], n_ids[j] = n2[j], who[j] = who2[j];
+        for (int j = 0; j < n; j++) ss[j] = ss2[j], ids[j] = ids2[j], al[j] = al2[j], n_ids[j] = n2[j], who[j] = who2[j];
         s->last_prefill_only = 1;
     } else {
         s->last_prefill_only = 0;
     }
     herd_error err;
     double t0 = now_s();
-    herd_status st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
+    herd_status st = herd_session_eval_batch_logits(ss, ids, n_ids, al, n, &err);
     if (st == HERD_ERR_NOMEM) { /* out of KV pages: drop the prefixes idle slots keep */
         for (int i = 0; i < s->n_slots; i++)
             if (!s->slots[i].r && s->slots[i].n_cache) forget(&s->slots[i]);
-        st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
+        st = herd_session_eval_batch_logits(ss, ids, n_ids, al, n, &err);
     }
     while (st == HERD_ERR_NOMEM) {
         /* still out: take the running sequence with the most prompt left (the
@@ -606,11 +665,11 @@ static void step(srv_sched *s) {
         for (int j = 0; j < n; j++)
             if (&s->slots[who[j]] == v) {
                 n--;
-                ss[j] = ss[n], ids[j] = ids[n], n_ids[j] = n_ids[n], who[j] = who[n];
+                ss[j] = ss[n], ids[j] = ids[n], al[j] = al[n], n_ids[j] = n_ids[n], who[j] = who[n];
                 break;
             }
         if (n == 0) return; /* nothing of this step is left */
-        st = herd_session_eval_batch(ss, ids, n_ids, n, &err);
+        st = herd_session_eval_batch_logits(ss, ids, n_ids, al, n, &err);
     }
     if (st) {
         /* a failed batch leaves the sessions' state unknown: reset them */
@@ -634,8 +693,13 @@ static void step(srv_sched *s) {
         memcpy(sl->cache + sl->n_cache, ids[j], (size_t)n_ids[j] * sizeof *ids[j]);
         sl->n_cache += n_ids[j];
         if (!sl->decoding) {
+            if (sl->r->echo) echo_prompt(s, sl, sl->n_done, n_ids[j], al[j]);
             sl->n_done += n_ids[j];
             if (sl->n_done < sl->r->n_prompt) continue;
+            if (sl->r->max_tokens == 0) { /* the prompt scored, nothing to generate */
+                finish(s, sl, "length");
+                continue;
+            }
         }
         todo[n_todo++] = who[j];
     }

@@ -84,6 +84,8 @@ typedef struct srv_req {
     char *stops[SRV_MAX_STOPS];
     int n_stops;
     int tools;               /* tools were given: parse the output for tool calls */
+    int echo;                /* completions: the answer starts with the prompt (and its logprobs) */
+    int bos_added;           /* prompt[0] is the BOS tokenizing a string prompt added (not echoed as text) */
     int n_choices;           /* the request's n: choices 1 .. n run as requests of their own */
     int index;               /* this request's choice (0 .. n - 1) */
     struct srv_req *front;   /* n > 1: the request the HTTP side answers from (NULL: itself) */
@@ -138,7 +140,8 @@ srv_req *api_parse_request(const srv_api *a, int kind, const char *body, size_t 
 
 /* Per-sequence output state kept by the scheduler and formatted by api.c. */
 typedef struct {
-    srv_buf text;            /* all generated text (after stop-string cuts) */
+    srv_buf text;            /* all generated text (after stop-string cuts), after the echoed prompt */
+    size_t echo_len;         /* bytes of text that are the echoed prompt (stop strings start after) */
     size_t sent;             /* bytes of text already streamed */
     int n_gen;
     int role_sent;
@@ -151,7 +154,8 @@ typedef struct {
 
 void out_init(srv_out *o, const srv_req *r);
 void out_free(srv_out *o);
-/* Records one sampled token's logprob data (lp: its log-prob; top ids/lps: k best). */
+/* Records one sampled token's logprob data (lp: its log-prob; top ids/lps: k best;
+ * lp NAN: the first prompt token of an echo, which has none: null, null). */
 void out_add_logprob(srv_out *o, const srv_req *r, const herd_tokenizer *t, int32_t id, float lp,
                      const int32_t *top_ids, const float *top_lps, int k, size_t text_offset);
 /* Streams text[sent .. upto) as a content chunk (if non-empty). */
