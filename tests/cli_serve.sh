@@ -163,6 +163,11 @@ check "echo: the prompt, then the answer it gives without echo (a stop string in
     test "$(jq -r '.choices[0].text' "$T/echo2")" = "the cat sat$(jq -r '.choices[0].text' "$T/noecho")"
 err "max_tokens 0 without echo" 400 '"param":"max_tokens"' $B/v1/completions -d '{"model":"m","prompt":"x","max_tokens":0}'
 
+# the request log: a line per request on stderr (method, path, status, seconds)
+C $B/v1/no-such-thing > /dev/null
+check "request log: a completion" grep -Eq '^herd serve: POST /v1/completions 200 [0-9.]+ s$' "$T/main.log"
+check "request log: a 404" grep -Eq '^herd serve: GET /v1/no-such-thing 404 [0-9.]+ s$' "$T/main.log"
+
 # client disconnect cancels the sequence and frees the slot
 C -N $B/v1/completions -d '{"model":"m","prompt":"abc","max_tokens":480,"temperature":1,"seed":3,"stream":true}' | head -c 400 > /dev/null
 sleep 0.5
@@ -207,7 +212,7 @@ fi
 kill -TERM "$main_pid"; wait "$main_pid"; check "SIGTERM exits 0" test $? -eq 0
 
 # --api-key, 429, and a SIGTERM that drains an in-flight request
-start_server auth -t 1 -m "$T/m" --parallel 1 -c 512 --queue 1 --api-key s3cret --cors http://localhost:3000 || exit 1
+start_server auth -t 1 -m "$T/m" --parallel 1 -c 512 --queue 1 --api-key s3cret --cors http://localhost:3000 --quiet || exit 1
 A=$URL
 # CORS (--cors ORIGIN): a browser's preflight needs no key and learns the methods and headers;
 # every answer, errors too, names the origin (without --cors none does: checked on the main server)
@@ -258,6 +263,7 @@ kill -TERM "$auth_pid"; wait "$auth_pid"; rc=$?
 wait $cpid
 check "SIGTERM with a request in flight exits 0" test $rc -eq 0
 check "in-flight request finished during drain" has "$T/drain" '"object":"text_completion"'
+check "--quiet: no request log" bash -c "! grep -q '^herd serve: [A-Z]* /' $T/auth.log"
 has "$T/drain" '"object":"text_completion"' || { echo "cli_serve: drain response: $(head -c 300 "$T/drain") $(cat "$T/drain.err")"; tail -5 "$T/auth.log"; } >&2
 
 summary

@@ -33,6 +33,8 @@ static const char *HELP_SERVE =
     "  -t THREADS        threads for the forward pass (default: all cores)\n"
     "  --queue N         requests waiting for a slot before 429 (default 64)\n"
     "  --max-body BYTES  request bodies above this get 413 (default 1048576)\n"
+    "  --quiet           no request log (a line per request: method, path, status,\n"
+    "                    seconds) and no load summaries (every 10 s while busy)\n"
     "  --linger MS       after a sequence finishes, hold the next step up to MS ms\n"
     "                    for the next request while others decode, so a client's\n"
     "                    follow-up joins at once instead of after a step (default 5;\n"
@@ -74,6 +76,7 @@ int cmd_serve(int argc, char **argv) {
         const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x;
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) { fputs(HELP_SERVE, stdout); return 0; }
+        if (!strcmp(s, "--quiet")) { p.quiet = 1; continue; }
         int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") || !strcmp(s, "--cors") ||
                     !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
                     !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type") || !strcmp(s, "--kv") ||

@@ -44,9 +44,22 @@ typedef struct {
     srv_buf body;
     int too_big;
     int active;    /* a non-streamed completion counted in server.active until its reply is sent */
+    double t0;     /* the request's start (monotonic s), and "METHOD /path" for the request log */
+    char what[128];
 } conn_ctx;
 
+/* The status of the response queued on this connection thread (MHD runs a
+ * connection's callbacks on its own thread), for the request log. */
+static _Thread_local int tl_status;
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void count_status(server *sv, int status) {
+    tl_status = status;
     int k = status < 300 ? 0 : status == 400 ? 1 : status == 401 ? 2 : status == 404 || status == 405 ? 3
           : status < 500 || status == 503 ? 4 : 5;
     pthread_mutex_lock(&sv->mu);
@@ -340,7 +353,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (!cc) {
         cc = calloc(1, sizeof *cc);
         if (!cc) return MHD_NO;
+        cc->t0 = mono_s();
+        /* "METHOD /path" with anything unprintable as '?', for the request log */
+        snprintf(cc->what, sizeof cc->what, "%.8s %.100s", method, url);
+        for (char *p = cc->what; *p; p++)
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) *p = '?';
         *con_cls = cc;
+        tl_status = 0;
         return MHD_YES;
     }
     if (*upload_size) {
@@ -384,10 +403,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return send_error(sv, c, 404, msg, "invalid_request_error", NULL, "unknown_url");
 }
 
+/* Ends a request: the request log's line (status, or "-" when none was sent, and
+ * the seconds to the last byte; "closed early" when the client went away first). */
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t) {
-    (void)c; (void)t;
+    (void)c;
+    server *sv = cls;
     conn_ctx *cc = *con_cls;
     if (!cc) return;
+    if (!sv->p.quiet) {
+        char st[16] = "-";
+        if (tl_status) snprintf(st, sizeof st, "%d", tl_status);
+        fprintf(stderr, "herd serve: %s %s %.3f s%s\n", cc->what, st, mono_s() - cc->t0,
+                t == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : ", closed early");
+    }
+    tl_status = 0;
     if (cc->active) active_done(cls);
     buf_free(&cc->body);
     free(cc);

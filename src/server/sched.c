@@ -101,7 +101,15 @@ struct srv_sched {
     srv_stats st;
     double win_start, t_start;
     uint64_t win_tokens;
+    /* the load summary (stderr every LOG_EVERY s while busy, unless quiet): its
+     * window's start and the counters then */
+    int quiet;
+    double log_t;
+    uint64_t log_req, log_prompt, log_reused, log_gen;
+    double log_busy;
 };
+
+#define LOG_EVERY 10.0
 
 static double now_s(void) {
     struct timespec ts;
@@ -130,6 +138,7 @@ int sched_new(srv_sched **out, const herd_model *m, const srv_params *p, herd_er
     s->m = m;
     s->n_slots = n_slots;
     s->queue_max = p->queue_max;
+    s->quiet = p->quiet;
     s->linger_s = p->linger_ms > 0 ? p->linger_ms * 1e-3 : 0;
     s->V = herd_model_config(m)->vocab_size;
     const herd_config *c = herd_model_config(m);
@@ -217,11 +226,13 @@ int sched_submit_n(srv_sched *s, srv_req **rs, int n) {
         r->t_submit = now_s();
         r->first_seen = 0;
     }
-    if (!rc) pthread_cond_signal(&s->cv);
+    if (!rc) { /* counted before the scheduler can admit them, so its counts agree */
+        pthread_mutex_lock(&s->stats_mu);
+        s->st.requests += (uint64_t)n;
+        pthread_mutex_unlock(&s->stats_mu);
+        pthread_cond_signal(&s->cv);
+    }
     pthread_mutex_unlock(&s->mu);
-    pthread_mutex_lock(&s->stats_mu);
-    s->st.requests += (uint64_t)n;
-    pthread_mutex_unlock(&s->stats_mu);
     return rc;
 }
 
@@ -718,13 +729,38 @@ static void step(srv_sched *s) {
     pthread_mutex_unlock(&s->stats_mu);
 }
 
+/* One line of load summary on stderr for the window since log_t, once it is
+ * LOG_EVERY long and something happened in it (the rate is over the time in
+ * steps: while busy); then a new window from t. Called with s->mu held. */
+static void log_window(srv_sched *s, double t, int running) {
+    if (t - s->log_t < LOG_EVERY) return;
+    pthread_mutex_lock(&s->stats_mu);
+    const uint64_t req = s->st.requests, prm = s->st.prompt_tokens, reu = s->st.reused_tokens,
+                   gen = s->st.generated_tokens;
+    const double busy = s->st.step_s;
+    pthread_mutex_unlock(&s->stats_mu);
+    if (!s->quiet && (req != s->log_req || gen != s->log_gen))
+        fprintf(stderr, "herd serve: last %.0f s: %llu requests, %llu prompt tokens (%llu from cache), "
+                "%llu generated (%.1f tok/s over %.1f s busy); now %d running, %d queued, KV pages %d of %d\n",
+                t - s->log_t, (unsigned long long)(req - s->log_req), (unsigned long long)(prm - s->log_prompt),
+                (unsigned long long)(reu - s->log_reused), (unsigned long long)(gen - s->log_gen),
+                busy > s->log_busy ? (double)(gen - s->log_gen) / (busy - s->log_busy) : 0.0, busy - s->log_busy,
+                running, s->n_queued, herd_kv_pool_pages_used(s->pool), herd_kv_pool_pages_total(s->pool));
+    s->log_t = t;
+    s->log_req = req, s->log_prompt = prm, s->log_reused = reu, s->log_gen = gen, s->log_busy = busy;
+}
+
 static void *loop(void *arg) {
     srv_sched *s = arg;
+    s->log_t = now_s();
     for (;;) {
         int running = 0;
         for (int i = 0; i < s->n_slots; i++) running += s->slots[i].r != NULL;
         pthread_mutex_lock(&s->mu);
-        while (!s->head && !running && !s->draining) pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->head && !running && !s->draining) { /* idle: the summary if one is due, then wait */
+            log_window(s, now_s(), 0);
+            while (!s->head && !running && !s->draining) pthread_cond_wait(&s->cv, &s->mu);
+        }
         /* A client whose response just ended often sends its next request at once
          * (an agent's next turn, a batch job's next item): it then arrives a few ms
          * into the next step and waits all of it. While others decode, the step is
@@ -790,6 +826,13 @@ static void *loop(void *arg) {
             s->win_start = t;
         }
         pthread_mutex_unlock(&s->stats_mu);
+        if (t - s->log_t >= LOG_EVERY) { /* (checked here first: no lock taken on most steps) */
+            int run = 0;
+            for (int i = 0; i < s->n_slots; i++) run += s->slots[i].r != NULL;
+            pthread_mutex_lock(&s->mu);
+            log_window(s, t, run);
+            pthread_mutex_unlock(&s->mu);
+        }
     }
     return NULL;
 }

@@ -47,6 +47,7 @@ typedef struct {
     int queue_max;          /* queued requests before 429 */
     size_t max_body;        /* bytes; larger bodies get 413 */
     double linger_ms;       /* after a sequence finishes, wait up to this long for the next request before the next step */
+    int quiet;              /* no request log and no load summaries on stderr */
 } srv_params;
 
 /* Loads the model, serves until SIGINT/SIGTERM, drains in-flight requests and
