@@ -5,6 +5,8 @@
  *     request whose fields are in range (sampling values, a prompt of valid ids
  *     that fits the context with its max_tokens, stop strings), or an error status
  *     with an OpenAI error object {"error": {"message", ...}} as the body;
+ *   - the input as a /tokenize and a /detokenize body: ids in the vocabulary and
+ *     their count, a string, or an error object;
  *   - the input as a model reply: tc_parse gives calls with a name and a JSON
  *     object of arguments (tc_to_openai renders them), or none.
  * A violated invariant traps. The model behind the API is a stand-in: a small
@@ -25,6 +27,18 @@ static herd_config cfg;
 const herd_config *herd_model_config(const herd_model *m) { (void)m; return &cfg; }
 const herd_tokenizer *herd_model_tokenizer(const herd_model *m) { (void)m; return tok; }
 
+/* An OpenAI error body with a 4xx status. */
+static void check_error(int status, const char *body) {
+    if (status < 400 || status > 499 || !body) __builtin_trap();
+    cJSON *e = cJSON_Parse(body);
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(e, "error");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
+    if (!cJSON_IsString(msg) || !msg->valuestring[0] || !cJSON_GetObjectItemCaseSensitive(err, "type") ||
+        !cJSON_HasObjectItem(err, "param") || !cJSON_HasObjectItem(err, "code"))
+        __builtin_trap();
+    cJSON_Delete(e);
+}
+
 static void check_request(const uint8_t *data, size_t size, int kind) {
     static const int dummy;
     const srv_api api = { (const herd_model *)&dummy, "m", N_CTX };
@@ -33,8 +47,9 @@ static void check_request(const uint8_t *data, size_t size, int kind) {
     srv_req *r = api_parse_request(&api, kind, (const char *)data, size, &status, &body);
     if (r) {
         if (status != 200 || body) __builtin_trap();
-        if (r->n_prompt < 1 || r->n_prompt >= N_CTX || r->max_tokens < 1 || r->n_prompt + r->max_tokens > N_CTX)
-            __builtin_trap();
+        if (r->n_prompt < 1 || r->n_prompt >= N_CTX || r->max_tokens < !r->echo || r->n_prompt + r->max_tokens > N_CTX)
+            __builtin_trap(); /* (max_tokens 0 only with echo: the prompt scored) */
+        if (r->n_choices < 1 || r->n_choices > SRV_MAX_CHOICES || (r->echo && kind != REQ_COMPLETION)) __builtin_trap();
         for (int i = 0; i < r->n_prompt; i++)
             if (r->prompt[i] < 0 || r->prompt[i] >= cfg.vocab_size) __builtin_trap();
         if (!(r->temperature >= 0 && r->temperature <= 2) || !(r->top_p > 0 && r->top_p <= 1) ||
@@ -46,15 +61,37 @@ static void check_request(const uint8_t *data, size_t size, int kind) {
         req_release(r);
         return;
     }
-    if (status < 400 || status > 499 || !body) __builtin_trap();
-    cJSON *e = cJSON_Parse(body);
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(e, "error");
-    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
-    if (!cJSON_IsString(msg) || !msg->valuestring[0] || !cJSON_GetObjectItemCaseSensitive(err, "type") ||
-        !cJSON_HasObjectItem(err, "param") || !cJSON_HasObjectItem(err, "code"))
-        __builtin_trap();
-    cJSON_Delete(e);
+    check_error(status, body);
     free(body);
+}
+
+/* The input as a /tokenize and a /detokenize body: ids in the vocabulary and
+ * their count, a string, or an error. */
+static void check_tokenize(const uint8_t *data, size_t size) {
+    static const int dummy;
+    const srv_api api = { (const herd_model *)&dummy, "m", N_CTX };
+    for (int k = 0; k < 2; k++) {
+        int status = 0;
+        char *b = (k ? api_detokenize : api_tokenize)(&api, (const char *)data, size, &status);
+        if (!b) __builtin_trap();
+        if (status != 200) {
+            check_error(status, b);
+        } else {
+            cJSON *o = cJSON_Parse(b);
+            if (k) {
+                if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "prompt"))) __builtin_trap();
+            } else {
+                const cJSON *ids = cJSON_GetObjectItemCaseSensitive(o, "tokens"), *x;
+                const cJSON *count = cJSON_GetObjectItemCaseSensitive(o, "count");
+                if (!cJSON_IsArray(ids) || !cJSON_IsNumber(count) || count->valueint != cJSON_GetArraySize(ids))
+                    __builtin_trap();
+                cJSON_ArrayForEach(x, ids)
+                    if (!cJSON_IsNumber(x) || x->valueint < 0 || x->valueint >= cfg.vocab_size) __builtin_trap();
+            }
+            cJSON_Delete(o);
+        }
+        free(b);
+    }
 }
 
 static void check_reply(const uint8_t *data, size_t size) {
@@ -95,6 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     check_request(data, size, REQ_CHAT);
     check_request(data, size, REQ_COMPLETION);
+    check_tokenize(data, size);
     check_reply(data, size);
     return 0;
 }

@@ -163,6 +163,23 @@ check "echo: the prompt, then the answer it gives without echo (a stop string in
     test "$(jq -r '.choices[0].text' "$T/echo2")" = "the cat sat$(jq -r '.choices[0].text' "$T/noecho")"
 err "max_tokens 0 without echo" 400 '"param":"max_tokens"' $B/v1/completions -d '{"model":"m","prompt":"x","max_tokens":0}'
 
+# /tokenize and /detokenize (vLLM's shapes): the ids `herd tokenize` gives; a chat's count is
+# the prompt_tokens of the same chat request; detokenize inverts; bad ids and methods are errors
+C $B/tokenize -d '{"prompt":"the cat sat"}' > "$T/tok"
+check "tokenize: herd tokenize --bos's ids" \
+    test "$(jq -c .tokens "$T/tok")" = "[$($HERD tokenize -m "$T/m" --bos "the cat sat" | tr ' ' ',')]"
+check "tokenize: count" test "$(jq '.count == (.tokens | length) and .max_model_len == 1024' "$T/tok")" = true
+C $B/tokenize -d '{"model":"m","prompt":"the cat sat","add_special_tokens":false}' > "$T/tok2"
+check "tokenize without special tokens" test "$(jq -c '.tokens' "$T/tok2")" = "$(jq -c '.tokens[1:]' "$T/tok")"
+C $B/detokenize -d "{\"tokens\":$(jq -c .tokens "$T/tok2")}" > "$T/detok"
+check "detokenize inverts" test "$(jq -r .prompt "$T/detok")" = "the cat sat"
+C $B/tokenize -d '{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}]}' > "$T/tokc"
+check "tokenize a chat: the chat request's prompt_tokens" test "$(jq .count "$T/tokc")" = "$(jq .usage.prompt_tokens "$T/chat")"
+err "detokenize a bad id" 400 '"param":"tokens"' $B/detokenize -d '{"tokens":[1,-4]}'
+err "tokenize without a prompt" 400 '"param":"prompt"' $B/tokenize -d '{"text":"x"}'
+err "tokenize with GET" 405 method_not_allowed $B/tokenize
+err "tokenize another model" 404 model_not_found $B/tokenize -d '{"model":"nope","prompt":"x"}'
+
 # the request log: a line per request on stderr (method, path, status, seconds)
 C $B/v1/no-such-thing > /dev/null
 check "request log: a completion" grep -Eq '^herd serve: POST /v1/completions 200 [0-9.]+ s$' "$T/main.log"
@@ -230,6 +247,7 @@ check "CORS origin on a 401" bash -c "grep -q '^HTTP/1.1 401' $T/co401.h && grep
 expect_err "--cors with a list" "--cors expects" $HERD serve --cors "http://a.com, http://b.com"
 err "no key" 401 invalid_api_key $A/v1/models
 err "wrong key" 401 invalid_api_key -H 'Authorization: Bearer nope' $A/v1/models
+err "tokenize needs the key too" 401 invalid_api_key $A/tokenize -d '{"prompt":"x"}'
 check "right key" bash -c "curl -s --max-time 5 -H 'Authorization: Bearer s3cret' $A/v1/models | grep -q '\"object\":\"list\"'"
 check "health needs no key" bash -c "curl -s --max-time 5 $A/health | grep -q ok"
 cp=()

@@ -554,6 +554,124 @@ srv_req *api_parse_request(const srv_api *a, int kind, const char *body, size_t 
     return r;
 }
 
+/* ---- /tokenize and /detokenize --------------------------------------------------- */
+
+/* The body's "model", when given, must be the served one. */
+static int check_model(const srv_api *a, const cJSON *root, perr *e) {
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!model || cJSON_IsNull(model)) return 0;
+    if (!cJSON_IsString(model))
+        return fail(e, 400, "model", "invalid_type", "Invalid type for 'model': expected a string, but got %s "
+                    "instead.", type_name(model));
+    if (strcmp(model->valuestring, a->model_id))
+        return fail(e, 404, "model", "model_not_found", "The model '%.100s' does not exist; this server "
+                    "serves '%s'.", model->valuestring, a->model_id);
+    return 0;
+}
+
+/* Parses body into *root (a JSON object), or sets e. */
+static void json_body(const char *body, size_t len, cJSON **root, perr *e) {
+    *root = cJSON_ParseWithLength(body, len);
+    if (!*root || !cJSON_IsObject(*root))
+        fail(e, 400, NULL, "invalid_json", "We could not parse the JSON body of your request: %s.",
+             *root ? "expected an object" : "invalid JSON");
+}
+
+static char *error_of(perr *e, int *status) {
+    *status = e->status;
+    return api_error_json(e->msg, "invalid_request_error", e->param, e->code);
+}
+
+static char *print_and_free(cJSON *o) {
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s) abort();
+    return s;
+}
+
+char *api_tokenize(const srv_api *a, const char *body, size_t len, int *status) {
+    perr e = { 0 };
+    cJSON *root;
+    json_body(body, len, &root, &e);
+    srv_req *r = NULL;
+    int add_special = 1;
+    if (!e.status && !check_model(a, root, &e) && !get_bool(root, "add_special_tokens", &add_special, &e)) {
+        r = req_new();
+        if (cJSON_GetObjectItemCaseSensitive(root, "messages")) {
+            chat_prompt(a, root, r, &e); /* as a chat request's prompt: header for the answer included */
+        } else {
+            const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+            size_t n = 0;
+            herd_error err;
+            if (!cJSON_IsString(p))
+                fail(&e, 400, "prompt", p ? "invalid_type" : "missing_required_parameter", "Expected 'prompt' "
+                     "(a string) or 'messages' (a chat), to tokenize.");
+            else if (herd_tokenize(herd_model_tokenizer(a->model), p->valuestring, strlen(p->valuestring),
+                                   add_special, 0, &r->prompt, &n, &err))
+                fail(&e, 400, "prompt", "invalid_value", "%s", err.msg);
+            r->n_prompt = (int)n;
+        }
+    }
+    cJSON_Delete(root);
+    if (e.status) {
+        req_release(r);
+        return error_of(&e, status);
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "count", r->n_prompt);
+    cJSON_AddNumberToObject(o, "max_model_len", a->n_ctx);
+    cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
+    for (int i = 0; i < r->n_prompt; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(r->prompt[i]));
+    req_release(r);
+    *status = 200;
+    return print_and_free(o);
+}
+
+char *api_detokenize(const srv_api *a, const char *body, size_t len, int *status) {
+    perr e = { 0 };
+    cJSON *root;
+    json_body(body, len, &root, &e);
+    srv_buf text = { 0 };
+    if (!e.status && !check_model(a, root, &e)) {
+        const herd_tokenizer *t = herd_model_tokenizer(a->model);
+        const int V = herd_tokenizer_n_vocab(t) < herd_model_config(a->model)->vocab_size
+                    ? herd_tokenizer_n_vocab(t) : herd_model_config(a->model)->vocab_size;
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "tokens"), *x;
+        if (!cJSON_IsArray(ids)) {
+            fail(&e, 400, "tokens", ids ? "invalid_type" : "missing_required_parameter", "Expected 'tokens': "
+                 "an array of token ids.");
+        } else {
+            int i = 0;
+            cJSON_ArrayForEach(x, ids) {
+                size_t n = 0;
+                const char *b = cJSON_IsNumber(x) && x->valuedouble >= 0 && x->valuedouble < V &&
+                                x->valuedouble == (int)x->valuedouble ? herd_token_bytes(t, (int32_t)x->valuedouble, &n)
+                                                                     : NULL;
+                if (!b) {
+                    fail(&e, 400, "tokens", "invalid_value", "Invalid 'tokens[%d]': token ids are integers in "
+                         "[0, %d).", i, V);
+                    break;
+                }
+                buf_put(&text, b, n);
+                i++;
+            }
+        }
+    }
+    cJSON_Delete(root);
+    if (e.status) {
+        buf_free(&text);
+        return error_of(&e, status);
+    }
+    srv_buf u = { 0 };
+    buf_utf8(&u, text.p ? text.p : "", text.n);
+    buf_free(&text);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "prompt", u.p);
+    buf_free(&u);
+    *status = 200;
+    return print_and_free(o);
+}
+
 /* ---- responses ------------------------------------------------------------------- */
 
 void out_init(srv_out *o, const srv_req *r) {

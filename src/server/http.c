@@ -381,13 +381,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return sv->stopping ? send_json(sv, c, 503, "{\"status\":\"shutting down\"}")
                             : send_json(sv, c, 200, "{\"status\":\"ok\"}");
     if (!strcmp(url, "/metrics") && get) return metrics(sv, c);
-    int is_v1 = !strncmp(url, "/v1/", 4);
+    int tok = !strcmp(url, "/tokenize"), detok = !strcmp(url, "/detokenize");
+    int is_v1 = !strncmp(url, "/v1/", 4) || tok || detok;
     if (is_v1 && !authorized(sv, c))
         return send_error(sv, c, 401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
                           "invalid_request_error", NULL, "invalid_api_key");
     int chat = !strcmp(url, "/v1/chat/completions"), compl = !strcmp(url, "/v1/completions");
     int mdl = !strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11);
-    if ((chat || compl) && !post) return send_error(sv, c, 405, "Use POST for this endpoint.",
+    if ((chat || compl || tok || detok) && !post) return send_error(sv, c, 405, "Use POST for this endpoint.",
                                                     "invalid_request_error", NULL, "method_not_allowed");
     if (mdl && !get) return send_error(sv, c, 405, "Use GET for this endpoint.", "invalid_request_error", NULL,
                                        "method_not_allowed");
@@ -397,6 +398,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return send_error(sv, c, 413, msg, "invalid_request_error", NULL, "request_too_large");
     }
     if (chat || compl) return completions(sv, c, chat ? REQ_CHAT : REQ_COMPLETION, cc);
+    if (tok || detok) {
+        int status;
+        char *b = (tok ? api_tokenize : api_detokenize)(&sv->api, cc->body.p ? cc->body.p : "", cc->body.n, &status);
+        enum MHD_Result rc = send_json(sv, c, status, b);
+        free(b);
+        return rc;
+    }
     if (mdl) return models(sv, c, url);
     char msg[300];
     snprintf(msg, sizeof msg, "Unknown request URL: %.8s %.200s.", method, url);

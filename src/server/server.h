@@ -139,6 +139,14 @@ char *api_error_json(const char *message, const char *type, const char *param, c
 srv_req *api_parse_request(const srv_api *a, int kind, const char *body, size_t len, int *status,
                            char **error_body);
 
+/* POST /tokenize, as vLLM: {"prompt": text, "add_special_tokens": true} or
+ * {"messages": [...], "tools": [...]} (a chat request's prompt, the answer's header
+ * included) -> {"count", "max_model_len", "tokens"}; POST /detokenize: {"tokens":
+ * [ids]} -> {"prompt": text}. "model" is optional. Return the body (malloc'd) and
+ * set *status (200, or 400 / 404 with an OpenAI error body). */
+char *api_tokenize(const srv_api *a, const char *body, size_t len, int *status);
+char *api_detokenize(const srv_api *a, const char *body, size_t len, int *status);
+
 /* Per-sequence output state kept by the scheduler and formatted by api.c. */
 typedef struct {
     srv_buf text;            /* all generated text (after stop-string cuts), after the echoed prompt */
