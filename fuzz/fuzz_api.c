@@ -49,7 +49,15 @@ static void check_request(const uint8_t *data, size_t size, int kind) {
         if (status != 200 || body) __builtin_trap();
         if (r->n_prompt < 1 || r->n_prompt >= N_CTX || r->max_tokens < !r->echo || r->n_prompt + r->max_tokens > N_CTX)
             __builtin_trap(); /* (max_tokens 0 only with echo: the prompt scored) */
-        if (r->n_choices < 1 || r->n_choices > SRV_MAX_CHOICES || (r->echo && kind != REQ_COMPLETION)) __builtin_trap();
+        if (r->n_choices < 1 || r->n_choices > SRV_MAX_INPUTS || r->n_inputs < 1 || r->per_input < 1 ||
+            r->per_input > SRV_MAX_CHOICES || r->n_choices != r->n_inputs * r->per_input ||
+            (r->echo && kind != REQ_COMPLETION))
+            __builtin_trap();
+        for (int k = 0; r->in_ids && k < r->n_inputs; k++) /* each prompt fits with its answer */
+            if (r->in_len[k] < 1 || r->in_max[k] < !r->echo || r->in_len[k] + r->in_max[k] > N_CTX) __builtin_trap();
+            else
+                for (int i = 0; i < r->in_len[k]; i++)
+                    if (r->in_ids[k][i] < 0 || r->in_ids[k][i] >= cfg.vocab_size) __builtin_trap();
         for (int i = 0; i < r->n_prompt; i++)
             if (r->prompt[i] < 0 || r->prompt[i] >= cfg.vocab_size) __builtin_trap();
         if (!(r->temperature >= 0 && r->temperature <= 2) || !(r->top_p > 0 && r->top_p <= 1) ||

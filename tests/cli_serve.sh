@@ -163,6 +163,24 @@ check "echo: the prompt, then the answer it gives without echo (a stop string in
     test "$(jq -r '.choices[0].text' "$T/echo2")" = "the cat sat$(jq -r '.choices[0].text' "$T/noecho")"
 err "max_tokens 0 without echo" 400 '"param":"max_tokens"' $B/v1/completions -d '{"model":"m","prompt":"x","max_tokens":0}'
 
+# several prompts in one completions request: n choices each, indexed prompt x n + choice, each
+# what its prompt alone gives; usage counts every prompt once. A batch of token-id prompts
+# scored with echo (an evaluation harness's loglikelihood batch) scores each as alone
+C $B/v1/completions -d '{"model":"m","prompt":["the cat","a dog sat on"],"max_tokens":5,"temperature":0,"n":2}' > "$T/mp"
+C $B/v1/completions -d '{"model":"m","prompt":"the cat","max_tokens":5,"temperature":0}' > "$T/mp0"
+C $B/v1/completions -d '{"model":"m","prompt":"a dog sat on","max_tokens":5,"temperature":0}' > "$T/mp1"
+check "2 prompts x n=2: choices 0,1 = prompt 0, 2,3 = prompt 1: $(head -c 300 "$T/mp")" \
+    test "$(jq -c '[.choices[] | [.index, .text]]' "$T/mp")" = "$(jq -sc '[[0, .[0].choices[0].text], [1, .[0].choices[0].text], [2, .[1].choices[0].text], [3, .[1].choices[0].text]]' "$T/mp0" "$T/mp1")"
+check "2 prompts: usage counts each prompt once" \
+    test "$(jq .usage.prompt_tokens "$T/mp")" = "$(( $(jq .usage.prompt_tokens "$T/mp0") + $(jq .usage.prompt_tokens "$T/mp1") ))"
+C $B/v1/completions -d '{"model":"m","prompt":[[12,40,77,3],[5,9],[100,101,102,103,104,105]],"max_tokens":0,"echo":true,"logprobs":1}' > "$T/mb"
+sc=""
+for pr in '[12,40,77,3]' '[5,9]' '[100,101,102,103,104,105]'; do
+    sc="$sc$(C $B/v1/completions -d "{\"model\":\"m\",\"prompt\":$pr,\"max_tokens\":0,\"echo\":true,\"logprobs\":1}" | jq -c '.choices[0].logprobs.token_logprobs')"
+done
+check "a scored batch of 3 id prompts: each as alone" test "$(jq -c '.choices[].logprobs.token_logprobs' "$T/mb" | tr -d '\n')" = "$sc"
+err "prompts x n over 64" 400 '"param":"prompt"' $B/v1/completions -d '{"model":"m","prompt":["a","b","c","d","e"],"n":16}'
+
 # /tokenize and /detokenize (vLLM's shapes): the ids `herd tokenize` gives; a chat's count is
 # the prompt_tokens of the same chat request; detokenize inverts; bad ids and methods are errors
 C $B/tokenize -d '{"prompt":"the cat sat"}' > "$T/tok"

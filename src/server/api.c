@@ -10,7 +10,8 @@
  * sequences of their own (choice i samples with seed + i) and answer as one
  * response (req_choice, the front); best_of > 1 is not supported (400). Completions
  * echo puts the prompt before the answer, with logprobs the prompt tokens' too (the
- * first null), and allows max_tokens 0 (the prompt scored, nothing generated).
+ * first null), and allows max_tokens 0 (the prompt scored, nothing generated); a
+ * list of prompts gets n choices each (at most SRV_MAX_INPUTS in all).
  * tool_choice "none" drops the tools; other values are accepted but not enforced
  * (the model decides).
  */
@@ -98,6 +99,7 @@ srv_req *req_new(void) {
     pthread_cond_init(&r->cv, NULL);
     r->refs = 1;
     r->status = 200;
+    r->n_choices = r->n_inputs = r->per_input = 1;
     return r;
 }
 
@@ -113,6 +115,11 @@ void req_release(srv_req *r) {
     if (r->choices)
         for (int i = 0; i < r->n_choices; i++) cJSON_Delete(r->choices[i]);
     free(r->choices);
+    for (int k = 0; r->in_ids && k < r->n_inputs; k++) free(r->in_ids[k]);
+    free(r->in_ids);
+    free(r->in_len);
+    free(r->in_bos);
+    free(r->in_max);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     srv_req *front = r->front;
@@ -133,14 +140,21 @@ srv_req *req_choice(srv_req *f, int i) {
     r->status = 200;
     r->pending = r->gen_total = 0;
     r->choices = NULL;
+    r->n_inputs = 1;
+    r->in_ids = NULL, r->in_len = r->in_bos = r->in_max = NULL;
     r->next = NULL;
-    r->prompt = malloc((size_t)(f->n_prompt ? f->n_prompt : 1) * sizeof *r->prompt);
+    const int in = f->in_ids ? i / f->per_input : -1; /* its prompt, when the request has several */
+    if (in >= 0) {
+        r->n_prompt = f->in_len[in], r->bos_added = f->in_bos[in], r->max_tokens = f->in_max[in];
+    }
+    r->prompt = malloc((size_t)(r->n_prompt ? r->n_prompt : 1) * sizeof *r->prompt);
     if (!r->prompt) abort();
-    memcpy(r->prompt, f->prompt, (size_t)f->n_prompt * sizeof *r->prompt);
+    memcpy(r->prompt, in >= 0 ? f->in_ids[in] : f->prompt, (size_t)r->n_prompt * sizeof *r->prompt);
     for (int k = 0; k < f->n_stops; k++)
         if (!(r->stops[k] = strdup(f->stops[k]))) abort();
     r->index = i;
-    r->seed = f->seed + (uint64_t)i; /* choices sample apart, reproducibly with a seed */
+    /* choices of a prompt sample apart, reproducibly with a seed */
+    r->seed = f->seed + (uint64_t)(i % f->per_input);
     r->front = f;
     pthread_mutex_lock(&f->mu);
     f->refs++;
@@ -162,7 +176,7 @@ static void front_end_locked(srv_req *f) {
         if (f->include_usage) {
             c = envelope(f, chat ? "chat.completion.chunk" : "text_completion");
             cJSON_AddArrayToObject(c, "choices");
-            cJSON_AddItemToObject(c, "usage", usage_obj(f->n_prompt, f->gen_total));
+            cJSON_AddItemToObject(c, "usage", usage_obj(f->prompt_total, f->gen_total));
         }
     } else if (f->status == 200) {
         f->out.n = 0;
@@ -173,7 +187,7 @@ static void front_end_locked(srv_req *f) {
                 cJSON_AddItemToArray(arr, f->choices[i]);
                 f->choices[i] = NULL;
             }
-        cJSON_AddItemToObject(c, "usage", usage_obj(f->n_prompt, f->gen_total));
+        cJSON_AddItemToObject(c, "usage", usage_obj(f->prompt_total, f->gen_total));
     }
     if (c) {
         char *j = cJSON_PrintUnformatted(c);
@@ -399,34 +413,74 @@ static int chat_prompt(const srv_api *a, const cJSON *root, srv_req *r, perr *e)
     return 0;
 }
 
-static int completion_prompt(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
-    if (!p) return fail(e, 400, "prompt", "missing_required_parameter", "Missing required parameter: 'prompt'.");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(p->child)) p = p->child;
+/* One prompt p (a string, tokenized with BOS, or token ids) into *ids / *n; *bos:
+ * the BOS was added. k: its place in a list (-1: the only one), for messages. */
+static int one_prompt(const srv_api *a, const cJSON *p, int k, int32_t **ids, int *n, int *bos, perr *e) {
     const herd_tokenizer *t = herd_model_tokenizer(a->model);
+    char where[32] = "prompt";
+    if (k >= 0) snprintf(where, sizeof where, "prompt[%d]", k);
+    *bos = 0;
     if (cJSON_IsString(p)) {
-        size_t n;
+        size_t len;
         herd_error err;
-        if (herd_tokenize(t, p->valuestring, strlen(p->valuestring), 1, 0, &r->prompt, &n, &err))
-            return fail(e, 400, "prompt", "invalid_value", "%s", err.msg);
-        r->n_prompt = (int)n;
-        r->bos_added = n > 0 && r->prompt[0] == herd_model_config(a->model)->bos_id;
+        if (herd_tokenize(t, p->valuestring, strlen(p->valuestring), 1, 0, ids, &len, &err))
+            return fail(e, 400, "prompt", "invalid_value", "Invalid '%s': %s", where, err.msg);
+        *n = (int)len;
+        *bos = len > 0 && (*ids)[0] == herd_model_config(a->model)->bos_id;
         return 0;
     }
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsArray(p->child)) p = p->child;
-    int n = cJSON_GetArraySize(p), V = herd_tokenizer_n_vocab(t);
-    if (!cJSON_IsArray(p) || n == 0 || !cJSON_IsNumber(p->child))
-        return fail(e, 400, "prompt", "invalid_value", "Invalid 'prompt': expected a string, an array of "
-                    "token ids, or an array with one of those (one prompt per request).");
-    r->prompt = malloc((size_t)n * sizeof *r->prompt);
-    if (!r->prompt) abort();
+    int len = cJSON_GetArraySize(p), V = herd_tokenizer_n_vocab(t);
+    if (!cJSON_IsArray(p) || len == 0 || !cJSON_IsNumber(p->child))
+        return fail(e, 400, "prompt", "invalid_value", "Invalid '%s': expected a string or an array of token "
+                    "ids.", where);
+    *ids = malloc((size_t)len * sizeof **ids);
+    if (!*ids) abort();
+    *n = 0;
     const cJSON *x;
     cJSON_ArrayForEach(x, p) {
         if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= V || x->valuedouble != (int)x->valuedouble)
-            return fail(e, 400, "prompt", "invalid_value", "Invalid 'prompt[%d]': token ids are integers in "
-                        "[0, %d).", r->n_prompt, V);
-        r->prompt[r->n_prompt++] = (int32_t)x->valuedouble;
+            return fail(e, 400, "prompt", "invalid_value", "Invalid '%s[%d]': token ids are integers in "
+                        "[0, %d).", where, *n, V);
+        (*ids)[(*n)++] = (int32_t)x->valuedouble;
     }
+    return 0;
+}
+
+/* prompt: one (a string, or token ids), or a list of them (strings, or arrays of
+ * ids), each answered by n choices of its own (indexes prompt x n + choice). A list
+ * of one is that prompt. */
+static int completion_prompt(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (!p) return fail(e, 400, "prompt", "missing_required_parameter", "Missing required parameter: 'prompt'.");
+    const int list = cJSON_IsArray(p) && cJSON_GetArraySize(p) > 0 && !cJSON_IsNumber(p->child);
+    if (!list || cJSON_GetArraySize(p) == 1) {
+        if (list) p = p->child;
+        r->n_inputs = 1;
+        return one_prompt(a, p, -1, &r->prompt, &r->n_prompt, &r->bos_added, e);
+    }
+    const int k = cJSON_GetArraySize(p);
+    if (k * r->n_choices > SRV_MAX_INPUTS)
+        return fail(e, 400, "prompt", "invalid_value", "Invalid 'prompt': %d prompts with n = %d make %d choices; "
+                    "at most %d in one request.", k, r->n_choices, k * r->n_choices, SRV_MAX_INPUTS);
+    r->in_ids = calloc((size_t)k, sizeof *r->in_ids);
+    r->in_len = calloc((size_t)k, sizeof *r->in_len);
+    r->in_bos = calloc((size_t)k, sizeof *r->in_bos);
+    r->in_max = calloc((size_t)k, sizeof *r->in_max);
+    if (!r->in_ids || !r->in_len || !r->in_bos || !r->in_max) abort();
+    r->n_inputs = k;
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, p) {
+        if (one_prompt(a, x, i, &r->in_ids[i], &r->in_len[i], &r->in_bos[i], e)) return -1;
+        i++;
+    }
+    /* the request's own prompt: the longest (its checks below then hold for all) */
+    int longest = 0;
+    for (i = 1; i < k; i++) longest = r->in_len[i] > r->in_len[longest] ? i : longest;
+    r->n_prompt = r->in_len[longest];
+    r->prompt = malloc((size_t)r->n_prompt * sizeof *r->prompt);
+    if (!r->prompt) abort();
+    memcpy(r->prompt, r->in_ids[longest], (size_t)r->n_prompt * sizeof *r->prompt);
     return 0;
 }
 
@@ -457,10 +511,6 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
     r->pres_penalty = (float)pp;
     r->seed = seed >= 0 ? (uint64_t)seed : seed < -1 ? (uint64_t)(int64_t)seed : fresh_random();
     r->n_choices = (int)n;
-    if (n > 1) { /* a front: its choices run as requests of their own (req_choice) */
-        r->pending = (int)n;
-        if (!r->stream && !(r->choices = calloc((size_t)n, sizeof *r->choices))) abort();
-    }
     if (mct > 0) max_tokens = mct;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
     if (so && !cJSON_IsNull(so)) {
@@ -514,6 +564,20 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
                     "Please reduce the length of the %s or completion.", a->n_ctx, r->n_prompt + max_tokens,
                     r->n_prompt, pparam, max_tokens, pparam);
     r->max_tokens = max_tokens >= 0 ? (int)max_tokens : a->n_ctx - r->n_prompt;
+    r->prompt_total = r->n_prompt;
+    if (r->in_ids) { /* several prompts: each fills the context when max_tokens is not given */
+        r->prompt_total = 0;
+        for (int k = 0; k < r->n_inputs; k++) {
+            r->in_max[k] = max_tokens >= 0 ? (int)max_tokens : a->n_ctx - r->in_len[k];
+            r->prompt_total += r->in_len[k];
+        }
+    }
+    r->per_input = r->n_choices;
+    r->n_choices *= r->n_inputs;
+    if (r->n_choices > 1) { /* a front: its choices run as requests of their own (req_choice) */
+        r->pending = r->n_choices;
+        if (!r->stream && !(r->choices = calloc((size_t)r->n_choices, sizeof *r->choices))) abort();
+    }
     return 0;
 }
 

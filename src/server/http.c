@@ -154,7 +154,7 @@ static enum MHD_Result completions(server *sv, struct MHD_Connection *c, int kin
     }
     int q = 503;
     if (!sv->stopping && r->n_choices > 1) { /* n choices: requests of their own that answer into r */
-        srv_req *ch[SRV_MAX_CHOICES];
+        srv_req *ch[SRV_MAX_INPUTS];
         for (int i = 0; i < r->n_choices; i++) ch[i] = req_choice(r, i);
         q = sched_submit_n(sv->sched, ch, r->n_choices);
         for (int i = 0; i < r->n_choices; i++) req_release(ch[i]); /* the scheduler holds them now */

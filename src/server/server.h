@@ -71,6 +71,7 @@ void buf_utf8(srv_buf *b, const char *s, size_t n);
 
 enum { REQ_CHAT, REQ_COMPLETION };
 #define SRV_MAX_CHOICES 16   /* a request's n at most */
+#define SRV_MAX_INPUTS 64    /* completions: prompts x n at most */
 #define SRV_MAX_STOPS 4
 
 typedef struct srv_req {
@@ -87,7 +88,13 @@ typedef struct srv_req {
     int tools;               /* tools were given: parse the output for tool calls */
     int echo;                /* completions: the answer starts with the prompt (and its logprobs) */
     int bos_added;           /* prompt[0] is the BOS tokenizing a string prompt added (not echoed as text) */
-    int n_choices;           /* the request's n: choices 1 .. n run as requests of their own */
+    int n_choices;           /* choices: n per prompt; each runs as a request of its own */
+    /* completions with several prompts (front only; n_inputs 1 otherwise): prompt k's
+     * ids, whether tokenizing added its BOS, its max_tokens; choice i is prompt i / n */
+    int n_inputs, per_input;
+    int32_t **in_ids;
+    int *in_len, *in_bos, *in_max;
+    int prompt_total;        /* usage: every prompt's tokens, once */
     int index;               /* this request's choice (0 .. n - 1) */
     struct srv_req *front;   /* n > 1: the request the HTTP side answers from (NULL: itself) */
     char id[48];
