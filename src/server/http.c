@@ -382,8 +382,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                             : send_json(sv, c, 200, "{\"status\":\"ok\"}");
     if (!strcmp(url, "/metrics") && get) return metrics(sv, c);
     int tok = !strcmp(url, "/tokenize"), detok = !strcmp(url, "/detokenize");
-    int is_v1 = !strncmp(url, "/v1/", 4) || tok || detok;
-    if (is_v1 && !authorized(sv, c))
+    int keyed = !strncmp(url, "/v1/", 4) || tok || detok; /* the API: behind --api-key */
+    if (keyed && !authorized(sv, c))
         return send_error(sv, c, 401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
                           "invalid_request_error", NULL, "invalid_api_key");
     int chat = !strcmp(url, "/v1/chat/completions"), compl = !strcmp(url, "/v1/completions");

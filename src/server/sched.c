@@ -240,7 +240,6 @@ int sched_submit(srv_sched *s, srv_req *r) { return sched_submit_n(s, &r, 1); }
 
 /* ---- per-sequence work ----------------------------------------------------------- */
 
-static int is_cancelled(srv_req *r) { return req_cancelled(r); }
 
 /* Empties the slot's KV cache: its pages go back to the pool. */
 static void forget(slot *sl) {
@@ -792,7 +791,7 @@ static void *loop(void *arg) {
             s->head = r->next;
             if (!s->head) s->tail = NULL;
             s->n_queued--;
-            if (is_cancelled(r)) {
+            if (req_cancelled(r)) {
                 req_emit(r, NULL, 0, 1);
                 req_release(r);
                 continue;
@@ -803,7 +802,7 @@ static void *loop(void *arg) {
         pthread_mutex_unlock(&s->mu);
         for (int i = 0; i < s->n_slots; i++) {
             slot *sl = &s->slots[i];
-            if (sl->r && is_cancelled(sl->r)) {
+            if (sl->r && req_cancelled(sl->r)) {
                 req_emit(sl->r, NULL, 0, 1);
                 release_slot(s, sl);
                 forget(sl); /* its pages go back to the pool */
