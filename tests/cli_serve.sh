@@ -247,6 +247,16 @@ fi
 kill -TERM "$main_pid"; wait "$main_pid"; check "SIGTERM exits 0" test $? -eq 0
 
 # --api-key, 429, and a SIGTERM that drains an in-flight request
+# --alias: the model id an application expects (an HF-style name here)
+if start_server alias -t 1 -m "$T/m" --parallel 1 -c 256 --alias meta-llama/Llama-3.1-8B-Instruct --quiet; then
+    check "alias: /v1/models lists it" test "$(C $URL/v1/models | jq -r '.data[0].id')" = meta-llama/Llama-3.1-8B-Instruct
+    check "alias: /v1/models/{id}" bash -c "curl -s --max-time 5 $URL/v1/models/meta-llama/Llama-3.1-8B-Instruct | grep -q '\"object\":\"model\"'"
+    check "alias: a completion for it" test "$(C $URL/v1/completions -d '{"model":"meta-llama/Llama-3.1-8B-Instruct","prompt":"hi","max_tokens":2}' | jq -r .object)" = text_completion
+    err "alias: the path's name is not served" 404 model_not_found $URL/v1/completions -d '{"model":"m","prompt":"hi","max_tokens":2}'
+    kill -TERM "$alias_pid"; wait "$alias_pid"
+fi
+expect_err "--alias with a space" "--alias expects" $HERD serve --alias "a b"
+
 start_server auth -t 1 -m "$T/m" --parallel 1 -c 512 --queue 1 --api-key s3cret --cors http://localhost:3000 --quiet || exit 1
 A=$URL
 # CORS (--cors ORIGIN): a browser's preflight needs no key and learns the methods and headers;

@@ -16,6 +16,8 @@ static const char *HELP_SERVE =
     "chat page at GET /. SIGINT or SIGTERM finishes in-flight requests and exits 0.\n"
     "  -m MODEL          HF directory or .gguf file; its base name is the model id\n"
     "                    (default " DEFAULT_MODEL ", the small model herd ships)\n"
+    "  --alias NAME      the model id clients send and /v1/models lists (default:\n"
+    "                    the model path's base name), e.g. the name an app expects\n"
     "  --host ADDR       IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
     "  --port N          TCP port (default 8080; 0 picks a free one, printed on stderr)\n"
     "  --api-key KEY     require 'Authorization: Bearer KEY' on /v1/* (default: none;\n"
@@ -77,7 +79,7 @@ int cmd_serve(int argc, char **argv) {
         long x;
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) { fputs(HELP_SERVE, stdout); return 0; }
         if (!strcmp(s, "--quiet")) { p.quiet = 1; continue; }
-        int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") || !strcmp(s, "--cors") ||
+        int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") || !strcmp(s, "--cors") || !strcmp(s, "--alias") ||
                     !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
                     !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type") || !strcmp(s, "--kv") ||
                     !strcmp(s, "--linger");
@@ -87,6 +89,10 @@ int cmd_serve(int argc, char **argv) {
         if (!strcmp(s, "-m")) p.model_path = v;
         else if (!strcmp(s, "--host")) p.host = v;
         else if (!strcmp(s, "--api-key")) p.api_key = *v ? v : NULL;
+        else if (!strcmp(s, "--alias")) {
+            if (!*v || strlen(v) > 200 || strpbrk(v, " \t\r\n\"\\")) return usage("--alias expects a name of 1-200 characters without spaces or quotes, got '%s'", v);
+            p.alias = v;
+        }
         else if (!strcmp(s, "--cors")) {
             if (!*v || strpbrk(v, " \t\r\n,")) return usage("--cors expects '*' or one origin such as http://localhost:3000, got '%s'", v);
             p.cors = v;

@@ -448,7 +448,8 @@ int srv_run(const srv_params *p, herd_error *err) {
     pthread_mutex_init(&sv->mu, NULL);
     pthread_cond_init(&sv->cv, NULL);
     sv->created = (long)time(NULL);
-    model_id_from_path(sv->model_id, sizeof sv->model_id, p->model_path);
+    if (p->alias) snprintf(sv->model_id, sizeof sv->model_id, "%s", p->alias);
+    else model_id_from_path(sv->model_id, sizeof sv->model_id, p->model_path);
     int rc = -1;
     struct MHD_Daemon *d = NULL;
     union {

@@ -34,6 +34,7 @@
 
 typedef struct {
     const char *model_path;
+    const char *alias;      /* the model id clients send and /v1/models lists; NULL: the path's base name */
     const char *host;       /* "127.0.0.1" */
     int port;               /* 0: any free port (printed on stderr) */
     const char *api_key;    /* NULL: no auth */
