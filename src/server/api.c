@@ -484,15 +484,24 @@ static int completion_prompt(const srv_api *a, const cJSON *root, srv_req *r, pe
     return 0;
 }
 
-static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *r, perr *e) {
+/* The body's "model" must be the served one (required: it must be there; else
+ * absent or null is fine). */
+static int check_model(const srv_api *a, const cJSON *root, int required, perr *e) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (!model) return fail(e, 400, "model", "missing_required_parameter", "Missing required parameter: 'model'.");
+    if (!model && required)
+        return fail(e, 400, "model", "missing_required_parameter", "Missing required parameter: 'model'.");
+    if (!model || (!required && cJSON_IsNull(model))) return 0;
     if (!cJSON_IsString(model))
         return fail(e, 400, "model", "invalid_type", "Invalid type for 'model': expected a string, but got %s "
                     "instead.", type_name(model));
     if (strcmp(model->valuestring, a->model_id))
         return fail(e, 404, "model", "model_not_found", "The model '%.100s' does not exist; this server "
                     "serves '%s'.", model->valuestring, a->model_id);
+    return 0;
+}
+
+static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *r, perr *e) {
+    if (check_model(a, root, 1, e)) return -1;
     const herd_config *c = herd_model_config(a->model);
     double temp = c->default_temperature >= 0 ? c->default_temperature : 0.6;
     double top_p = c->default_top_p > 0 ? c->default_top_p : 0.9;
@@ -620,19 +629,6 @@ srv_req *api_parse_request(const srv_api *a, int kind, const char *body, size_t 
 
 /* ---- /tokenize and /detokenize --------------------------------------------------- */
 
-/* The body's "model", when given, must be the served one. */
-static int check_model(const srv_api *a, const cJSON *root, perr *e) {
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (!model || cJSON_IsNull(model)) return 0;
-    if (!cJSON_IsString(model))
-        return fail(e, 400, "model", "invalid_type", "Invalid type for 'model': expected a string, but got %s "
-                    "instead.", type_name(model));
-    if (strcmp(model->valuestring, a->model_id))
-        return fail(e, 404, "model", "model_not_found", "The model '%.100s' does not exist; this server "
-                    "serves '%s'.", model->valuestring, a->model_id);
-    return 0;
-}
-
 /* Parses body into *root (a JSON object), or sets e. */
 static void json_body(const char *body, size_t len, cJSON **root, perr *e) {
     *root = cJSON_ParseWithLength(body, len);
@@ -659,7 +655,7 @@ char *api_tokenize(const srv_api *a, const char *body, size_t len, int *status) 
     json_body(body, len, &root, &e);
     srv_req *r = NULL;
     int add_special = 1;
-    if (!e.status && !check_model(a, root, &e) && !get_bool(root, "add_special_tokens", &add_special, &e)) {
+    if (!e.status && !check_model(a, root, 0, &e) && !get_bool(root, "add_special_tokens", &add_special, &e)) {
         r = req_new();
         if (cJSON_GetObjectItemCaseSensitive(root, "messages")) {
             chat_prompt(a, root, r, &e); /* as a chat request's prompt: header for the answer included */
@@ -696,7 +692,7 @@ char *api_detokenize(const srv_api *a, const char *body, size_t len, int *status
     cJSON *root;
     json_body(body, len, &root, &e);
     srv_buf text = { 0 };
-    if (!e.status && !check_model(a, root, &e)) {
+    if (!e.status && !check_model(a, root, 0, &e)) {
         const herd_tokenizer *t = herd_model_tokenizer(a->model);
         const int V = herd_tokenizer_n_vocab(t) < herd_model_config(a->model)->vocab_size
                     ? herd_tokenizer_n_vocab(t) : herd_model_config(a->model)->vocab_size;
