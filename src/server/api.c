@@ -99,7 +99,7 @@ srv_req *req_new(void) {
     pthread_cond_init(&r->cv, NULL);
     r->refs = 1;
     r->status = 200;
-    r->n_choices = r->n_inputs = r->per_input = 1;
+    r->n_choices = r->n_inputs = r->per_input = r->pending = 1;
     return r;
 }
 
@@ -138,7 +138,7 @@ srv_req *req_choice(srv_req *f, int i) {
     r->done = r->cancelled = 0;
     r->refs = 1;
     r->status = 200;
-    r->pending = r->gen_total = 0;
+    r->pending = 1, r->gen_total = 0;
     r->choices = NULL;
     r->n_inputs = 1;
     r->in_ids = NULL, r->in_len = r->in_bos = r->in_max = NULL;
@@ -165,15 +165,15 @@ srv_req *req_choice(srv_req *f, int i) {
 static cJSON *envelope(const srv_req *r, const char *object);
 static cJSON *usage_obj(int n_prompt, int n_gen);
 
-/* All choices of front f have ended (f->mu held): streamed, the usage over them
- * and [DONE]; not streamed, one object with every choice by index and the usage
- * (the prompt counted once), unless a choice failed: then its error is the
- * answer (out_fail put it in f->out). */
+/* All choices of front f (a request of one choice is its own front) have ended
+ * (f->mu held): streamed, the usage over them and [DONE]; not streamed, one object
+ * with every choice by index and the usage (the prompt counted once). After a
+ * failure (out_fail) no usage, and not streamed the error is the answer. */
 static void front_end_locked(srv_req *f) {
     int chat = f->kind == REQ_CHAT;
     cJSON *c = NULL;
     if (f->stream) {
-        if (f->include_usage) {
+        if (f->include_usage && f->status == 200) {
             c = envelope(f, chat ? "chat.completion.chunk" : "text_completion");
             cJSON_AddArrayToObject(c, "choices");
             cJSON_AddItemToObject(c, "usage", usage_obj(f->prompt_total, f->gen_total));
@@ -206,10 +206,7 @@ void req_emit(srv_req *r, const char *s, size_t n, int done) {
     srv_req *f = r->front ? r->front : r;
     pthread_mutex_lock(&f->mu);
     if (n) buf_put(&f->out, s, n);
-    if (done) {
-        if (f == r) f->done = 1;
-        else if (--f->pending == 0) front_end_locked(f);
-    }
+    if (done && --f->pending == 0) front_end_locked(f);
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
 }
@@ -224,7 +221,7 @@ int req_cancelled(srv_req *r) {
 
 /* Choice r has ended with n_gen tokens and (not streamed) its object. */
 static void choice_done(srv_req *r, int n_gen, cJSON *choice) {
-    srv_req *f = r->front;
+    srv_req *f = r->front ? r->front : r;
     pthread_mutex_lock(&f->mu);
     f->gen_total += n_gen;
     if (choice && f->choices) {
@@ -583,10 +580,9 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
     }
     r->per_input = r->n_choices;
     r->n_choices *= r->n_inputs;
-    if (r->n_choices > 1) { /* a front: its choices run as requests of their own (req_choice) */
-        r->pending = r->n_choices;
-        if (!r->stream && !(r->choices = calloc((size_t)r->n_choices, sizeof *r->choices))) abort();
-    }
+    /* the choices' ends gather here (n > 1: choices are requests of their own, req_choice) */
+    r->pending = r->n_choices;
+    if (!r->stream && !(r->choices = calloc((size_t)r->n_choices, sizeof *r->choices))) abort();
     return 0;
 }
 
@@ -827,7 +823,7 @@ static cJSON *usage_obj(int n_prompt, int n_gen) {
     return u;
 }
 
-static void send_event(srv_req *r, cJSON *obj, int done) {
+static void send_event(srv_req *r, cJSON *obj) {
     char *s = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     if (!s) abort();
@@ -836,7 +832,7 @@ static void send_event(srv_req *r, cJSON *obj, int done) {
     buf_str(&b, s);
     buf_str(&b, "\n\n");
     free(s);
-    req_emit(r, b.p, b.n, done);
+    req_emit(r, b.p, b.n, 0);
     buf_free(&b);
 }
 
@@ -859,7 +855,7 @@ static void send_chunk(srv_out *o, srv_req *r, cJSON *delta, const char *text, s
     else cJSON_AddNullToObject(ch, "finish_reason");
     cJSON_AddItemToArray(choices, ch);
     if (r->include_usage) cJSON_AddNullToObject(c, "usage");
-    send_event(r, c, 0);
+    send_event(r, c);
 }
 
 static void ensure_role(srv_out *o, srv_req *r) {
@@ -930,17 +926,7 @@ void out_finish(srv_out *o, srv_req *r, const char *reason) {
             o->sent = o->text.n;
         }
         send_chunk(o, r, chat ? cJSON_CreateObject() : NULL, "", 0, reason, 1);
-        if (r->front) {
-            choice_done(r, o->n_gen, NULL); /* the last choice's end adds the usage and [DONE] */
-        } else {
-            if (r->include_usage) {
-                cJSON *c = envelope(r, chat ? "chat.completion.chunk" : "text_completion");
-                cJSON_AddArrayToObject(c, "choices");
-                cJSON_AddItemToObject(c, "usage", usage_obj(r->n_prompt, o->n_gen));
-                send_event(r, c, 0);
-            }
-            req_emit(r, "data: [DONE]\n\n", 14, 1);
-        }
+        choice_done(r, o->n_gen, NULL); /* the last choice's end adds the usage and [DONE] */
     } else {
         cJSON *ch = cJSON_CreateObject();
         cJSON_AddNumberToObject(ch, "index", r->index);
@@ -958,39 +944,24 @@ void out_finish(srv_out *o, srv_req *r, const char *reason) {
         buf_free(&t);
         cJSON_AddItemToObject(ch, "logprobs", take_logprobs(o, r));
         cJSON_AddStringToObject(ch, "finish_reason", reason);
-        if (r->front) {
-            choice_done(r, o->n_gen, ch);
-        } else {
-            cJSON *c = envelope(r, chat ? "chat.completion" : "text_completion");
-            cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "choices"), ch);
-            cJSON_AddItemToObject(c, "usage", usage_obj(r->n_prompt, o->n_gen));
-            char *s = cJSON_PrintUnformatted(c);
-            cJSON_Delete(c);
-            if (!s) abort();
-            req_emit(r, s, strlen(s), 1);
-            free(s);
-        }
+        choice_done(r, o->n_gen, ch); /* the last choice's end writes the object */
     }
     tc_free(calls, n_calls);
 }
 
 void out_fail(srv_req *r, const char *msg) {
     char *e = api_error_json(msg, "server_error", NULL, "internal_error");
-    if (r->stream) { /* an error event (a choice's: the last choice's end adds [DONE]) */
-        srv_buf b = { 0 };
-        buf_printf(&b, "data: %s\n\n%s", e, r->front ? "" : "data: [DONE]\n\n");
-        req_emit(r, b.p, b.n, 1);
-        buf_free(&b);
-    } else { /* the answer is the error (a choice's: the first to fail) */
-        srv_req *f = r->front ? r->front : r;
-        pthread_mutex_lock(&f->mu);
-        if (f->status == 200) {
-            f->status = 500;
-            f->out.n = 0;
-            buf_str(&f->out, e);
-        }
-        pthread_mutex_unlock(&f->mu);
-        req_emit(r, NULL, 0, 1);
+    srv_req *f = r->front ? r->front : r;
+    pthread_mutex_lock(&f->mu);
+    if (r->stream) { /* an error event; the last choice's end adds [DONE] */
+        buf_printf(&f->out, "data: %s\n\n", e);
+        f->status = 500;
+    } else if (f->status == 200) { /* the answer is the error (the first choice's to fail) */
+        f->status = 500;
+        f->out.n = 0;
+        buf_str(&f->out, e);
     }
+    pthread_mutex_unlock(&f->mu);
+    req_emit(r, NULL, 0, 1);
     free(e);
 }
