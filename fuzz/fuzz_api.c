@@ -53,11 +53,12 @@ static void check_request(const uint8_t *data, size_t size, int kind) {
             r->per_input > SRV_MAX_CHOICES || r->n_choices != r->n_inputs * r->per_input ||
             (r->echo && kind != REQ_COMPLETION))
             __builtin_trap();
-        for (int k = 0; r->in_ids && k < r->n_inputs; k++) /* each prompt fits with its answer */
-            if (r->in_len[k] < 1 || r->in_max[k] < !r->echo || r->in_len[k] + r->in_max[k] > N_CTX) __builtin_trap();
-            else
-                for (int i = 0; i < r->in_len[k]; i++)
-                    if (r->in_ids[k][i] < 0 || r->in_ids[k][i] >= cfg.vocab_size) __builtin_trap();
+        for (int k = 0; r->inputs && k < r->n_inputs; k++) { /* each prompt fits with its answer */
+            const srv_input *in = &r->inputs[k];
+            if (in->n < 1 || in->max_tokens < !r->echo || in->n + in->max_tokens > N_CTX) __builtin_trap();
+            for (int i = 0; i < in->n; i++)
+                if (in->ids[i] < 0 || in->ids[i] >= cfg.vocab_size) __builtin_trap();
+        }
         for (int i = 0; i < r->n_prompt; i++)
             if (r->prompt[i] < 0 || r->prompt[i] >= cfg.vocab_size) __builtin_trap();
         if (!(r->temperature >= 0 && r->temperature <= 2) || !(r->top_p > 0 && r->top_p <= 1) ||

@@ -115,11 +115,8 @@ void req_release(srv_req *r) {
     if (r->choices)
         for (int i = 0; i < r->n_choices; i++) cJSON_Delete(r->choices[i]);
     free(r->choices);
-    for (int k = 0; r->in_ids && k < r->n_inputs; k++) free(r->in_ids[k]);
-    free(r->in_ids);
-    free(r->in_len);
-    free(r->in_bos);
-    free(r->in_max);
+    for (int k = 0; r->inputs && k < r->n_inputs; k++) free(r->inputs[k].ids);
+    free(r->inputs);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     srv_req *front = r->front;
@@ -141,15 +138,13 @@ srv_req *req_choice(srv_req *f, int i) {
     r->pending = 1, r->gen_total = 0;
     r->choices = NULL;
     r->n_inputs = 1;
-    r->in_ids = NULL, r->in_len = r->in_bos = r->in_max = NULL;
+    r->inputs = NULL;
     r->next = NULL;
-    const int in = f->in_ids ? i / f->per_input : -1; /* its prompt, when the request has several */
-    if (in >= 0) {
-        r->n_prompt = f->in_len[in], r->bos_added = f->in_bos[in], r->max_tokens = f->in_max[in];
-    }
+    const srv_input *in = f->inputs ? &f->inputs[i / f->per_input] : NULL; /* when it has several */
+    if (in) r->n_prompt = in->n, r->bos_added = in->bos_added, r->max_tokens = in->max_tokens;
     r->prompt = malloc((size_t)(r->n_prompt ? r->n_prompt : 1) * sizeof *r->prompt);
     if (!r->prompt) abort();
-    memcpy(r->prompt, in >= 0 ? f->in_ids[in] : f->prompt, (size_t)r->n_prompt * sizeof *r->prompt);
+    memcpy(r->prompt, in ? in->ids : f->prompt, (size_t)r->n_prompt * sizeof *r->prompt);
     for (int k = 0; k < f->n_stops; k++)
         if (!(r->stops[k] = strdup(f->stops[k]))) abort();
     r->index = i;
@@ -459,25 +454,22 @@ static int completion_prompt(const srv_api *a, const cJSON *root, srv_req *r, pe
     if (k * r->n_choices > SRV_MAX_INPUTS)
         return fail(e, 400, "prompt", "invalid_value", "Invalid 'prompt': %d prompts with n = %d make %d choices; "
                     "at most %d in one request.", k, r->n_choices, k * r->n_choices, SRV_MAX_INPUTS);
-    r->in_ids = calloc((size_t)k, sizeof *r->in_ids);
-    r->in_len = calloc((size_t)k, sizeof *r->in_len);
-    r->in_bos = calloc((size_t)k, sizeof *r->in_bos);
-    r->in_max = calloc((size_t)k, sizeof *r->in_max);
-    if (!r->in_ids || !r->in_len || !r->in_bos || !r->in_max) abort();
+    if (!(r->inputs = calloc((size_t)k, sizeof *r->inputs))) abort();
     r->n_inputs = k;
     int i = 0;
     const cJSON *x;
     cJSON_ArrayForEach(x, p) {
-        if (one_prompt(a, x, i, &r->in_ids[i], &r->in_len[i], &r->in_bos[i], e)) return -1;
+        srv_input *in = &r->inputs[i];
+        if (one_prompt(a, x, i, &in->ids, &in->n, &in->bos_added, e)) return -1;
         i++;
     }
     /* the request's own prompt: the longest (its checks below then hold for all) */
     int longest = 0;
-    for (i = 1; i < k; i++) longest = r->in_len[i] > r->in_len[longest] ? i : longest;
-    r->n_prompt = r->in_len[longest];
+    for (i = 1; i < k; i++) longest = r->inputs[i].n > r->inputs[longest].n ? i : longest;
+    r->n_prompt = r->inputs[longest].n;
     r->prompt = malloc((size_t)r->n_prompt * sizeof *r->prompt);
     if (!r->prompt) abort();
-    memcpy(r->prompt, r->in_ids[longest], (size_t)r->n_prompt * sizeof *r->prompt);
+    memcpy(r->prompt, r->inputs[longest].ids, (size_t)r->n_prompt * sizeof *r->prompt);
     return 0;
 }
 
@@ -571,11 +563,11 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
                     r->n_prompt, pparam, max_tokens, pparam);
     r->max_tokens = max_tokens >= 0 ? (int)max_tokens : a->n_ctx - r->n_prompt;
     r->prompt_total = r->n_prompt;
-    if (r->in_ids) { /* several prompts: each fills the context when max_tokens is not given */
+    if (r->inputs) { /* several prompts: each fills the context when max_tokens is not given */
         r->prompt_total = 0;
         for (int k = 0; k < r->n_inputs; k++) {
-            r->in_max[k] = max_tokens >= 0 ? (int)max_tokens : a->n_ctx - r->in_len[k];
-            r->prompt_total += r->in_len[k];
+            r->inputs[k].max_tokens = max_tokens >= 0 ? (int)max_tokens : a->n_ctx - r->inputs[k].n;
+            r->prompt_total += r->inputs[k].n;
         }
     }
     r->per_input = r->n_choices;

@@ -75,6 +75,14 @@ enum { REQ_CHAT, REQ_COMPLETION };
 #define SRV_MAX_INPUTS 64    /* completions: prompts x n at most */
 #define SRV_MAX_STOPS 4
 
+/* One prompt of a completions request with several. */
+typedef struct srv_input {
+    int32_t *ids;
+    int n;
+    int bos_added;           /* tokenizing the prompt string added its BOS */
+    int max_tokens;
+} srv_input;
+
 typedef struct srv_req {
     /* set by the HTTP thread before enqueue, read-only afterwards */
     int kind, stream, include_usage;
@@ -90,11 +98,10 @@ typedef struct srv_req {
     int echo;                /* completions: the answer starts with the prompt (and its logprobs) */
     int bos_added;           /* prompt[0] is the BOS tokenizing a string prompt added (not echoed as text) */
     int n_choices;           /* choices: n per prompt; each runs as a request of its own */
-    /* completions with several prompts (front only; n_inputs 1 otherwise): prompt k's
-     * ids, whether tokenizing added its BOS, its max_tokens; choice i is prompt i / n */
+    /* completions with several prompts (front only; n_inputs 1 and inputs NULL
+     * otherwise); choice i answers prompt i / per_input */
     int n_inputs, per_input;
-    int32_t **in_ids;
-    int *in_len, *in_bos, *in_max;
+    struct srv_input *inputs;
     int prompt_total;        /* usage: every prompt's tokens, once */
     int index;               /* this request's choice (0 .. n - 1) */
     struct srv_req *front;   /* n > 1: the request the HTTP side answers from (NULL: itself) */
