@@ -218,6 +218,34 @@ void herd_sampler_free(herd_sampler *s);
 int32_t herd_sampler_sample(herd_sampler *s, const float *logits, const int32_t *history,
                             size_t n_history);
 
+/* ---- constrained output: JSON, optionally of a JSON Schema ------------------- */
+
+/* A grammar from a JSON Schema (text; NULL: any JSON object, OpenAI's
+ * json_object) over tokenizer t's vocabulary: read-only once made, shared by any
+ * number of states. end_ids end the output: allowed once the value is complete,
+ * and then nothing else is; other special tokens never are. Enforced: type,
+ * properties (in the schema's order; optional ones may be left out), required,
+ * additionalProperties, items, minItems, maxItems, minLength, maxLength, enum,
+ * const, anyOf, oneOf (as anyOf), allOf of one schema, $ref within the schema;
+ * annotations are ignored; other assertions (pattern, minimum, ...) are
+ * HERD_ERR_UNSUPPORTED with the keyword and where it is. */
+typedef struct herd_json_grammar herd_json_grammar;
+herd_status herd_json_grammar_new(herd_json_grammar **out, const herd_tokenizer *t, const int32_t *end_ids,
+                                  int n_end, const char *schema, herd_error *err);
+void herd_json_grammar_free(herd_json_grammar *g);
+
+/* One output's place in a grammar. */
+typedef struct herd_json_state herd_json_state;
+herd_status herd_json_state_new(herd_json_state **out, const herd_json_grammar *g, herd_error *err);
+void herd_json_state_free(herd_json_state *s);
+int herd_json_state_allows(herd_json_state *s, int32_t id);  /* 1 if token id may come next */
+/* Sets logits[i] = -INFINITY for every token that may not come next (V of them);
+ * returns how many may. */
+int herd_json_state_mask(herd_json_state *s, float *logits);
+int herd_json_state_accept(herd_json_state *s, int32_t id); /* 0, or -1 (not allowed: unchanged) */
+int herd_json_state_feed(herd_json_state *s, const char *bytes, size_t len); /* the same, for text */
+int herd_json_state_complete(herd_json_state *s);           /* the value is whole: an end may come */
+
 /* ---- tokenizer training and training data (herd tokenizer train, herd data) ---- */
 
 /* Loads a tokenizer alone: tokenizer.model (tiktoken), tokenizer.json, a directory
