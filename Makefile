@@ -56,7 +56,7 @@ test: all
 # libFuzzer targets (clang): make fuzz; run with build-fuzz/fuzz_gguf -max_total_time=30
 # The parsers under fuzz need no kernels: link just them.
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
-FUZZ_LIB := src/core/core.c src/core/config.c $(wildcard src/format/*.c) src/tokenizer.c src/tokenizer_io.c src/chat.c
+FUZZ_LIB := src/core/core.c src/core/config.c $(wildcard src/format/*.c) src/tokenizer.c src/tokenizer_io.c src/chat.c src/json_grammar.c
 FUZZ_API_LIB := src/server/api.c src/server/toolcall.c # fuzz_api: the model is a stand-in in the target
 fuzz:
 	@mkdir -p build-fuzz

@@ -24,9 +24,9 @@
  * Deliberate limits, so a sequence cannot run away or blow up: values nest at
  * most JG_DEPTH deep, at most JG_WS whitespace bytes in a row between tokens of
  * JSON, numbers at most JG_NUM bytes, at most JG_STACKS readings at once, at most
- * 64 properties per object and 64 values per enum. Nothing may follow the value
- * but an end token (no trailing whitespace). Keys are matched in the canonical
- * escaping (what a JSON encoder writes for the name).
+ * 64 properties per object and 64 values per enum. The value starts the text
+ * and nothing but an end token may follow it (no whitespace before or after).
+ * Keys are matched in the canonical escaping (what a JSON encoder writes).
  *
  * Invariants: a state's stacks are all non-empty; frame 0 is the root frame; a
  * state never holds a stack that has rejected a byte; the grammar is read-only
@@ -427,8 +427,7 @@ static void advance(const herd_json_grammar *g, jstack *st, int c, jset *out) {
             if (c == JG_END) keep(out, st);
             return;
         }
-        if (c == JG_END) return;
-        if (is_ws(c)) return take_ws(st, out);
+        if (c == JG_END) return; /* no whitespace before the value either: it starts the answer */
         f->ph = 1;
         st->ws = 0;
         return begin(g, st, nd->item, c, out);

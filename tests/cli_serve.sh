@@ -55,6 +55,30 @@ check "sse events separated by blank lines" bash -c "awk 'NR%2==0 && \$0!=\"\" {
 check "sse finish chunk" grep -Eq '"delta":\{\},"logprobs":null,"finish_reason":"(stop|length)"\}\],"usage":null' "$T/sse"
 check "sse usage chunk" grep -Eq '"choices":\[\],"usage":\{"prompt_tokens":[0-9]+' "$T/sse"
 
+# response_format: the answer keeps to a JSON Schema (or, json_object, to any JSON object),
+# even from random weights, whose answers are otherwise anything but JSON
+SCHEMA='{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"type":"integer"},"pet":{"enum":["cat","dog"]},"ok":{"type":"boolean"},"tags":{"type":"array","items":{"type":"string","maxLength":3},"maxItems":2}},"required":["name","age","pet","ok"],"additionalProperties":false}'
+SHAPE='(keys_unsorted - ["tags"]) == ["name","age","pet","ok"] and (.name|type=="string" and length<=12) and (.age|type=="number" and floor==.) and (.pet=="cat" or .pet=="dog") and (.ok|type=="boolean") and ((.tags // []) | length <= 2 and all(type=="string" and length<=3))'
+jsreq() { echo "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"A pet owner as JSON\"}],\"max_tokens\":400,\"temperature\":0.8,\"seed\":$1$2}"; }
+for seed in 1 2 3; do
+    C $B/v1/chat/completions -d "$(jsreq $seed ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"owner\",\"strict\":true,\"schema\":$SCHEMA}}")" > "$T/js$seed"
+    check "json_schema answer keeps to the schema (seed $seed): $(head -c 400 "$T/js$seed")" \
+        bash -c "jq -e '.choices[0].finish_reason == \"stop\"' $T/js$seed >/dev/null && jq -r '.choices[0].message.content' $T/js$seed | jq -e '$SHAPE' >/dev/null"
+done
+C $B/v1/chat/completions -d "$(jsreq 1)" > "$T/js_free"
+check "the same request without response_format is not such JSON" \
+    bash -c "! jq -r '.choices[0].message.content' $T/js_free | jq -e '$SHAPE' >/dev/null 2>&1"
+C -N $B/v1/chat/completions -d "$(jsreq 1 ",\"stream\":true,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"owner\",\"schema\":$SCHEMA}}")" > "$T/js_sse"
+check "json_schema streamed: the deltas make the same JSON" \
+    bash -c "test \"\$(sed -n 's/^data: \({.*}\)$/\1/p' $T/js_sse | jq -j '.choices[0].delta.content // empty')\" = \"\$(jq -j '.choices[0].message.content' $T/js1)\""
+C $B/v1/chat/completions -d "$(jsreq 4 ",\"n\":2,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"owner\",\"schema\":$SCHEMA}}")" > "$T/js_n"
+check "json_schema with n = 2: both choices keep to it" \
+    bash -c "test \"\$(jq -r '.choices[].message.content' $T/js_n | jq -c '$SHAPE' | tr -d '\n')\" = truetrue"
+for seed in 1 2 3; do
+    C $B/v1/chat/completions -d "$(jsreq $seed ",\"response_format\":{\"type\":\"json_object\"}")" > "$T/jo$seed"
+    check "json_object: an object, whole when the model stopped (seed $seed): $(head -c 300 "$T/jo$seed")" \
+        bash -c "jq -r '.choices[0].message.content' $T/jo$seed > $T/jo$seed.c && head -c 1 $T/jo$seed.c | grep -q '{' && { jq -e '.choices[0].finish_reason == \"length\"' $T/jo$seed >/dev/null || jq -e 'type == \"object\"' $T/jo$seed.c >/dev/null; }"
+done
 # completions, plain and streamed; same text both ways at temperature 0
 C $B/v1/completions -d '{"model":"m","prompt":"hello","max_tokens":12,"temperature":0,"logprobs":2}' > "$T/cmpl"
 check "completion object" has "$T/cmpl" '"object":"text_completion"'
@@ -100,6 +124,12 @@ err() { # err WHAT STATUS CODE-PATTERN CURL-ARGS...
 err "malformed JSON" 400 '"code":"invalid_json"' $B/v1/chat/completions -d '{"model": "m", "messages": [}'
 err "not an object" 400 invalid_json $B/v1/chat/completions -d '[1,2]'
 err "empty body" 400 invalid_json -X POST $B/v1/completions
+err "json_schema with an assertion herd cannot enforce" 400 "'pattern' is not supported" $B/v1/chat/completions \
+    -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"^a"}}}}'
+err "json_schema without json_schema" 400 '"param":"response_format.json_schema"' $B/v1/chat/completions \
+    -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema"}}'
+err "response_format of an unknown type" 400 "got 'xml'" $B/v1/chat/completions \
+    -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"xml"}}'
 err "wrong type" 400 '"param":"temperature","code":"invalid_type"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}'
 err "out of range" 400 '"param":"top_p"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":7}'
 err "missing messages" 400 '"param":"messages"' $B/v1/chat/completions -d '{"model":"m"}'

@@ -36,7 +36,7 @@ static void any_object(void) {
     if (!g) return;
     WHOLE(g, "{}");
     WHOLE(g, "{\"a\": 1}");
-    WHOLE(g, " {\n  \"a\": [1, -2.5e+3, 0.25, true, false, null, \"x\\ty\\u00e9\"],\n  \"b\": {\"c\": {}}\n}");
+    WHOLE(g, "{\n  \"a\": [1, -2.5e+3, 0.25, true, false, null, \"x\\ty\\u00e9\"],\n  \"b\": {\"c\": {}}\n}");
     WHOLE(g, "{\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\": \"\xe4\xb8\xad\"}");
     PREFIX(g, "");
     PREFIX(g, "{\"a\": 1");
@@ -45,6 +45,7 @@ static void any_object(void) {
     REFUSED(g, "[1]");               /* json_object: an object */
     REFUSED(g, "\"x\"");
     REFUSED(g, "{} ");               /* nothing after the value */
+    REFUSED(g, " {}");               /* nor before it */
     REFUSED(g, "{}{}");
     REFUSED(g, "{\"a\" 1}");
     REFUSED(g, "{\"a\": 01}");

@@ -110,6 +110,7 @@ void req_release(srv_req *r) {
     pthread_mutex_unlock(&r->mu);
     if (left) return;
     free(r->prompt);
+    if (!r->front) herd_json_grammar_free(r->grammar); /* choices share their front's */
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     buf_free(&r->out);
     if (r->choices)
@@ -489,6 +490,40 @@ static int check_model(const srv_api *a, const cJSON *root, int required, perr *
     return 0;
 }
 
+/* response_format: text (or none), json_object (any JSON object) or json_schema
+ * ({"name", "schema", "strict"}): the latter two become a grammar that sampling
+ * keeps to (herd_json_grammar; its refusals of a schema are 400s). */
+static int response_format(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (!rf || cJSON_IsNull(rf)) return 0;
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    if (!cJSON_IsObject(rf) || !cJSON_IsString(rt))
+        return fail(e, 400, "response_format", "invalid_type", "Invalid 'response_format': expected an object "
+                    "with a 'type' ('text', 'json_object' or 'json_schema').");
+    const char *type = rt->valuestring;
+    if (!strcmp(type, "text")) return 0;
+    char *schema = NULL;
+    if (!strcmp(type, "json_schema")) {
+        const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(js, "schema");
+        if (!cJSON_IsObject(js))
+            return fail(e, 400, "response_format.json_schema", "missing_required_parameter", "Missing required "
+                        "parameter: 'response_format.json_schema'.");
+        if (sc && !cJSON_IsNull(sc) && !(schema = cJSON_PrintUnformatted(sc))) abort();
+    } else if (strcmp(type, "json_object")) {
+        return fail(e, 400, "response_format.type", "invalid_value", "Invalid 'response_format.type': expected "
+                    "'text', 'json_object' or 'json_schema', got '%.40s'.", type);
+    }
+    const herd_config *c = herd_model_config(a->model);
+    herd_error err;
+    herd_status st = herd_json_grammar_new(&r->grammar, herd_model_tokenizer(a->model), c->eos_ids, c->n_eos,
+                                           schema, &err);
+    free(schema);
+    if (st == HERD_ERR_NOMEM) abort();
+    if (st) return fail(e, 400, "response_format", "invalid_value", "Invalid 'response_format': %s.", err.msg);
+    return 0;
+}
+
 static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *r, perr *e) {
     if (check_model(a, root, 1, e)) return -1;
     const herd_config *c = herd_model_config(a->model);
@@ -528,12 +563,8 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
             return fail(e, 400, "top_logprobs", "invalid_value", "'top_logprobs' requires 'logprobs' to be true.");
         r->logprobs = lp;
         r->top_logprobs = (int)top;
-        const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
-        const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rf, "type");
-        if (rf && !cJSON_IsNull(rf) && !(cJSON_IsString(rt) && !strcmp(rt->valuestring, "text")))
-            return fail(e, 400, "response_format", "invalid_value", "Invalid 'response_format': only "
-                        "{\"type\": \"text\"} is supported.");
-        if (chat_prompt(a, root, r, e)) return -1;
+        if (response_format(a, root, r, e) || chat_prompt(a, root, r, e)) return -1;
+        if (r->grammar) r->tools = 0; /* the answer is the schema's JSON, not a tool call */
     } else {
         double lp = -1, best_of = 1;
         int echo = 0;

@@ -67,6 +67,7 @@ typedef struct {
     int32_t next;       /* sampled, not yet evaluated */
     int decoding;
     herd_sampler *smp;
+    herd_json_state *js;  /* response_format: where the output is in its grammar (NULL: free text) */
     herd_detok dt;
     srv_out out;
     float *echo_lg;     /* (PREFILL_CHUNK, V) a scored echo's prompt logits (NULL otherwise) */
@@ -254,6 +255,8 @@ static srv_req *vacate(srv_sched *s, slot *sl) {
     out_free(&sl->out);
     herd_sampler_free(sl->smp);
     sl->smp = NULL;
+    herd_json_state_free(sl->js);
+    sl->js = NULL;
     free(sl->echo_lg);
     sl->echo_lg = NULL;
     sl->r = NULL;
@@ -390,7 +393,8 @@ static int admit(srv_sched *s, srv_req *r) {
     sp.repeat_penalty = 1;
     sp.repeat_last_n = 0;
     sp.seed = r->seed;
-    if (herd_sampler_new(&sl->smp, sp, s->V, &err)) {
+    if (herd_sampler_new(&sl->smp, sp, s->V, &err) ||
+        (r->grammar && herd_json_state_new(&sl->js, r->grammar, &err))) {
         pthread_mutex_lock(&s->stats_mu);
         s->st.running++;
         pthread_mutex_unlock(&s->stats_mu);
@@ -484,6 +488,13 @@ static void pick(const srv_sched *s, slot *sl) {
         l = sl->work;
     }
     sl->pick_id = herd_sampler_sample(sl->smp, l, NULL, 0);
+    if (sl->js && !herd_json_state_allows(sl->js, sl->pick_id)) {
+        /* refused: sample again among the allowed (the same distribution as
+         * sampling from the masked logits, which a refusal alone pays for) */
+        if (l != sl->work) memcpy(sl->work, logits, (size_t)s->V * sizeof *sl->work);
+        l = sl->work;
+        sl->pick_id = herd_json_state_mask(sl->js, sl->work) ? herd_sampler_sample(sl->smp, l, NULL, 0) : -1;
+    }
     if (r->logprobs) logprobs_of(s, sl, logits, sl->pick_id);
 }
 
@@ -498,11 +509,12 @@ static int emit(srv_sched *s, slot *sl) {
         hist_add(&s->st.ttft, now_s() - r->t_submit);
         pthread_mutex_unlock(&s->stats_mu);
     }
-    if (is_eos(herd_model_config(s->m), id)) {
+    if (id < 0 || is_eos(herd_model_config(s->m), id)) { /* < 0: the grammar allows nothing more */
         finish(s, sl, "stop");
         return 0;
     }
     srv_out *o = &sl->out;
+    if (sl->js) herd_json_state_accept(sl->js, id);
     if (r->logprobs)
         out_add_logprob(o, r, herd_model_tokenizer(s->m), id, sl->pick_lp, sl->top, sl->top_lp, sl->n_top, o->text.n);
     sl->gen[o->n_gen++] = id;

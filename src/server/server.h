@@ -95,6 +95,7 @@ typedef struct srv_req {
     char *stops[SRV_MAX_STOPS];
     int n_stops;
     int tools;               /* tools were given: parse the output for tool calls */
+    herd_json_grammar *grammar; /* response_format json_object / json_schema (the front owns it; NULL: text) */
     int echo;                /* completions: the answer starts with the prompt (and its logprobs) */
     int bos_added;           /* prompt[0] is the BOS tokenizing a string prompt added (not echoed as text) */
     int n_choices;           /* choices: n per prompt; each runs as a request of its own */
