@@ -44,7 +44,7 @@
 
 #define JG_DEPTH 24
 #define JG_STACKS 16
-#define JG_WS 32
+#define JG_WS 20
 #define JG_NUM 24
 #define JG_TRIE 64 /* tokens up to this many bytes are walked as a trie in a mask */
 #define JG_END 256 /* the pseudo-byte that asks: is the value complete? */

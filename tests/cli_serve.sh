@@ -13,6 +13,7 @@ trap cleanup EXIT
 . "$(dirname "$0")/lib.sh"
 has()  { grep -q -- "$2" "$1"; }                  # has FILE PATTERN
 C()    { curl -s --max-time 20 "$@"; }
+jqe()  { jq -e "$@" >/dev/null; }                 # jqe FILTER FILE: the filter holds
 
 $HERD init -o "$T/m" --seed 1 --dim 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 >/dev/null 2>&1
 check "init" test -f "$T/m/config.json"
@@ -286,6 +287,32 @@ if start_server alias -t 1 -m "$T/m" --parallel 1 -c 256 --alias meta-llama/Llam
     kill -TERM "$alias_pid"; wait "$alias_pid"
 fi
 expect_err "--alias with a space" "--alias expects" $HERD serve --alias "a b"
+
+# tool_choice required / a named tool: the answer is a call (Llama 3.1's JSON call, kept to the
+# tools' parameter schemas), even from random weights; auto leaves it to the model
+# (a server with room for two tools' prompt on the byte vocabulary: ~1,200 tokens)
+if start_server tools -t 1 -m "$T/m" --parallel 2 -c 2048 --quiet; then
+    TOOLS='[{"type":"function","function":{"name":"w","parameters":{"type":"object","properties":{"city":{"type":"string","maxLength":8}},"required":["city"]}}},{"type":"function","function":{"name":"add","parameters":{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"required":["a","b"],"additionalProperties":false}}}]'
+    treq() { echo "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi?\"}],\"max_tokens\":300,\"temperature\":0.8,\"seed\":$1,\"tools\":$TOOLS,\"tool_choice\":$2$3}"; }
+    CALL='.choices[0] | .finish_reason == "tool_calls" and (.message.tool_calls | length == 1) and (.message.tool_calls[0].function | (.name == "w" and (.arguments | fromjson | keys == ["city"] and (.city | type == "string" and length <= 8))) or (.name == "add" and (.arguments | fromjson | keys_unsorted == ["a","b"] and (.a | floor == .) and (.b | floor == .))))'
+    for seed in 1 2; do
+        C $URL/v1/chat/completions -d "$(treq $seed '"required"')" > "$T/tc$seed"
+        check "tool_choice required: a call to one of the tools (seed $seed): $(head -c 300 "$T/tc$seed")" jqe "$CALL" "$T/tc$seed"
+    done
+    for name in w add; do
+        C $URL/v1/chat/completions -d "$(treq 3 "{\"type\":\"function\",\"function\":{\"name\":\"$name\"}}")" > "$T/tcn"
+        check "tool_choice $name: a call to it: $(head -c 300 "$T/tcn")" jqe "($CALL) and .choices[0].message.tool_calls[0].function.name == \"$name\"" "$T/tcn"
+    done
+    C -N $URL/v1/chat/completions -d "$(treq 1 '"required"' ',"stream":true')" > "$T/tcs"
+    check "tool_choice required, streamed: the same call in tool_calls deltas" bash -c "test \"\$(sed -n 's/^data: \({.*}\)$/\1/p' $T/tcs | jq -j '.choices[0].delta.tool_calls[0].function.arguments // empty')\" = \"\$(jq -j '.choices[0].message.tool_calls[0].function.arguments' $T/tc1)\" && grep -q '\"finish_reason\":\"tool_calls\"' $T/tcs"
+    err "tool_choice names a tool not in tools" 400 "no tool named 'nope'" $URL/v1/chat/completions -d "$(treq 1 '{"type":"function","function":{"name":"nope"}}')"
+    err "tool_choice required without tools" 400 "'tools' names none" $URL/v1/chat/completions \
+        -d '{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"required"}'
+    err "tool_choice required with parameters herd cannot enforce" 400 "'minimum' is not supported" $URL/v1/chat/completions \
+        -d '{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"type":"integer","minimum":1}}}}}],"tool_choice":"required"}'
+    err "tool_choice required with response_format json" 400 "cannot be required too" $URL/v1/chat/completions -d "$(treq 1 '"required"' ',"response_format":{"type":"json_object"}')"
+    kill -TERM "$tools_pid"; wait "$tools_pid"
+fi
 
 start_server auth -t 1 -m "$T/m" --parallel 1 -c 512 --queue 1 --api-key s3cret --cors http://localhost:3000 --quiet || exit 1
 A=$URL

@@ -65,10 +65,10 @@ static void any_object(void) {
     REFUSED(g, "{\"a\": 12345678901234567890123456789}"); /* longer than a number may be */
     /* whitespace runs are bounded, so a model cannot pad forever */
     char ws[80] = "{";
-    memset(ws + 1, ' ', 40);
+    memset(ws + 1, ' ', 21);
     REFUSED(g, ws);
-    memset(ws + 1, ' ', 30);
-    ws[31] = 0;
+    memset(ws + 1, ' ', 20);
+    ws[21] = 0;
     PREFIX(g, ws);
     /* nesting is bounded */
     char deep[64] = { 0 };

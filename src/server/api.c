@@ -346,11 +346,14 @@ static int parse_stop(const cJSON *root, srv_req *r, perr *e) {
     return 0;
 }
 
-static int parse_tools(const cJSON *root, const cJSON **tools_out, perr *e) {
+/* tools, and tool_choice: *forced NULL (auto), "" (required: some tool) or the
+ * name of the tool that must be called; none drops the tools. */
+static int parse_tools(const cJSON *root, const cJSON **tools_out, const char **forced, perr *e) {
     *tools_out = NULL;
+    *forced = NULL;
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
-    if (!tools || cJSON_IsNull(tools)) return 0;
-    if (!cJSON_IsArray(tools))
+    if (cJSON_IsNull(tools)) tools = NULL;
+    if (tools && !cJSON_IsArray(tools))
         return fail(e, 400, "tools", "invalid_type", "Invalid type for 'tools': expected an array, but got "
                     "%s instead.", type_name(tools));
     int i = 0;
@@ -372,11 +375,71 @@ static int parse_tools(const cJSON *root, const cJSON **tools_out, perr *e) {
             if (strcmp(tc->valuestring, "auto") && strcmp(tc->valuestring, "required"))
                 return fail(e, 400, "tool_choice", "invalid_value", "Invalid 'tool_choice': expected "
                             "'none', 'auto', 'required' or an object, got '%.40s'.", tc->valuestring);
-        } else if (!cJSON_IsObject(tc))
+            if (!strcmp(tc->valuestring, "required")) *forced = "";
+        } else if (!cJSON_IsObject(tc)) {
             return fail(e, 400, "tool_choice", "invalid_type", "Invalid type for 'tool_choice': expected "
                         "a string or an object, but got %s instead.", type_name(tc));
+        } else {
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tc, "function"), "name");
+            if (!cJSON_IsString(nm))
+                return fail(e, 400, "tool_choice", "invalid_value", "Invalid 'tool_choice': expected {\"type\": "
+                            "\"function\", \"function\": {\"name\": string}}.");
+            *forced = nm->valuestring;
+        }
+    }
+    if (*forced && !i)
+        return fail(e, 400, "tool_choice", "invalid_value", "Invalid 'tool_choice': a tool must be called, but "
+                    "'tools' names none.");
+    if (*forced && **forced) {
+        cJSON_ArrayForEach(t, tools) /* each has function.name (checked above) */
+            if (!strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name")
+                            ->valuestring, *forced))
+                break;
+        if (!t)
+            return fail(e, 400, "tool_choice", "invalid_value", "Invalid 'tool_choice': no tool named '%.100s' "
+                        "in 'tools'.", *forced);
     }
     if (i) *tools_out = tools;
+    return 0;
+}
+
+/* tool_choice required or a named tool: the answer is a call, {"name": one of
+ * the tools (or the named one), "parameters": of its parameters' schema}, which
+ * is Llama 3.1's JSON call (the tool-call reader turns it into tool_calls). */
+static int forced_tool_grammar(const srv_api *a, const cJSON *tools, const char *forced, srv_req *r, perr *e) {
+    if (r->grammar)
+        return fail(e, 400, "tool_choice", "invalid_value", "Invalid 'tool_choice': with 'response_format' "
+                    "json_object or json_schema, a tool call cannot be required too.");
+    cJSON *any = cJSON_CreateObject(), *alts = cJSON_AddArrayToObject(any, "anyOf");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const char *name = cJSON_GetObjectItemCaseSensitive(fn, "name")->valuestring;
+        if (*forced && strcmp(name, forced)) continue;
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        cJSON *call = cJSON_CreateObject(), *props = cJSON_AddObjectToObject(call, "properties");
+        cJSON_AddStringToObject(call, "type", "object");
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "name"), "const", name);
+        if (cJSON_IsObject(params)) cJSON_AddItemToObject(props, "parameters", cJSON_Duplicate(params, 1));
+        else cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "parameters"), "type", "object");
+        cJSON *req = cJSON_AddArrayToObject(call, "required");
+        cJSON_AddItemToArray(req, cJSON_CreateString("name"));
+        cJSON_AddItemToArray(req, cJSON_CreateString("parameters"));
+        cJSON_AddItemToArray(alts, call);
+    }
+    char *schema = cJSON_PrintUnformatted(any);
+    cJSON_Delete(any);
+    if (!schema) abort();
+    const herd_config *c = herd_model_config(a->model);
+    herd_error err;
+    herd_status st = herd_json_grammar_new(&r->grammar, herd_model_tokenizer(a->model), c->eos_ids, c->n_eos,
+                                           schema, &err);
+    free(schema);
+    if (st == HERD_ERR_NOMEM) abort();
+    if (st) /* the message's path is inside the call: #/anyOf/i/properties/parameters/... */
+        return fail(e, 400, "tools", "invalid_value", "Invalid 'tools' for tool_choice '%.100s': a function's "
+                    "'parameters' must be a schema herd can keep the call to: %s.", *forced ? forced : "required",
+                    err.msg);
     return 0;
 }
 
@@ -391,8 +454,11 @@ static int chat_prompt(const srv_api *a, const cJSON *root, srv_req *r, perr *e)
         return fail(e, 400, "messages", "empty_array", "Invalid 'messages': empty array. Expected an array "
                     "with minimum length 1.");
     const cJSON *tools;
-    if (parse_tools(root, &tools, e)) return -1;
-    r->tools = tools != NULL;
+    const char *forced;
+    if (parse_tools(root, &tools, &forced, e)) return -1;
+    if (r->grammar) r->tools = 0; /* response_format: the answer is the schema's JSON, not a call */
+    else r->tools = tools != NULL;
+    if (forced && forced_tool_grammar(a, tools, forced, r, e)) return -1;
     herd_chat_message *m;
     size_t n;
     herd_error err;
@@ -564,7 +630,6 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
         r->logprobs = lp;
         r->top_logprobs = (int)top;
         if (response_format(a, root, r, e) || chat_prompt(a, root, r, e)) return -1;
-        if (r->grammar) r->tools = 0; /* the answer is the schema's JSON, not a tool call */
     } else {
         double lp = -1, best_of = 1;
         int echo = 0;
