@@ -86,4 +86,19 @@ expect_err "bad number" "expects" $HERD generate -m "$T/m" -p hi -n abc
 expect_err "unknown flag" "unknown" $HERD generate -m "$T/m" -p hi --bogus
 expect_err "bad top-p" "top-p" $HERD generate -m "$T/m" -p hi --top-p 2
 
+# --json / --json-schema: sampling keeps to JSON (from random weights, whose text is otherwise not)
+echo '{"type":"object","properties":{"name":{"type":"string","maxLength":8},"n":{"type":"integer"},"ok":{"type":"boolean"}},"required":["name","n","ok"],"additionalProperties":false}' > "$T/schema.json"
+for seed in 1 2; do
+    $HERD generate -m "$T/m" -p "A record:" --json-schema "$T/schema.json" -n 300 --seed $seed --temp 0.8 -t 1 > "$T/js" 2>&1
+    check "generate --json-schema keeps to the schema (seed $seed): $(head -c 200 "$T/js")" \
+        jq -e '(keys_unsorted == ["name","n","ok"]) and (.name|type=="string" and length<=8) and (.n|floor==.) and (.ok|type=="boolean")' "$T/js" >/dev/null
+done
+$HERD chat -m "$T/m" -p "A record:" --json-schema "$T/schema.json" -n 300 --seed 1 --temp 0.8 -t 1 > "$T/jc" 2>&1
+check "chat --json-schema: the reply keeps to it: $(head -c 200 "$T/jc")" jq -e '.ok|type=="boolean"' "$T/jc" >/dev/null
+$HERD generate -m "$T/m" -p "A record:" --json -n 300 --seed 1 --temp 0.8 -t 1 > "$T/jo" 2>&1
+check "generate --json starts an object" test "$(head -c 1 "$T/jo")" = "{"
+echo '{"type":"string","pattern":"^a"}' > "$T/bad_schema.json"
+expect_err "--json-schema with an assertion herd cannot enforce" "'pattern' is not supported" $HERD generate -m "$T/m" -p hi --json-schema "$T/bad_schema.json"
+expect_err "--json-schema of a missing file" "cannot read it" $HERD generate -m "$T/m" -p hi --json-schema "$T/none.json"
+
 summary

@@ -201,6 +201,8 @@ typedef struct {
     int n_predict, n_threads, n_ctx, kv_type;
     herd_sampler_params sp;
     int temp_set, top_p_set, top_k_set;
+    int json;                  /* --json: the output is a JSON object */
+    const char *json_schema;   /* --json-schema FILE: JSON that the schema accepts */
 } gen_opts;
 
 static void gen_defaults(gen_opts *o) {
@@ -227,8 +229,32 @@ static int gen_flag(args *a, gen_opts *o) {
     else if (!strcmp(s, "--repeat-penalty")) o->sp.repeat_penalty = (float)parse_double(a, s, next_value(a, s), 1e-3, 100);
     else if (!strcmp(s, "--repeat-last-n")) o->sp.repeat_last_n = (int)parse_long(a, s, next_value(a, s), 0, 1 << 24);
     else if (!strcmp(s, "--seed")) o->sp.seed = (uint64_t)parse_long(a, s, next_value(a, s), 0, LONG_MAX);
+    else if (!strcmp(s, "--json")) o->json = 1;
+    else if (!strcmp(s, "--json-schema")) o->json_schema = next_value(a, s);
     else return 0;
     return 1;
+}
+
+/* --json / --json-schema FILE: the grammar sampling keeps to (NULL: free text). */
+static herd_json_grammar *load_grammar(const gen_opts *o, const herd_model *m) {
+    if (!o->json && !o->json_schema) return NULL;
+    char *schema = NULL;
+    if (o->json_schema) {
+        FILE *f = fopen(o->json_schema, "rb");
+        long len = -1;
+        if (f && !fseek(f, 0, SEEK_END) && (len = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
+            (schema = calloc(1, (size_t)len + 1)) && fread(schema, 1, (size_t)len, f) != (size_t)len)
+            len = -1;
+        if (f) fclose(f);
+        if (!f || len < 0 || !schema) die("--json-schema %s: cannot read it (%s)", o->json_schema, strerror(errno));
+    }
+    const herd_config *c = herd_model_config(m);
+    herd_json_grammar *g;
+    herd_error err;
+    if (herd_json_grammar_new(&g, herd_model_tokenizer(m), c->eos_ids, c->n_eos, schema, &err))
+        die("--json-schema %s: %s", o->json_schema ? o->json_schema : "", err.msg);
+    free(schema);
+    return g;
 }
 
 /* Model defaults (generation_config.json) for what the user did not set. */
@@ -248,16 +274,28 @@ static int is_stop(const herd_config *c, int32_t id) {
 /* Generates up to n tokens after the session's current position (the prompt's
  * logits must be current). Streams text (or collects ids). Returns the count. */
 static int run_generation(herd_session *s, const herd_model *m, herd_sampler *smp, int32_t *hist,
-                          size_t n_hist, int n, int print_ids_only, int32_t *out_ids) {
+                          size_t n_hist, int n, int print_ids_only, int32_t *out_ids, const herd_json_grammar *g) {
     const herd_config *c = herd_model_config(m);
     const herd_tokenizer *t = herd_model_tokenizer(m);
     herd_detok dt;
     herd_detok_init(&dt);
     herd_error err;
+    herd_json_state *js = NULL;
+    float *masked = NULL; /* (V) the logits a refused token is sampled again from */
+    if (g && (herd_json_state_new(&js, g, &err) ||
+              !(masked = malloc((size_t)herd_tokenizer_n_vocab(t) * sizeof *masked))))
+        die("out of memory for --json");
     int k = 0;
     for (; k < n; k++) {
-        int32_t id = herd_sampler_sample(smp, herd_session_logits(s), hist, n_hist + k);
+        const float *logits = herd_session_logits(s);
+        int32_t id = herd_sampler_sample(smp, logits, hist, n_hist + k);
+        if (js && !herd_json_state_allows(js, id)) { /* sample again among the tokens the grammar allows */
+            memcpy(masked, logits, (size_t)herd_tokenizer_n_vocab(t) * sizeof *masked);
+            if (!herd_json_state_mask(js, masked)) break;
+            id = herd_sampler_sample(smp, masked, hist, n_hist + k);
+        }
         if (is_stop(c, id)) break;
+        if (js) herd_json_state_accept(js, id);
         hist[n_hist + k] = id;
         if (out_ids) out_ids[k] = id;
         if (print_ids_only) printf(k ? " %d" : "%d", id);
@@ -276,6 +314,8 @@ static int run_generation(herd_session *s, const herd_model *m, herd_sampler *sm
         const char *txt = herd_detok_flush(&dt, &len);
         fwrite(txt, 1, len, stdout);
     }
+    herd_json_state_free(js);
+    free(masked);
     return k;
 }
 
@@ -292,6 +332,8 @@ static const char *HELP_GENERATE =
     "  --min-p P           drop tokens below P x the top probability (default 0 = off)\n"
     "  --repeat-penalty R  penalise the last --repeat-last-n (64) tokens (default 1 = off)\n"
     "  --seed S            sampling seed (default: time)\n"
+    "  --json              write a JSON object: sampling keeps to JSON (as response_format json_object)\n"
+    "  --json-schema FILE  write JSON that the JSON Schema in FILE accepts (keywords: see README)\n"
     "  -t THREADS          threads (default: all cores)\n"
     "  -c CTX              context size (default min(model maximum, 8192))\n"
     HELP_KV
@@ -339,8 +381,10 @@ static int cmd_generate(int argc, char **argv) {
     int32_t *hist = malloc((n + (size_t)o.n_predict + 1) * sizeof *hist);
     if (!hist) die("out of memory");
     memcpy(hist, ids, n * sizeof *ids);
-    run_generation(s, m, smp, hist, n, o.n_predict, ids_out, NULL);
+    herd_json_grammar *g = load_grammar(&o, m);
+    run_generation(s, m, smp, hist, n, o.n_predict, ids_out, NULL, g);
     printf("\n");
+    herd_json_grammar_free(g);
     free(hist);
     free(ids);
     herd_sampler_free(smp);
@@ -456,7 +500,8 @@ static const char *HELP_CHAT =
     "  -s SYSTEM     system prompt\n"
     "  -p MESSAGE    one user message\n"
     "  -n N          max tokens per reply (default 512)\n"
-    "  other options as 'herd generate' (--temp, --top-p, --top-k, --min-p, --seed, -t, -c, --kv)\n";
+    "  other options as 'herd generate' (--temp, --top-p, --top-k, --min-p, --seed, -t, -c, --kv,\n"
+    "                --json, --json-schema FILE: each reply is such JSON)\n";
 
 static int cmd_chat(int argc, char **argv) {
     args a = { "chat", argc, 0, argv };
@@ -474,6 +519,7 @@ static int cmd_chat(int argc, char **argv) {
     }
     herd_model *m = load_model(o.model);
     apply_model_defaults(&o, m);
+    herd_json_grammar *g = load_grammar(&o, m);
     const herd_tokenizer *t = herd_model_tokenizer(m);
     herd_error err;
     herd_session_params sp = herd_session_default_params();
@@ -531,7 +577,7 @@ static int cmd_chat(int argc, char **argv) {
         int limit = o.n_predict < room ? o.n_predict : room;
         int32_t *reply = malloc(((size_t)limit + 1) * sizeof *reply);
         if (!reply) die("out of memory");
-        int k = run_generation(s, m, smp, hist, n, limit, 0, reply);
+        int k = run_generation(s, m, smp, hist, n, limit, 0, reply, g);
         printf("\n");
         fflush(stdout);
         /* the cache now holds the reply's tokens except the last sampled one */
@@ -560,6 +606,7 @@ static int cmd_chat(int argc, char **argv) {
     free(line);
     free(done);
     free(hist);
+    herd_json_grammar_free(g);
     herd_sampler_free(smp);
     herd_session_free(s);
     herd_model_free(m);
