@@ -16,6 +16,7 @@
 #include "server/server.h"
 #include "tokenizer.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,11 @@ static void check_request(const uint8_t *data, size_t size, int kind) {
             r->per_input > SRV_MAX_CHOICES || r->n_choices != r->n_inputs * r->per_input ||
             (r->echo && kind != REQ_COMPLETION))
             __builtin_trap();
+        if (r->top_k < 0 || !(r->min_p >= 0 && r->min_p <= 1) || r->n_bias < 0 || r->n_bias > SRV_MAX_BIAS)
+            __builtin_trap();
+        for (int i = 0; i < r->n_bias; i++) /* logit_bias: ids in the vocabulary, biases in range */
+            if (r->bias[i].id < 0 || r->bias[i].id >= cfg.vocab_size || !(fabsf(r->bias[i].v) <= 100))
+                __builtin_trap();
         for (int k = 0; r->inputs && k < r->n_inputs; k++) { /* each prompt fits with its answer */
             const srv_input *in = &r->inputs[k];
             if (in->n < 1 || in->max_tokens < !r->echo || in->n + in->max_tokens > N_CTX) __builtin_trap();

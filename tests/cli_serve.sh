@@ -89,6 +89,19 @@ check "completion sse" bash -c "grep -q '\"object\":\"text_completion\"' $T/csse
 C $B/v1/completions -d '{"model":"m","prompt":[256,104,105],"max_tokens":3,"temperature":0}' > "$T/cids"
 check "completion from token ids" has "$T/cids" '"prompt_tokens":3'
 
+# logit_bias, top_k, min_p: +100 on a byte forces it; -100 bans the greedy choice; top_k 1 and
+# min_p 1 keep the top token alone, so a hot temperature gives the greedy text
+ctext() { C $B/v1/completions -d "{\"model\":\"m\",\"prompt\":\"hello\",\"max_tokens\":6$1}" | jq -r '.choices[0].text'; }
+greedy=$(ctext ',"temperature":0')
+check "logit_bias +100 on 'A' (65) forces it" test "$(ctext ',"temperature":1,"seed":1,"logit_bias":{"65":100}')" = AAAAAA
+first=$(C $B/v1/completions -d '{"model":"m","prompt":[256,104,105],"max_tokens":1,"temperature":0,"logprobs":1}' | jq -r '.choices[0].logprobs.tokens[0]')
+id=$($HERD generate -m "$T/m" --prompt-ids "256 104 105" -n 1 --temp 0 --ids -t 1 2>/dev/null)
+b1=$(C $B/v1/completions -d "{\"model\":\"m\",\"prompt\":[256,104,105],\"max_tokens\":1,\"temperature\":0,\"logprobs\":1,\"logit_bias\":{\"$id\":-100}}" | jq -r '.choices[0].logprobs.tokens[0]')
+check "logit_bias -100 bans the greedy token ($id: '$first', then '$b1')" test -n "$id" -a -n "$first" -a "$first" != "$b1"
+check "top_k 1 at temperature 1.5 is greedy" test "$(ctext ',"temperature":1.5,"seed":5,"top_k":1')" = "$greedy"
+check "min_p 1 at temperature 1.5 is greedy" test "$(ctext ',"temperature":1.5,"seed":5,"min_p":1')" = "$greedy"
+check "top_k -1 (off, as vLLM) accepted" test "$(ctext ',"temperature":0,"top_k":-1')" = "$greedy"
+
 # temperature-0 determinism: alone vs among 12 concurrent streams
 req() { echo "{\"model\":\"m\",\"prompt\":\"$1\",\"max_tokens\":48,\"temperature\":0}"; }
 C $B/v1/completions -d "$(req 'The quick brown fox')" | sed 's/.*"text":\("[^"]*"\).*/\1/' > "$T/alone"
@@ -125,6 +138,10 @@ err() { # err WHAT STATUS CODE-PATTERN CURL-ARGS...
 err "malformed JSON" 400 '"code":"invalid_json"' $B/v1/chat/completions -d '{"model": "m", "messages": [}'
 err "not an object" 400 invalid_json $B/v1/chat/completions -d '[1,2]'
 err "empty body" 400 invalid_json -X POST $B/v1/completions
+err "logit_bias key not a token id" 400 "key 'x' is not a token id" $B/v1/completions -d '{"model":"m","prompt":"hi","logit_bias":{"x":1}}'
+err "logit_bias id past the vocabulary" 400 "key '999999' is not a token id" $B/v1/completions -d '{"model":"m","prompt":"hi","logit_bias":{"999999":1}}'
+err "logit_bias value out of range" 400 "must be a number in \[-100, 100\]" $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"65":101}}'
+err "top_k not an integer" 400 '"param":"top_k"' $B/v1/completions -d '{"model":"m","prompt":"hi","top_k":1.5}'
 err "json_schema with an assertion herd cannot enforce" 400 "'pattern' is not supported" $B/v1/chat/completions \
     -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"^a"}}}}'
 err "json_schema without json_schema" 400 '"param":"response_format.json_schema"' $B/v1/chat/completions \

@@ -17,6 +17,7 @@
  */
 #include "server/server.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -110,7 +111,10 @@ void req_release(srv_req *r) {
     pthread_mutex_unlock(&r->mu);
     if (left) return;
     free(r->prompt);
-    if (!r->front) herd_json_grammar_free(r->grammar); /* choices share their front's */
+    if (!r->front) { /* choices share their front's */
+        herd_json_grammar_free(r->grammar);
+        free(r->bias);
+    }
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     buf_free(&r->out);
     if (r->choices)
@@ -590,19 +594,52 @@ static int response_format(const srv_api *a, const cJSON *root, srv_req *r, perr
     return 0;
 }
 
+/* logit_bias: {"token id": bias in [-100, 100], ...}, added to the logits
+ * before sampling (-100 all but bans a token, 100 all but forces it). */
+static int logit_bias(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *lb = cJSON_GetObjectItemCaseSensitive(root, "logit_bias");
+    if (!lb || cJSON_IsNull(lb)) return 0;
+    if (!cJSON_IsObject(lb))
+        return fail(e, 400, "logit_bias", "invalid_type", "Invalid type for 'logit_bias': expected an object "
+                    "mapping token ids to biases, but got %s instead.", type_name(lb));
+    const int n = cJSON_GetArraySize(lb), V = herd_model_config(a->model)->vocab_size;
+    if (n > SRV_MAX_BIAS)
+        return fail(e, 400, "logit_bias", "invalid_value", "Invalid 'logit_bias': %d tokens; at most %d.", n,
+                    SRV_MAX_BIAS);
+    if (!n) return 0;
+    if (!(r->bias = malloc((size_t)n * sizeof *r->bias))) abort();
+    const cJSON *x;
+    cJSON_ArrayForEach(x, lb) {
+        char *end;
+        errno = 0;
+        const long id = strtol(x->string, &end, 10);
+        if (!x->string[0] || *end || errno || id < 0 || id >= V)
+            return fail(e, 400, "logit_bias", "invalid_value", "Invalid 'logit_bias': key '%.40s' is not a token "
+                        "id in [0, %d).", x->string, V);
+        if (!cJSON_IsNumber(x) || !(x->valuedouble >= -100 && x->valuedouble <= 100))
+            return fail(e, 400, "logit_bias", "invalid_value", "Invalid 'logit_bias': the bias of token %ld must "
+                        "be a number in [-100, 100].", id);
+        r->bias[r->n_bias++] = (struct srv_bias){ (int32_t)id, (float)x->valuedouble };
+    }
+    return 0;
+}
+
 static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *r, perr *e) {
     if (check_model(a, root, 1, e)) return -1;
     const herd_config *c = herd_model_config(a->model);
     double temp = c->default_temperature >= 0 ? c->default_temperature : 0.6;
     double top_p = c->default_top_p > 0 ? c->default_top_p : 0.9;
-    double fp = 0, pp = 0, n = 1, seed = -1, max_tokens = -1, mct = -1;
+    double fp = 0, pp = 0, n = 1, seed = -1, max_tokens = -1, mct = -1, top_k = 0, min_p = 0;
     if (get_num(root, "temperature", 0, 2, &temp, e) || get_num(root, "top_p", 0, 1, &top_p, e) ||
         get_num(root, "frequency_penalty", -2, 2, &fp, e) || get_num(root, "presence_penalty", -2, 2, &pp, e) ||
         get_int(root, "n", 1, SRV_MAX_CHOICES, &n, e) || get_int(root, "seed", -9.2e18, 9.2e18, &seed, e) ||
         get_int(root, "max_tokens", 0, 1e9, &max_tokens, e) ||
         get_int(root, "max_completion_tokens", 1, 1e9, &mct, e) || get_bool(root, "stream", &r->stream, e) ||
-        parse_stop(root, r, e))
+        get_int(root, "top_k", -1, 1e9, &top_k, e) || get_num(root, "min_p", 0, 1, &min_p, e) ||
+        parse_stop(root, r, e) || logit_bias(a, root, r, e))
         return -1;
+    r->top_k = top_k > 0 ? (int)top_k : 0; /* -1 (vLLM) or 0: off */
+    r->min_p = (float)min_p;
     if (top_p <= 0) top_p = 1e-6; /* keep only the top token, as OpenAI does for 0 */
     r->temperature = (float)temp;
     r->top_p = (float)top_p;

@@ -388,8 +388,8 @@ static int admit(srv_sched *s, srv_req *r) {
     herd_sampler_params sp = herd_sampler_default_params();
     sp.temperature = r->temperature;
     sp.top_p = r->top_p;
-    sp.top_k = 0;
-    sp.min_p = 0;
+    sp.top_k = r->top_k;
+    sp.min_p = r->min_p;
     sp.repeat_penalty = 1;
     sp.repeat_last_n = 0;
     sp.seed = r->seed;
@@ -475,8 +475,9 @@ static int is_eos(const herd_config *c, int32_t id) {
 static void pick(const srv_sched *s, slot *sl) {
     srv_req *r = sl->r;
     const float *logits = herd_session_logits(sl->s), *l = logits;
-    if (r->freq_penalty != 0 || r->pres_penalty != 0) {
+    if (r->freq_penalty != 0 || r->pres_penalty != 0 || r->n_bias) {
         memcpy(sl->work, logits, (size_t)s->V * sizeof *sl->work);
+        for (int i = 0; i < r->n_bias; i++) sl->work[r->bias[i].id] += r->bias[i].v;
         for (int i = 0; i < sl->out.n_gen; i++) { /* each distinct id once */
             int32_t t = sl->gen[i];
             if (sl->counts[t] <= 0) continue;

@@ -73,6 +73,7 @@ void buf_utf8(srv_buf *b, const char *s, size_t n);
 enum { REQ_CHAT, REQ_COMPLETION };
 #define SRV_MAX_CHOICES 16   /* a request's n at most */
 #define SRV_MAX_INPUTS 64    /* completions: prompts x n at most */
+#define SRV_MAX_BIAS 1024    /* logit_bias entries at most */
 #define SRV_MAX_STOPS 4
 
 /* One prompt of a completions request with several. */
@@ -89,7 +90,10 @@ typedef struct srv_req {
     int32_t *prompt;
     int n_prompt;
     int max_tokens;          /* already clamped to the context */
-    float temperature, top_p, freq_penalty, pres_penalty;
+    float temperature, top_p, freq_penalty, pres_penalty, min_p;
+    int top_k;               /* 0: off (vLLM's top_k and min_p, which clients send as extra fields) */
+    int n_bias;              /* logit_bias: added to these tokens' logits (the front owns the array) */
+    struct srv_bias { int32_t id; float v; } *bias;
     uint64_t seed;
     int logprobs, top_logprobs; /* chat: bool + 0..20; completions: logprobs = N (0..5) + 1 */
     char *stops[SRV_MAX_STOPS];
