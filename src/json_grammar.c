@@ -23,8 +23,9 @@
  *
  * Deliberate limits, so a sequence cannot run away or blow up: values nest at
  * most JG_DEPTH deep, at most JG_WS whitespace bytes in a row between tokens of
- * JSON, numbers at most JG_NUM bytes, at most JG_STACKS readings at once, at most
- * 64 properties per object and 64 values per enum. The value starts the text
+ * JSON, numbers at most JG_NUM bytes, at most JG_STACKS readings at once and
+ * JG_ALTS anyOf alternatives tried per byte (nested anyOfs multiply), at most 64
+ * properties per object and 64 values per enum. The value starts the text
  * and nothing but an end token may follow it (no whitespace before or after).
  * Keys are matched in the canonical escaping (what a JSON encoder writes).
  *
@@ -46,6 +47,7 @@
 #define JG_STACKS 16
 #define JG_WS 20
 #define JG_NUM 24
+#define JG_ALTS 64 /* anyOf alternatives tried per byte */
 #define JG_TRIE 64 /* tokens up to this many bytes are walked as a trie in a mask */
 #define JG_END 256 /* the pseudo-byte that asks: is the value complete? */
 
@@ -117,6 +119,7 @@ typedef struct {
 
 typedef struct {
     int n;
+    int alts; /* anyOf alternatives tried for the byte being fed (at most JG_ALTS) */
     jstack s[JG_STACKS];
 } jset;
 
@@ -166,8 +169,9 @@ static void advance(const herd_json_grammar *g, jstack *st, int c, jset *out);
 static void begin_alt(const herd_json_grammar *g, jstack *st, int node, int c, jset *out, int hops) {
     const jnode *nd = &g->nodes[node];
     if (nd->kind == K_ANYOF || nd->kind == K_ANY) {
-        /* hops: an alternative that is (through $ref) its own anyOf adds nothing */
-        for (int i = nd->a0; i < nd->a1 && hops < 8; i++) {
+        /* hops: an alternative that is (through $ref) its own anyOf adds nothing;
+         * alts: nested anyOfs multiply, and a byte's work must stay bounded */
+        for (int i = nd->a0; i < nd->a1 && hops < 8 && out->alts++ < JG_ALTS; i++) {
             jstack t;
             copy_stack(&t, st);
             begin_alt(g, &t, g->alts[i], c, out, hops + 1);
@@ -442,7 +446,7 @@ static void advance(const herd_json_grammar *g, jstack *st, int c, jset *out) {
 
 /* set <- the readings after byte c; 0 if none (set then unchanged). */
 static int feed_byte(const herd_json_grammar *g, jset *set, int c, jset *tmp) {
-    tmp->n = 0;
+    tmp->n = tmp->alts = 0;
     for (int i = 0; i < set->n; i++) {
         jstack t;
         copy_stack(&t, &set->s[i]);

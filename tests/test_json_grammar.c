@@ -153,6 +153,25 @@ static void schemas(void) {
     }
 }
 
+/* anyOfs nested through $ref multiply (8^7 paths here): the work per byte is
+ * bounded, and the first alternatives still answer */
+static void nested_alternatives(void) {
+    char schema[4096];
+    int n = snprintf(schema, sizeof schema, "{\"$ref\": \"#/$defs/d0\", \"$defs\": {");
+    for (int d = 0; d < 7; d++) {
+        n += snprintf(schema + n, sizeof schema - (size_t)n, "\"d%d\": {\"anyOf\": [", d);
+        for (int k = 0; k < 8; k++)
+            n += snprintf(schema + n, sizeof schema - (size_t)n, "%s{\"$ref\": \"#/$defs/d%d\"}", k ? ", " : "", d + 1);
+        n += snprintf(schema + n, sizeof schema - (size_t)n, "]}, ");
+    }
+    snprintf(schema + n, sizeof schema - (size_t)n, "\"d7\": {\"type\": \"null\"}}}");
+    herd_json_grammar *g = grammar(NULL, schema);
+    if (!g) return;
+    WHOLE(g, "null");
+    REFUSED(g, "1");
+    herd_json_grammar_free(g);
+}
+
 static void refused_schema(const char *schema, const char *want) {
     herd_json_grammar *g = NULL;
     herd_error err = { { 0 } };
@@ -323,6 +342,7 @@ static void token_level(void) {
 int main(void) {
     any_object();
     schemas();
+    nested_alternatives();
     bad_schemas();
     token_level();
     TEST_MAIN_END("test_json_grammar");
