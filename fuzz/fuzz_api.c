@@ -56,6 +56,10 @@ static void check_request(const uint8_t *data, size_t size, int kind) {
             __builtin_trap();
         if (r->top_k < 0 || !(r->min_p >= 0 && r->min_p <= 1) || r->n_bias < 0 || r->n_bias > SRV_MAX_BIAS)
             __builtin_trap();
+        if (r->min_tokens < 0 || r->n_stop_ids < 0 || r->n_stop_ids > SRV_MAX_STOP_IDS)
+            __builtin_trap();
+        for (int i = 0; i < r->n_stop_ids; i++)
+            if (r->stop_ids[i] < 0 || r->stop_ids[i] >= cfg.vocab_size) __builtin_trap();
         for (int i = 0; i < r->n_bias; i++) /* logit_bias: ids in the vocabulary, biases in range */
             if (r->bias[i].id < 0 || r->bias[i].id >= cfg.vocab_size || !(fabsf(r->bias[i].v) <= 100))
                 __builtin_trap();

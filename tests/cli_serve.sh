@@ -100,6 +100,14 @@ b1=$(C $B/v1/completions -d "{\"model\":\"m\",\"prompt\":[256,104,105],\"max_tok
 check "logit_bias -100 bans the greedy token ($id: '$first', then '$b1')" test -n "$id" -a -n "$first" -a "$first" != "$b1"
 check "top_k 1 at temperature 1.5 is greedy" test "$(ctext ',"temperature":1.5,"seed":5,"top_k":1')" = "$greedy"
 check "min_p 1 at temperature 1.5 is greedy" test "$(ctext ',"temperature":1.5,"seed":5,"min_p":1')" = "$greedy"
+# vLLM's ignore_eos, min_tokens, stop_token_ids: with the end token forced by logit_bias
+eot=$($HERD tokenize -m "$T/m" --special "<|eot_id|>")
+cu() { C $B/v1/completions -d "{\"model\":\"m\",\"prompt\":\"hello\",\"max_tokens\":8,\"temperature\":0,\"logit_bias\":{\"$eot\":100}$1}" | jq -c '[.choices[0].finish_reason, .usage.completion_tokens]'; }
+check "forced end token ($eot): the answer ends at once" test "$(cu '')" = '["stop",0]'
+check "ignore_eos: it runs to max_tokens" test "$(cu ',"ignore_eos":true')" = '["length",8]'
+check "min_tokens 5: it ends after 5" test "$(cu ',"min_tokens":5')" = '["stop",5]'
+check "stop_token_ids: a forced 'A' (65) ends it" test "$(C $B/v1/completions -d '{"model":"m","prompt":"hello","max_tokens":8,"temperature":0,"logit_bias":{"65":100},"stop_token_ids":[65]}' | jq -c '[.choices[0].finish_reason, .usage.completion_tokens]')" = '["stop",0]'
+check "stop_token_ids held back by min_tokens 3" test "$(C $B/v1/completions -d '{"model":"m","prompt":"hello","max_tokens":8,"temperature":0,"logit_bias":{"65":100},"stop_token_ids":[65],"min_tokens":3}' | jq -c '[.choices[0].finish_reason, .usage.completion_tokens]')" = '["stop",3]'
 check "top_k -1 (off, as vLLM) accepted" test "$(ctext ',"temperature":0,"top_k":-1')" = "$greedy"
 
 # temperature-0 determinism: alone vs among 12 concurrent streams
@@ -141,6 +149,8 @@ err "empty body" 400 invalid_json -X POST $B/v1/completions
 err "logit_bias key not a token id" 400 "key 'x' is not a token id" $B/v1/completions -d '{"model":"m","prompt":"hi","logit_bias":{"x":1}}'
 err "logit_bias id past the vocabulary" 400 "key '999999' is not a token id" $B/v1/completions -d '{"model":"m","prompt":"hi","logit_bias":{"999999":1}}'
 err "logit_bias value out of range" 400 "must be a number in \[-100, 100\]" $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"65":101}}'
+err "min_tokens over max_tokens" 400 "more than max_tokens" $B/v1/completions -d '{"model":"m","prompt":"hi","max_tokens":2,"min_tokens":3}'
+err "stop_token_ids past the vocabulary" 400 '"param":"stop_token_ids"' $B/v1/completions -d '{"model":"m","prompt":"hi","stop_token_ids":[1,999999]}'
 err "top_k not an integer" 400 '"param":"top_k"' $B/v1/completions -d '{"model":"m","prompt":"hi","top_k":1.5}'
 err "json_schema with an assertion herd cannot enforce" 400 "'pattern' is not supported" $B/v1/chat/completions \
     -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"^a"}}}}'

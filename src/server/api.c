@@ -624,20 +624,40 @@ static int logit_bias(const srv_api *a, const cJSON *root, srv_req *r, perr *e) 
     return 0;
 }
 
+/* stop_token_ids (vLLM): ids in the vocabulary that end the answer. */
+static int stop_token_ids(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "stop_token_ids");
+    if (!ids || cJSON_IsNull(ids)) return 0;
+    const int V = herd_model_config(a->model)->vocab_size;
+    if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > SRV_MAX_STOP_IDS)
+        return fail(e, 400, "stop_token_ids", "invalid_value", "Invalid 'stop_token_ids': expected an array of at "
+                    "most %d token ids.", SRV_MAX_STOP_IDS);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, ids) {
+        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || x->valuedouble < 0 || x->valuedouble >= V)
+            return fail(e, 400, "stop_token_ids", "invalid_value", "Invalid 'stop_token_ids[%d]': expected a token "
+                        "id in [0, %d).", r->n_stop_ids, V);
+        r->stop_ids[r->n_stop_ids++] = (int32_t)x->valuedouble;
+    }
+    return 0;
+}
+
 static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *r, perr *e) {
     if (check_model(a, root, 1, e)) return -1;
     const herd_config *c = herd_model_config(a->model);
     double temp = c->default_temperature >= 0 ? c->default_temperature : 0.6;
     double top_p = c->default_top_p > 0 ? c->default_top_p : 0.9;
-    double fp = 0, pp = 0, n = 1, seed = -1, max_tokens = -1, mct = -1, top_k = 0, min_p = 0;
+    double fp = 0, pp = 0, n = 1, seed = -1, max_tokens = -1, mct = -1, top_k = 0, min_p = 0, min_tokens = 0;
     if (get_num(root, "temperature", 0, 2, &temp, e) || get_num(root, "top_p", 0, 1, &top_p, e) ||
         get_num(root, "frequency_penalty", -2, 2, &fp, e) || get_num(root, "presence_penalty", -2, 2, &pp, e) ||
         get_int(root, "n", 1, SRV_MAX_CHOICES, &n, e) || get_int(root, "seed", -9.2e18, 9.2e18, &seed, e) ||
         get_int(root, "max_tokens", 0, 1e9, &max_tokens, e) ||
         get_int(root, "max_completion_tokens", 1, 1e9, &mct, e) || get_bool(root, "stream", &r->stream, e) ||
         get_int(root, "top_k", -1, 1e9, &top_k, e) || get_num(root, "min_p", 0, 1, &min_p, e) ||
-        parse_stop(root, r, e) || logit_bias(a, root, r, e))
+        parse_stop(root, r, e) || logit_bias(a, root, r, e) || get_bool(root, "ignore_eos", &r->ignore_eos, e) ||
+        get_int(root, "min_tokens", 0, 1e9, &min_tokens, e) || stop_token_ids(a, root, r, e))
         return -1;
+    r->min_tokens = (int)min_tokens;
     r->top_k = top_k > 0 ? (int)top_k : 0; /* -1 (vLLM) or 0: off */
     r->min_p = (float)min_p;
     if (top_p <= 0) top_p = 1e-6; /* keep only the top token, as OpenAI does for 0 */
@@ -648,6 +668,9 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
     r->seed = seed >= 0 ? (uint64_t)seed : seed < -1 ? (uint64_t)(int64_t)seed : fresh_random();
     r->n_choices = (int)n;
     if (mct > 0) max_tokens = mct;
+    if (max_tokens >= 0 && min_tokens > max_tokens)
+        return fail(e, 400, "min_tokens", "invalid_value", "Invalid 'min_tokens': %g is more than max_tokens (%g).",
+                    min_tokens, max_tokens);
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
     if (so && !cJSON_IsNull(so)) {
         if (!cJSON_IsObject(so))

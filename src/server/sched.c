@@ -464,6 +464,12 @@ static void logprobs_of(const srv_sched *s, slot *sl, const float *logits, int32
     sl->pick_lp = logits[id] - lse;
 }
 
+static int is_stop_id(const srv_req *r, int32_t id) {
+    for (int i = 0; i < r->n_stop_ids; i++)
+        if (r->stop_ids[i] == id) return 1;
+    return 0;
+}
+
 static int is_eos(const herd_config *c, int32_t id) {
     for (int i = 0; i < c->n_eos; i++)
         if (c->eos_ids[i] == id) return 1;
@@ -475,9 +481,17 @@ static int is_eos(const herd_config *c, int32_t id) {
 static void pick(const srv_sched *s, slot *sl) {
     srv_req *r = sl->r;
     const float *logits = herd_session_logits(sl->s), *l = logits;
-    if (r->freq_penalty != 0 || r->pres_penalty != 0 || r->n_bias) {
+    /* ignore_eos / min_tokens hold the end back (a grammar's own end is kept) */
+    const int hold = !r->grammar && (r->ignore_eos || sl->out.n_gen < r->min_tokens);
+    if (r->freq_penalty != 0 || r->pres_penalty != 0 || r->n_bias || hold) {
         memcpy(sl->work, logits, (size_t)s->V * sizeof *sl->work);
         for (int i = 0; i < r->n_bias; i++) sl->work[r->bias[i].id] += r->bias[i].v;
+        if (hold) {
+            const herd_config *c = herd_model_config(s->m);
+            for (int i = 0; i < c->n_eos; i++)
+                if (c->eos_ids[i] >= 0 && c->eos_ids[i] < s->V) sl->work[c->eos_ids[i]] = -INFINITY;
+            for (int i = 0; i < r->n_stop_ids && sl->out.n_gen < r->min_tokens; i++) sl->work[r->stop_ids[i]] = -INFINITY;
+        }
         for (int i = 0; i < sl->out.n_gen; i++) { /* each distinct id once */
             int32_t t = sl->gen[i];
             if (sl->counts[t] <= 0) continue;
@@ -510,7 +524,7 @@ static int emit(srv_sched *s, slot *sl) {
         hist_add(&s->st.ttft, now_s() - r->t_submit);
         pthread_mutex_unlock(&s->stats_mu);
     }
-    if (id < 0 || is_eos(herd_model_config(s->m), id)) { /* < 0: the grammar allows nothing more */
+    if (id < 0 || is_eos(herd_model_config(s->m), id) || is_stop_id(r, id)) { /* < 0: the grammar allows nothing */
         finish(s, sl, "stop");
         return 0;
     }

@@ -74,6 +74,7 @@ enum { REQ_CHAT, REQ_COMPLETION };
 #define SRV_MAX_CHOICES 16   /* a request's n at most */
 #define SRV_MAX_INPUTS 64    /* completions: prompts x n at most */
 #define SRV_MAX_BIAS 1024    /* logit_bias entries at most */
+#define SRV_MAX_STOP_IDS 16  /* stop_token_ids at most */
 #define SRV_MAX_STOPS 4
 
 /* One prompt of a completions request with several. */
@@ -94,6 +95,10 @@ typedef struct srv_req {
     int top_k;               /* 0: off (vLLM's top_k and min_p, which clients send as extra fields) */
     int n_bias;              /* logit_bias: added to these tokens' logits (the front owns the array) */
     struct srv_bias { int32_t id; float v; } *bias;
+    /* vLLM's: never end on an end token (ignore_eos: benchmarks' fixed lengths), not
+     * before min_tokens, and also end on these ids (not part of the answer) */
+    int ignore_eos, min_tokens, n_stop_ids;
+    int32_t stop_ids[SRV_MAX_STOP_IDS];
     uint64_t seed;
     int logprobs, top_logprobs; /* chat: bool + 0..20; completions: logprobs = N (0..5) + 1 */
     char *stops[SRV_MAX_STOPS];
