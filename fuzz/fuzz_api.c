@@ -22,6 +22,7 @@
 
 enum { N_CTX = 256 };
 static herd_tokenizer *tok;
+static herd_json_vocab *jvocab;
 static herd_config cfg;
 
 /* api.c reaches the model only through these two */
@@ -42,7 +43,7 @@ static void check_error(int status, const char *body) {
 
 static void check_request(const uint8_t *data, size_t size, int kind) {
     static const int dummy;
-    const srv_api api = { (const herd_model *)&dummy, "m", N_CTX };
+    const srv_api api = { (const herd_model *)&dummy, "m", N_CTX, jvocab };
     int status = 0;
     char *body = NULL;
     srv_req *r = api_parse_request(&api, kind, (const char *)data, size, &status, &body);
@@ -88,7 +89,7 @@ static void check_request(const uint8_t *data, size_t size, int kind) {
  * their count, a string, or an error. */
 static void check_tokenize(const uint8_t *data, size_t size) {
     static const int dummy;
-    const srv_api api = { (const herd_model *)&dummy, "m", N_CTX };
+    const srv_api api = { (const herd_model *)&dummy, "m", N_CTX, jvocab };
     for (int k = 0; k < 2; k++) {
         int status = 0;
         char *b = (k ? api_detokenize : api_tokenize)(&api, (const char *)data, size, &status);
@@ -148,6 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         cfg.n_eos = 1;
         cfg.eos_ids[0] = herd_tokenizer_special_id(tok, "<|eot_id|>");
         cfg.default_temperature = -1;
+        if (herd_json_vocab_new(&jvocab, tok, cfg.eos_ids, cfg.n_eos, &err)) __builtin_trap();
     }
     check_request(data, size, REQ_CHAT);
     check_request(data, size, REQ_COMPLETION);

@@ -17,6 +17,7 @@
 #include "tokenizer.h"
 
 static herd_tokenizer *tok;
+static herd_json_vocab *vocab;
 static const int32_t END = 256;
 
 static void check_text(const herd_json_grammar *g, const char *text, size_t len) {
@@ -67,18 +68,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t lens[sizeof merged / sizeof *merged];
         for (size_t i = 0; i < sizeof merged / sizeof *merged; i++) lens[i] = strlen(merged[i]);
         herd_error err;
-        if (herd_tokenizer_from_tokens(&tok, merged, lens, sizeof merged / sizeof *merged, &err)) __builtin_trap();
+        if (herd_tokenizer_from_tokens(&tok, merged, lens, sizeof merged / sizeof *merged, &err) ||
+            herd_json_vocab_new(&vocab, tok, &END, 1, &err))
+            __builtin_trap();
     }
     const uint8_t *nul = memchr(data, 0, size);
     herd_json_grammar *g = NULL;
     herd_error err = { { 0 } };
     if (nul) {
-        herd_status st = herd_json_grammar_new(&g, tok, &END, 1, (const char *)data, &err);
+        herd_status st = herd_json_grammar_new(&g, vocab, (const char *)data, &err);
         if ((st == HERD_OK) != (g != NULL) || (st != HERD_OK && !err.msg[0])) __builtin_trap();
         if (g) check_text(g, (const char *)nul + 1, size - (size_t)(nul + 1 - data));
         herd_json_grammar_free(g);
     } else {
-        if (herd_json_grammar_new(&g, tok, &END, 1, NULL, &err)) __builtin_trap();
+        if (herd_json_grammar_new(&g, vocab, NULL, &err)) __builtin_trap();
         check_text(g, (const char *)data, size);
         herd_json_grammar_free(g);
     }

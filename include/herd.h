@@ -220,18 +220,27 @@ int32_t herd_sampler_sample(herd_sampler *s, const float *logits, const int32_t 
 
 /* ---- constrained output: JSON, optionally of a JSON Schema ------------------- */
 
+/* A vocabulary for grammars: tokenizer t's tokens as bytes, sorted for masks
+ * (~40 ms for Llama 3's 128K: make one and share it; t must outlive it). end_ids
+ * end the output: allowed once the value is complete, and then nothing else is;
+ * other special tokens never are. */
+typedef struct herd_json_vocab herd_json_vocab;
+herd_status herd_json_vocab_new(herd_json_vocab **out, const herd_tokenizer *t, const int32_t *end_ids,
+                                int n_end, herd_error *err);
+void herd_json_vocab_free(herd_json_vocab *v);
+
 /* A grammar from a JSON Schema (text; NULL: any JSON object, OpenAI's
- * json_object) over tokenizer t's vocabulary: read-only once made, shared by any
- * number of states. end_ids end the output: allowed once the value is complete,
- * and then nothing else is; other special tokens never are. Enforced: type,
+ * json_object) over vocabulary v (which must outlive it; NULL: bytes only, for
+ * herd_json_state_feed and _complete): read-only once made, shared by any number
+ * of states. Enforced: type,
  * properties (in the schema's order; optional ones may be left out), required,
  * additionalProperties, items, minItems, maxItems, minLength, maxLength, enum,
  * const, anyOf, oneOf (as anyOf), allOf of one schema, $ref within the schema;
  * annotations are ignored; other assertions (pattern, minimum, ...) are
  * HERD_ERR_UNSUPPORTED with the keyword and where it is. */
 typedef struct herd_json_grammar herd_json_grammar;
-herd_status herd_json_grammar_new(herd_json_grammar **out, const herd_tokenizer *t, const int32_t *end_ids,
-                                  int n_end, const char *schema, herd_error *err);
+herd_status herd_json_grammar_new(herd_json_grammar **out, const herd_json_vocab *v, const char *schema,
+                                  herd_error *err);
 void herd_json_grammar_free(herd_json_grammar *g);
 
 /* One output's place in a grammar. */

@@ -74,7 +74,22 @@ typedef struct {
 
 enum { TOK_TEXT, TOK_END, TOK_NEVER };
 
+/* The vocabulary's side, made once per tokenizer: each token's bytes and kind. */
+struct herd_json_vocab {
+    int V;
+    const char **tok;   /* the tokenizer's bytes (it must outlive the vocabulary) */
+    uint32_t *tok_len;
+    uint8_t *tok_kind;
+    int32_t *tok_plain; /* characters, when every byte is string text that needs no escape (else -1) */
+    /* text tokens of at most JG_TRIE bytes in byte order, and how many leading
+     * bytes each shares with the one before: a mask walks them as a trie */
+    int32_t *order;
+    uint8_t *lcp;
+    int n_order;
+};
+
 struct herd_json_grammar {
+    const herd_json_vocab *v; /* NULL: bytes only (feed, complete) */
     jnode *nodes;
     int n_nodes, cap_nodes;
     jprop *props;
@@ -84,17 +99,6 @@ struct herd_json_grammar {
     int *alts;
     int n_alts, cap_alts;
     int root, any_string;
-    /* the vocabulary */
-    int V;
-    const char **tok;
-    uint32_t *tok_len;
-    uint8_t *tok_kind;
-    int32_t *tok_plain; /* characters, when every byte is string text that needs no escape (else -1) */
-    /* text tokens of at most JG_TRIE bytes in byte order, and how many leading
-     * bytes each shares with the one before: a mask walks them as a trie */
-    int32_t *order;
-    uint8_t *lcp;
-    int n_order;
 };
 
 /* object phases: START, then */
@@ -498,26 +502,29 @@ int herd_json_state_feed(herd_json_state *s, const char *bytes, size_t len) {
 /* Whether token id may come next, given the allowed first bytes (NULL: not known). */
 static int allows(herd_json_state *s, int32_t id, const uint8_t *first) {
     const herd_json_grammar *g = s->g;
-    if (s->ended || id < 0 || id >= g->V || g->tok_kind[id] == TOK_NEVER) return 0;
-    if (g->tok_kind[id] == TOK_END) return herd_json_state_complete(s);
-    if (first && !first[(uint8_t)g->tok[id][0]]) return 0;
+    const herd_json_vocab *v = g->v;
+    if (s->ended || !v || id < 0 || id >= v->V || v->tok_kind[id] == TOK_NEVER) return 0;
+    if (v->tok_kind[id] == TOK_END) return herd_json_state_complete(s);
+    if (first && !first[(uint8_t)v->tok[id][0]]) return 0;
     copy_set(&s->tmp[0], &s->set);
-    return feed_bytes(g, &s->tmp[0], g->tok[id], g->tok_len[id], &s->tmp[1]);
+    return feed_bytes(g, &s->tmp[0], v->tok[id], v->tok_len[id], &s->tmp[1]);
 }
 
 int herd_json_state_allows(herd_json_state *s, int32_t id) { return allows(s, id, NULL); }
 
 int herd_json_state_accept(herd_json_state *s, int32_t id) {
     if (!allows(s, id, NULL)) return -1;
-    if (s->g->tok_kind[id] == TOK_END) {
+    if (s->g->v->tok_kind[id] == TOK_END) {
         s->ended = 1;
         return 0;
     }
-    return herd_json_state_feed(s, s->g->tok[id], s->g->tok_len[id]);
+    return herd_json_state_feed(s, s->g->v->tok[id], s->g->v->tok_len[id]);
 }
 
 int herd_json_state_mask(herd_json_state *s, float *logits) {
     const herd_json_grammar *g = s->g;
+    const herd_json_vocab *v = g->v;
+    if (!v) return 0;
     /* inside a string (every reading), a token of plain text is allowed if it fits:
      * most of the vocabulary, so it is not fed byte by byte */
     int room = -1;
@@ -533,7 +540,7 @@ int herd_json_state_mask(herd_json_state *s, float *logits) {
         room = r > room ? r : room;
     }
     if (!s->trie && !(s->trie = malloc((JG_TRIE + 1) * sizeof *s->trie))) {
-        for (int i = 0; i < g->V; i++) logits[i] = -INFINITY;
+        for (int i = 0; i < v->V; i++) logits[i] = -INFINITY;
         return 0;
     }
     /* text tokens in byte order: trie[d] holds the readings after the first d
@@ -541,24 +548,24 @@ int herd_json_state_mask(herd_json_state *s, float *logits) {
      * refuses every token after it that shares it */
     int n = 0, valid = 0, dead = INT32_MAX;
     copy_set(&s->trie[0], &s->set);
-    for (int k = 0; k < g->n_order; k++) {
-        const int32_t id = g->order[k];
-        const int p = g->lcp[k];
+    for (int k = 0; k < v->n_order; k++) {
+        const int32_t id = v->order[k];
+        const int p = v->lcp[k];
         valid = p < valid ? p : valid;
         if (s->ended || p >= dead) {
             logits[id] = -INFINITY;
             continue;
         }
         dead = INT32_MAX;
-        if (room >= 0 && g->tok_plain[id] >= 0 && g->tok_plain[id] <= room) {
+        if (room >= 0 && v->tok_plain[id] >= 0 && v->tok_plain[id] <= room) {
             n++;
             continue;
         }
-        const int len = (int)g->tok_len[id];
+        const int len = (int)v->tok_len[id];
         int d = valid;
         for (; d < len; d++) {
             copy_set(&s->trie[d + 1], &s->trie[d]);
-            if (!feed_byte(g, &s->trie[d + 1], (uint8_t)g->tok[id][d], &s->tmp[1])) break;
+            if (!feed_byte(g, &s->trie[d + 1], (uint8_t)v->tok[id][d], &s->tmp[1])) break;
         }
         valid = d;
         if (d < len) {
@@ -569,8 +576,8 @@ int herd_json_state_mask(herd_json_state *s, float *logits) {
         }
     }
     /* the rest one by one: ends, specials, long tokens */
-    for (int i = 0; i < g->V; i++) {
-        if (g->tok_kind[i] == TOK_TEXT && g->tok_len[i] <= JG_TRIE) continue;
+    for (int i = 0; i < v->V; i++) {
+        if (v->tok_kind[i] == TOK_TEXT && v->tok_len[i] <= JG_TRIE) continue;
         if (allows(s, i, NULL)) n++;
         else logits[i] = -INFINITY;
     }
@@ -953,29 +960,63 @@ static int32_t plain_chars(const char *b, size_t len) {
 }
 
 static int by_bytes(const void *a, const void *b, void *ctx) {
-    const herd_json_grammar *g = ctx;
+    const herd_json_vocab *v = ctx;
     const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    const uint32_t lx = g->tok_len[x], ly = g->tok_len[y];
-    const int c = memcmp(g->tok[x], g->tok[y], lx < ly ? lx : ly);
+    const uint32_t lx = v->tok_len[x], ly = v->tok_len[y];
+    const int c = memcmp(v->tok[x], v->tok[y], lx < ly ? lx : ly);
     return c ? c : lx < ly ? -1 : lx > ly;
 }
 
-static int sort_tokens(herd_json_grammar *g) {
-    g->order = malloc((size_t)g->V * sizeof *g->order);
-    g->lcp = malloc((size_t)g->V);
-    if (!g->order || !g->lcp) return -1;
-    for (int i = 0; i < g->V; i++)
-        if (g->tok_kind[i] == TOK_TEXT && g->tok_len[i] <= JG_TRIE) g->order[g->n_order++] = i;
-    qsort_r(g->order, (size_t)g->n_order, sizeof *g->order, by_bytes, g);
-    for (int k = 0; k < g->n_order; k++) {
+void herd_json_vocab_free(herd_json_vocab *v) {
+    if (!v) return;
+    free(v->tok);
+    free(v->tok_len);
+    free(v->tok_kind);
+    free(v->tok_plain);
+    free(v->order);
+    free(v->lcp);
+    free(v);
+}
+
+herd_status herd_json_vocab_new(herd_json_vocab **out, const herd_tokenizer *t, const int32_t *end_ids, int n_end,
+                                herd_error *err) {
+    *out = NULL;
+    herd_json_vocab *v = calloc(1, sizeof *v);
+    if (!v) return herd_errf(err, HERD_ERR_NOMEM, "json grammar: out of memory for the vocabulary");
+    v->V = herd_tokenizer_n_vocab(t);
+    v->tok = calloc((size_t)v->V, sizeof *v->tok);
+    v->tok_len = calloc((size_t)v->V, sizeof *v->tok_len);
+    v->tok_kind = calloc((size_t)v->V, 1);
+    v->tok_plain = calloc((size_t)v->V, sizeof *v->tok_plain);
+    v->order = malloc((size_t)v->V * sizeof *v->order);
+    v->lcp = malloc((size_t)v->V);
+    if (!v->tok || !v->tok_len || !v->tok_kind || !v->tok_plain || !v->order || !v->lcp) {
+        herd_json_vocab_free(v);
+        return herd_errf(err, HERD_ERR_NOMEM, "json grammar: out of memory for the vocabulary");
+    }
+    const int n_bpe = herd_tokenizer_n_bpe(t);
+    for (int i = 0; i < v->V; i++) {
+        size_t len = 0;
+        v->tok[i] = herd_token_bytes(t, i, &len);
+        v->tok_len[i] = (uint32_t)len;
+        v->tok_kind[i] = i >= n_bpe || !v->tok[i] || len == 0 ? TOK_NEVER : TOK_TEXT;
+        v->tok_plain[i] = v->tok_kind[i] == TOK_TEXT ? plain_chars(v->tok[i], len) : -1;
+    }
+    for (int i = 0; i < n_end; i++) /* the tokens that end the output */
+        if (end_ids[i] >= 0 && end_ids[i] < v->V) v->tok_kind[end_ids[i]] = TOK_END;
+    for (int i = 0; i < v->V; i++)
+        if (v->tok_kind[i] == TOK_TEXT && v->tok_len[i] <= JG_TRIE) v->order[v->n_order++] = i;
+    qsort_r(v->order, (size_t)v->n_order, sizeof *v->order, by_bytes, v);
+    for (int k = 0; k < v->n_order; k++) {
         int p = 0;
         if (k > 0) {
-            const int32_t x = g->order[k - 1], y = g->order[k];
-            while (p < (int)g->tok_len[x] && p < (int)g->tok_len[y] && g->tok[x][p] == g->tok[y][p]) p++;
+            const int32_t x = v->order[k - 1], y = v->order[k];
+            while (p < (int)v->tok_len[x] && p < (int)v->tok_len[y] && v->tok[x][p] == v->tok[y][p]) p++;
         }
-        g->lcp[k] = (uint8_t)p;
+        v->lcp[k] = (uint8_t)p;
     }
-    return 0;
+    *out = v;
+    return HERD_OK;
 }
 
 void herd_json_grammar_free(herd_json_grammar *g) {
@@ -986,20 +1027,15 @@ void herd_json_grammar_free(herd_json_grammar *g) {
     free(g->props);
     free(g->lits);
     free(g->alts);
-    free(g->tok);
-    free(g->tok_len);
-    free(g->tok_kind);
-    free(g->tok_plain);
-    free(g->order);
-    free(g->lcp);
     free(g);
 }
 
-herd_status herd_json_grammar_new(herd_json_grammar **out, const herd_tokenizer *t, const int32_t *end_ids,
-                                  int n_end, const char *schema, herd_error *err) {
+herd_status herd_json_grammar_new(herd_json_grammar **out, const herd_json_vocab *v, const char *schema,
+                                  herd_error *err) {
     *out = NULL;
     herd_json_grammar *g = calloc(1, sizeof *g);
     if (!g) return herd_errf(err, HERD_ERR_NOMEM, "json grammar: out of memory");
+    g->v = v;
     compiler c = { .g = g, .err = err };
     const int any_object = builtins(&c);
     cJSON *doc = NULL;
@@ -1016,34 +1052,11 @@ herd_status herd_json_grammar_new(herd_json_grammar **out, const herd_tokenizer 
     }
     for (int i = 0; i < c.n_refs; i++) free(c.refs[i].ref);
     cJSON_Delete(doc);
-    if (c.st == HERD_OK && g->root >= 0) g->nodes[0].item = g->root;
-    /* the vocabulary: each token's bytes, and which tokens end the output */
-    g->V = t ? herd_tokenizer_n_vocab(t) : 0;
-    if (c.st == HERD_OK && g->root >= 0 && g->V > 0) {
-        g->tok = calloc((size_t)g->V, sizeof *g->tok);
-        g->tok_len = calloc((size_t)g->V, sizeof *g->tok_len);
-        g->tok_kind = calloc((size_t)g->V, 1);
-        g->tok_plain = calloc((size_t)g->V, sizeof *g->tok_plain);
-        if (!g->tok || !g->tok_len || !g->tok_kind || !g->tok_plain) {
-            c.st = herd_errf(err, HERD_ERR_NOMEM, "json grammar: out of memory for the vocabulary");
-        } else {
-            const int n_bpe = herd_tokenizer_n_bpe(t);
-            for (int i = 0; i < g->V; i++) {
-                size_t len = 0;
-                g->tok[i] = herd_token_bytes(t, i, &len);
-                g->tok_len[i] = (uint32_t)len;
-                g->tok_kind[i] = i >= n_bpe || !g->tok[i] || len == 0 ? TOK_NEVER : TOK_TEXT;
-                g->tok_plain[i] = g->tok_kind[i] == TOK_TEXT ? plain_chars(g->tok[i], len) : -1;
-            }
-            for (int i = 0; i < n_end; i++)
-                if (end_ids[i] >= 0 && end_ids[i] < g->V) g->tok_kind[end_ids[i]] = TOK_END;
-            if (sort_tokens(g)) c.st = herd_errf(err, HERD_ERR_NOMEM, "json grammar: out of memory for the vocabulary");
-        }
-    }
     if (c.st != HERD_OK || g->root < 0) {
         herd_json_grammar_free(g);
         return c.st != HERD_OK ? c.st : herd_errf(err, HERD_ERR_NOMEM, "json grammar: out of memory");
     }
+    g->nodes[0].item = g->root;
     *out = g;
     return HERD_OK;
 }

@@ -9,11 +9,20 @@
 #include "test.h"
 #include "tokenizer.h"
 
-static herd_json_grammar *grammar(const herd_tokenizer *t, const char *schema) {
+/* A vocabulary for t (the end: 256, the first special of a byte-level one); NULL
+ * for t NULL (bytes only). */
+static herd_json_vocab *vocab(const herd_tokenizer *t) {
+    herd_json_vocab *v = NULL;
+    herd_error err = { { 0 } };
+    const int32_t end = 256;
+    if (t) CHECKF(herd_json_vocab_new(&v, t, &end, 1, &err) == HERD_OK, "%s", err.msg);
+    return v;
+}
+
+static herd_json_grammar *grammar(const herd_json_vocab *v, const char *schema) {
     herd_json_grammar *g = NULL;
     herd_error err = { { 0 } };
-    const int32_t end = 256; /* the first special of a byte-level vocabulary */
-    CHECKF(herd_json_grammar_new(&g, t, &end, 1, schema, &err) == HERD_OK, "%s: %s", schema ? schema : "(any)", err.msg);
+    CHECKF(herd_json_grammar_new(&g, v, schema, &err) == HERD_OK, "%s: %s", schema ? schema : "(any)", err.msg);
     return g;
 }
 
@@ -175,7 +184,7 @@ static void nested_alternatives(void) {
 static void refused_schema(const char *schema, const char *want) {
     herd_json_grammar *g = NULL;
     herd_error err = { { 0 } };
-    herd_status st = herd_json_grammar_new(&g, NULL, NULL, 0, schema, &err);
+    herd_status st = herd_json_grammar_new(&g, NULL, schema, &err);
     CHECKF(st != HERD_OK && g == NULL && strstr(err.msg, want), "%s: status %d, message '%s', want '%s'",
            schema, (int)st, err.msg, want);
     herd_json_grammar_free(g);
@@ -235,8 +244,9 @@ static int shape_ok(const cJSON *v) {
     return (seen & 3) == 3;
 }
 
-static void walks(const herd_tokenizer *t, const char *schema, int n_walks, int (*check)(const cJSON *)) {
-    herd_json_grammar *g = grammar(t, schema);
+static void walks(const herd_tokenizer *t, const herd_json_vocab *v, const char *schema, int n_walks,
+                  int (*check)(const cJSON *)) {
+    herd_json_grammar *g = grammar(v, schema);
     if (!g) return;
     const int V = herd_tokenizer_n_vocab(t);
     float *l = malloc((size_t)V * sizeof *l);
@@ -311,13 +321,14 @@ static void token_level(void) {
         CHECKF(0, "tokenizer: %s", err.msg);
         return;
     }
-    walks(t, "{\"type\": \"object\", \"properties\": {\"id\": {\"type\": \"integer\"}, \"label\": {\"type\": "
+    herd_json_vocab *v = vocab(t);
+    walks(t, v, "{\"type\": \"object\", \"properties\": {\"id\": {\"type\": \"integer\"}, \"label\": {\"type\": "
              "\"string\", \"maxLength\": 4}, \"on\": {\"type\": \"boolean\"}, \"xs\": {\"type\": \"array\", "
              "\"items\": {\"enum\": [\"up\", \"down\"]}, \"maxItems\": 3}}, \"required\": [\"id\", \"label\"]}",
           60, shape_ok);
-    walks(t, NULL, 60, is_object);
+    walks(t, v, NULL, 60, is_object);
     /* specials never, the end token only once whole */
-    herd_json_grammar *g = grammar(t, NULL);
+    herd_json_grammar *g = grammar(v, NULL);
     if (g) {
         herd_json_state *s;
         if (herd_json_state_new(&s, g, &err) == HERD_OK) {
@@ -336,6 +347,7 @@ static void token_level(void) {
         }
         herd_json_grammar_free(g);
     }
+    herd_json_vocab_free(v);
     herd_tokenizer_free(t);
 }
 

@@ -236,7 +236,8 @@ static int gen_flag(args *a, gen_opts *o) {
 }
 
 /* --json / --json-schema FILE: the grammar sampling keeps to (NULL: free text). */
-static herd_json_grammar *load_grammar(const gen_opts *o, const herd_model *m) {
+static herd_json_grammar *load_grammar(const gen_opts *o, const herd_model *m, herd_json_vocab **vocab) {
+    *vocab = NULL;
     if (!o->json && !o->json_schema) return NULL;
     char *schema = NULL;
     if (o->json_schema) {
@@ -249,11 +250,14 @@ static herd_json_grammar *load_grammar(const gen_opts *o, const herd_model *m) {
         if (!f || len < 0 || !schema) die("--json-schema %s: cannot read it (%s)", o->json_schema, strerror(errno));
     }
     const herd_config *c = herd_model_config(m);
+    herd_json_vocab *v;
     herd_json_grammar *g;
     herd_error err;
-    if (herd_json_grammar_new(&g, herd_model_tokenizer(m), c->eos_ids, c->n_eos, schema, &err))
+    if (herd_json_vocab_new(&v, herd_model_tokenizer(m), c->eos_ids, c->n_eos, &err)) die("%s", err.msg);
+    if (herd_json_grammar_new(&g, v, schema, &err))
         die("--json-schema %s: %s", o->json_schema ? o->json_schema : "", err.msg);
     free(schema);
+    *vocab = v;
     return g;
 }
 
@@ -381,10 +385,12 @@ static int cmd_generate(int argc, char **argv) {
     int32_t *hist = malloc((n + (size_t)o.n_predict + 1) * sizeof *hist);
     if (!hist) die("out of memory");
     memcpy(hist, ids, n * sizeof *ids);
-    herd_json_grammar *g = load_grammar(&o, m);
+    herd_json_vocab *jv;
+    herd_json_grammar *g = load_grammar(&o, m, &jv);
     run_generation(s, m, smp, hist, n, o.n_predict, ids_out, NULL, g);
     printf("\n");
     herd_json_grammar_free(g);
+    herd_json_vocab_free(jv);
     free(hist);
     free(ids);
     herd_sampler_free(smp);
@@ -519,7 +525,8 @@ static int cmd_chat(int argc, char **argv) {
     }
     herd_model *m = load_model(o.model);
     apply_model_defaults(&o, m);
-    herd_json_grammar *g = load_grammar(&o, m);
+    herd_json_vocab *jv;
+    herd_json_grammar *g = load_grammar(&o, m, &jv);
     const herd_tokenizer *t = herd_model_tokenizer(m);
     herd_error err;
     herd_session_params sp = herd_session_default_params();
@@ -607,6 +614,7 @@ static int cmd_chat(int argc, char **argv) {
     free(done);
     free(hist);
     herd_json_grammar_free(g);
+    herd_json_vocab_free(jv);
     herd_sampler_free(smp);
     herd_session_free(s);
     herd_model_free(m);

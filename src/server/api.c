@@ -434,10 +434,8 @@ static int forced_tool_grammar(const srv_api *a, const cJSON *tools, const char 
     char *schema = cJSON_PrintUnformatted(any);
     cJSON_Delete(any);
     if (!schema) abort();
-    const herd_config *c = herd_model_config(a->model);
     herd_error err;
-    herd_status st = herd_json_grammar_new(&r->grammar, herd_model_tokenizer(a->model), c->eos_ids, c->n_eos,
-                                           schema, &err);
+    herd_status st = herd_json_grammar_new(&r->grammar, a->json_vocab, schema, &err);
     free(schema);
     if (st == HERD_ERR_NOMEM) abort();
     if (st) /* the message's path is inside the call: #/anyOf/i/properties/parameters/... */
@@ -584,10 +582,8 @@ static int response_format(const srv_api *a, const cJSON *root, srv_req *r, perr
         return fail(e, 400, "response_format.type", "invalid_value", "Invalid 'response_format.type': expected "
                     "'text', 'json_object' or 'json_schema', got '%.40s'.", type);
     }
-    const herd_config *c = herd_model_config(a->model);
     herd_error err;
-    herd_status st = herd_json_grammar_new(&r->grammar, herd_model_tokenizer(a->model), c->eos_ids, c->n_eos,
-                                           schema, &err);
+    herd_status st = herd_json_grammar_new(&r->grammar, a->json_vocab, schema, &err);
     free(schema);
     if (st == HERD_ERR_NOMEM) abort();
     if (st) return fail(e, 400, "response_format", "invalid_value", "Invalid 'response_format': %s.", err.msg);

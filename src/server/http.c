@@ -29,6 +29,7 @@
 typedef struct {
     srv_params p;
     herd_model *m;
+    herd_json_vocab *json_vocab; /* the grammars' side of the vocabulary, made once */
     srv_sched *sched;
     srv_api api;
     char model_id[256];
@@ -480,6 +481,9 @@ int srv_run(const srv_params *p, herd_error *err) {
     sv->api.model = sv->m;
     sv->api.model_id = sv->model_id;
     sv->api.n_ctx = sched_n_ctx(sv->sched);
+    const herd_config *mc = herd_model_config(sv->m);
+    if (herd_json_vocab_new(&sv->json_vocab, herd_model_tokenizer(sv->m), mc->eos_ids, mc->n_eos, err)) goto out;
+    sv->api.json_vocab = sv->json_vocab;
 
     /* signals go to sigwait below, never to the worker threads created after this */
     sigset_t sigs, old;
@@ -530,6 +534,7 @@ int srv_run(const srv_params *p, herd_error *err) {
 out:
     if (d) MHD_stop_daemon(d);
     sched_free(sv->sched);
+    herd_json_vocab_free(sv->json_vocab);
     herd_model_free(sv->m);
     pthread_mutex_destroy(&sv->mu);
     pthread_cond_destroy(&sv->cv);

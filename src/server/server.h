@@ -154,6 +154,7 @@ typedef struct {
     const herd_model *model;
     const char *model_id;
     int n_ctx;
+    const herd_json_vocab *json_vocab; /* for response_format and forced tool calls' grammars */
 } srv_api;
 
 /* An OpenAI error body: {"error": {"message", "type", "param", "code"}}. */
