@@ -243,6 +243,11 @@ herd_status herd_json_grammar_new(herd_json_grammar **out, const herd_json_vocab
                                   herd_error *err);
 void herd_json_grammar_free(herd_json_grammar *g);
 
+/* A grammar whose output is exactly one of n texts (1..64, non-empty; not JSON:
+ * the texts as they are), e.g. a classifier's labels. */
+herd_status herd_json_grammar_new_choice(herd_json_grammar **out, const herd_json_vocab *v,
+                                         const char *const *choices, int n, herd_error *err);
+
 /* One output's place in a grammar. */
 typedef struct herd_json_state herd_json_state;
 herd_status herd_json_state_new(herd_json_state **out, const herd_json_grammar *g, herd_error *err);

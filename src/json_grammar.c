@@ -1,6 +1,6 @@
 /* json_grammar.c - constrained output: the tokens that keep a model's text valid
  * JSON, optionally JSON that a JSON Schema accepts (OpenAI's response_format
- * json_object / json_schema).
+ * json_object / json_schema), or one of a list of texts (vLLM's guided_choice).
  *
  * A schema compiles into a graph of nodes (object, array, string, number,
  * integer, literals, anyOf, any); a sequence's place in it is a set of stacks of
@@ -609,21 +609,21 @@ static int oom(compiler *c) {
     return -1;
 }
 
-#define GROW(c, arr, n, cap) \
-    ((n) < (cap) || ((cap) = (cap) ? 2 * (cap) : 16, ((arr) = realloc_or_free((arr), (size_t)(cap) * sizeof *(arr))) != NULL))
-
-static void *realloc_or_free(void *p, size_t size) {
-    void *q = realloc(p, size);
-    if (!q) free(p);
-    return q;
-}
+/* Room for one more element in arr (n used of cap): 0, or -1 when out of memory
+ * (arr kept, so what its elements own is still freed). */
+#define GROW(arr, n, cap) ({                                                  \
+    int ok_ = (n) < (cap);                                                    \
+    if (!ok_) {                                                               \
+        const int nc_ = (cap) ? 2 * (cap) : 16;                               \
+        void *q_ = realloc((arr), (size_t)nc_ * sizeof *(arr));               \
+        if (q_) (arr) = q_, (cap) = nc_, ok_ = 1;                             \
+    }                                                                         \
+    ok_ ? 0 : -1;                                                             \
+})
 
 static int add_node(compiler *c, int kind) {
     herd_json_grammar *g = c->g;
-    if (!GROW(c, g->nodes, g->n_nodes, g->cap_nodes)) {
-        g->n_nodes = g->cap_nodes = 0;
-        return oom(c);
-    }
+    if (GROW(g->nodes, g->n_nodes, g->cap_nodes)) return oom(c);
     jnode *nd = &g->nodes[g->n_nodes];
     memset(nd, 0, sizeof *nd);
     nd->kind = kind;
@@ -633,10 +633,7 @@ static int add_node(compiler *c, int kind) {
 
 static int add_alt(compiler *c, int node) {
     herd_json_grammar *g = c->g;
-    if (!GROW(c, g->alts, g->n_alts, g->cap_alts)) {
-        g->n_alts = g->cap_alts = 0;
-        return oom(c);
-    }
+    if (GROW(g->alts, g->n_alts, g->cap_alts)) return oom(c);
     g->alts[g->n_alts++] = node;
     return 0;
 }
@@ -644,10 +641,7 @@ static int add_alt(compiler *c, int node) {
 /* A literal: the value's JSON text (cJSON's canonical printing). */
 static int add_lit(compiler *c, const cJSON *v) {
     herd_json_grammar *g = c->g;
-    if (!GROW(c, g->lits, g->n_lits, g->cap_lits)) {
-        g->n_lits = g->cap_lits = 0;
-        return oom(c);
-    }
+    if (GROW(g->lits, g->n_lits, g->cap_lits)) return oom(c);
     char *t = cJSON_PrintUnformatted(v);
     if (!t) return oom(c);
     g->lits[g->n_lits++] = (jlit){ t, (int)strlen(t) };
@@ -719,10 +713,7 @@ static int compile_object(compiler *c, const cJSON *s, const char *path, int dep
     herd_json_grammar *g = c->g;
     const int a0 = g->n_props;
     for (int i = 0; i < n; i++) {
-        if (!GROW(c, g->props, g->n_props, g->cap_props)) {
-            g->n_props = g->cap_props = 0;
-            return oom(c);
-        }
+        if (GROW(g->props, g->n_props, g->cap_props)) return oom(c);
         g->props[g->n_props++] = (jprop){ 0 };
     }
     g->nodes[node].a0 = a0;
@@ -1057,6 +1048,37 @@ herd_status herd_json_grammar_new(herd_json_grammar **out, const herd_json_vocab
         return c.st != HERD_OK ? c.st : herd_errf(err, HERD_ERR_NOMEM, "json grammar: out of memory");
     }
     g->nodes[0].item = g->root;
+    *out = g;
+    return HERD_OK;
+}
+
+herd_status herd_json_grammar_new_choice(herd_json_grammar **out, const herd_json_vocab *v,
+                                         const char *const *choices, int n, herd_error *err) {
+    *out = NULL;
+    if (n < 1 || n > 64) return herd_errf(err, HERD_ERR_ARG, "choices: %d of them; expected 1 to 64", n);
+    for (int i = 0; i < n; i++)
+        if (!choices[i] || !choices[i][0]) return herd_errf(err, HERD_ERR_ARG, "choices: choice %d is empty", i);
+    herd_json_grammar *g = calloc(1, sizeof *g);
+    if (!g) return herd_errf(err, HERD_ERR_NOMEM, "json grammar: out of memory");
+    g->v = v;
+    compiler c = { .g = g, .err = err };
+    int node = builtins(&c) < 0 ? -1 : add_node(&c, K_LITERAL); /* the texts as they are, not JSON */
+    if (node >= 0) g->nodes[node].a0 = g->n_lits;
+    for (int i = 0; node >= 0 && i < n; i++) {
+        char *t = strdup(choices[i]);
+        if (!t || GROW(g->lits, g->n_lits, g->cap_lits)) {
+            free(t);
+            node = oom(&c);
+            break;
+        }
+        g->lits[g->n_lits++] = (jlit){ t, (int)strlen(t) };
+    }
+    if (node < 0) {
+        herd_json_grammar_free(g);
+        return c.st;
+    }
+    g->nodes[node].a1 = g->n_lits;
+    g->root = g->nodes[0].item = node;
     *out = g;
     return HERD_OK;
 }

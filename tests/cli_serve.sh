@@ -75,6 +75,19 @@ check "json_schema streamed: the deltas make the same JSON" \
 C $B/v1/chat/completions -d "$(jsreq 4 ",\"n\":2,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"owner\",\"schema\":$SCHEMA}}")" > "$T/js_n"
 check "json_schema with n = 2: both choices keep to it" \
     bash -c "test \"\$(jq -r '.choices[].message.content' $T/js_n | jq -c '$SHAPE' | tr -d '\n')\" = truetrue"
+# vLLM's guided_choice and guided_json, on completions too (and response_format there)
+C $B/v1/completions -d '{"model":"m","prompt":"Sentiment:","max_tokens":20,"temperature":1,"seed":1,"n":6,"guided_choice":["positive","negative","neutral"]}' > "$T/gc"
+check "guided_choice: each of 6 answers is one of the labels: $(head -c 300 "$T/gc")" \
+    jqe '[.choices[] | .finish_reason == "stop" and (.text | IN("positive","negative","neutral"))] | length == 6 and all' "$T/gc"
+C $B/v1/chat/completions -d "$(jsreq 2 ',"guided_choice":["yes","no"]')" > "$T/gcc"
+check "guided_choice in a chat" jqe '.choices[0].message.content | IN("yes","no")' "$T/gcc"
+C $B/v1/completions -d "{\"model\":\"m\",\"prompt\":\"Owner:\",\"max_tokens\":400,\"temperature\":0.8,\"seed\":1,\"guided_json\":$SCHEMA}" > "$T/gj"
+check "guided_json (an object) on completions keeps to the schema: $(head -c 300 "$T/gj")" \
+    bash -c "jq -r '.choices[0].text' $T/gj | jq -e '$SHAPE' >/dev/null"
+C $B/v1/completions -d "$(jq -nc --arg s "$SCHEMA" '{model:"m",prompt:"Owner:",max_tokens:400,temperature:0.8,seed:1,guided_json:$s}')" > "$T/gjs"
+check "guided_json as text: the same answer" test "$(jq -r '.choices[0].text' "$T/gjs")" = "$(jq -r '.choices[0].text' "$T/gj")"
+C $B/v1/completions -d "{\"model\":\"m\",\"prompt\":\"Owner:\",\"max_tokens\":400,\"temperature\":0.8,\"seed\":1,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"o\",\"schema\":$SCHEMA}}}" > "$T/rfc"
+check "response_format on completions: the same answer" test "$(jq -r '.choices[0].text' "$T/rfc")" = "$(jq -r '.choices[0].text' "$T/gj")"
 for seed in 1 2 3; do
     C $B/v1/chat/completions -d "$(jsreq $seed ",\"response_format\":{\"type\":\"json_object\"}")" > "$T/jo$seed"
     check "json_object: an object, whole when the model stopped (seed $seed): $(head -c 300 "$T/jo$seed")" \
@@ -156,6 +169,10 @@ err "json_schema with an assertion herd cannot enforce" 400 "'pattern' is not su
     -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"^a"}}}}'
 err "json_schema without json_schema" 400 '"param":"response_format.json_schema"' $B/v1/chat/completions \
     -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema"}}'
+err "guided_choice and guided_json together" 400 "at most one of" $B/v1/completions -d '{"model":"m","prompt":"x","guided_choice":["a"],"guided_json":{}}'
+err "guided_choice with a number" 400 "guided_choice\[1\]" $B/v1/completions -d '{"model":"m","prompt":"x","guided_choice":["a",2]}'
+err "guided_choice empty" 400 "0 of them" $B/v1/completions -d '{"model":"m","prompt":"x","guided_choice":[]}'
+err "guided_json with response_format json" 400 "at most one of" $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"},"guided_json":{}}'
 err "response_format of an unknown type" 400 "got 'xml'" $B/v1/chat/completions \
     -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"xml"}}'
 err "wrong type" 400 '"param":"temperature","code":"invalid_type"' $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}'

@@ -181,6 +181,32 @@ static void nested_alternatives(void) {
     herd_json_grammar_free(g);
 }
 
+/* exactly one of some texts (guided_choice): a choice that is a prefix of another
+ * is whole and may go on */
+static void choices(void) {
+    const char *c[] = { "yes", "no", "nope", "caf\xc3\xa9 \"x\"" };
+    herd_json_grammar *g = NULL;
+    herd_error err = { { 0 } };
+    CHECKF(herd_json_grammar_new_choice(&g, NULL, c, 4, &err) == HERD_OK, "%s", err.msg);
+    if (g) {
+        WHOLE(g, "yes");
+        WHOLE(g, "no");
+        WHOLE(g, "nope");
+        WHOLE(g, "caf\xc3\xa9 \"x\"");
+        PREFIX(g, "ye");
+        PREFIX(g, "nop");
+        REFUSED(g, "yes!");
+        REFUSED(g, " yes");
+        REFUSED(g, "maybe");
+        REFUSED(g, "\"yes\"");
+        herd_json_grammar_free(g);
+    }
+    const char *empty[] = { "a", "" };
+    CHECK(herd_json_grammar_new_choice(&g, NULL, empty, 2, &err) == HERD_ERR_ARG && strstr(err.msg, "choice 1 is empty"));
+    CHECK(herd_json_grammar_new_choice(&g, NULL, c, 0, &err) == HERD_ERR_ARG && strstr(err.msg, "0 of them"));
+    CHECK(herd_json_grammar_new_choice(&g, NULL, c, 65, &err) == HERD_ERR_ARG && g == NULL);
+}
+
 static void refused_schema(const char *schema, const char *want) {
     herd_json_grammar *g = NULL;
     herd_error err = { { 0 } };
@@ -355,6 +381,7 @@ int main(void) {
     any_object();
     schemas();
     nested_alternatives();
+    choices();
     bad_schemas();
     token_level();
     TEST_MAIN_END("test_json_grammar");

@@ -590,6 +590,49 @@ static int response_format(const srv_api *a, const cJSON *root, srv_req *r, perr
     return 0;
 }
 
+/* vLLM's guided_json (a JSON Schema: an object or its text) and guided_choice (the
+ * answer is exactly one of the strings), chat and completions alike; at most one
+ * of them and a JSON response_format. */
+static int guided(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *gj = cJSON_GetObjectItemCaseSensitive(root, "guided_json");
+    const cJSON *gc = cJSON_GetObjectItemCaseSensitive(root, "guided_choice");
+    gj = cJSON_IsNull(gj) ? NULL : gj;
+    gc = cJSON_IsNull(gc) ? NULL : gc;
+    if (!gj && !gc) return 0;
+    const char *param = gj ? "guided_json" : "guided_choice";
+    if (r->grammar || (gj && gc))
+        return fail(e, 400, param, "invalid_value", "Invalid '%s': give at most one of response_format (JSON), "
+                    "guided_json and guided_choice.", param);
+    herd_error err;
+    herd_status st;
+    if (gj) {
+        char *schema = cJSON_IsString(gj) ? strdup(gj->valuestring) : cJSON_IsObject(gj) ? cJSON_PrintUnformatted(gj)
+                                                                                          : NULL;
+        if (!schema)
+            return fail(e, 400, param, "invalid_type", "Invalid type for 'guided_json': expected a JSON Schema (an "
+                        "object, or its text), but got %s instead.", type_name(gj));
+        st = herd_json_grammar_new(&r->grammar, a->json_vocab, schema, &err);
+        free(schema);
+    } else {
+        const char *texts[64];
+        int n = 0;
+        const cJSON *x;
+        if (!cJSON_IsArray(gc) || cJSON_GetArraySize(gc) > 64)
+            return fail(e, 400, param, "invalid_type", "Invalid 'guided_choice': expected an array of 1 to 64 "
+                        "strings.");
+        cJSON_ArrayForEach(x, gc) {
+            if (!cJSON_IsString(x))
+                return fail(e, 400, param, "invalid_type", "Invalid type for 'guided_choice[%d]': expected a "
+                            "string, but got %s instead.", n, type_name(x));
+            texts[n++] = x->valuestring;
+        }
+        st = herd_json_grammar_new_choice(&r->grammar, a->json_vocab, texts, n, &err);
+    }
+    if (st == HERD_ERR_NOMEM) abort();
+    if (st) return fail(e, 400, param, "invalid_value", "Invalid '%s': %s.", param, err.msg);
+    return 0;
+}
+
 /* logit_bias: {"token id": bias in [-100, 100], ...}, added to the logits
  * before sampling (-100 all but bans a token, 100 all but forces it). */
 static int logit_bias(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
@@ -685,7 +728,7 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
             return fail(e, 400, "top_logprobs", "invalid_value", "'top_logprobs' requires 'logprobs' to be true.");
         r->logprobs = lp;
         r->top_logprobs = (int)top;
-        if (response_format(a, root, r, e) || chat_prompt(a, root, r, e)) return -1;
+        if (response_format(a, root, r, e) || guided(a, root, r, e) || chat_prompt(a, root, r, e)) return -1;
     } else {
         double lp = -1, best_of = 1;
         int echo = 0;
@@ -698,7 +741,7 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
             return fail(e, 400, "suffix", "invalid_value", "'suffix' is not supported by this server.");
         r->logprobs = lp >= 0;
         r->top_logprobs = lp > 0 ? (int)lp : 0;
-        if (completion_prompt(a, root, r, e)) return -1;
+        if (response_format(a, root, r, e) || guided(a, root, r, e) || completion_prompt(a, root, r, e)) return -1;
     }
     if (max_tokens == 0 && !r->echo) /* 0: score the prompt only (echo with logprobs) */
         return fail(e, 400, "max_tokens", "invalid_value", "Invalid 'max_tokens': expected a value in [1, 1e+09], "

@@ -490,7 +490,8 @@ static void pick(const srv_sched *s, slot *sl) {
             const herd_config *c = herd_model_config(s->m);
             for (int i = 0; i < c->n_eos; i++)
                 if (c->eos_ids[i] >= 0 && c->eos_ids[i] < s->V) sl->work[c->eos_ids[i]] = -INFINITY;
-            for (int i = 0; i < r->n_stop_ids && sl->out.n_gen < r->min_tokens; i++) sl->work[r->stop_ids[i]] = -INFINITY;
+            for (int i = 0; i < r->n_stop_ids && sl->out.n_gen < r->min_tokens; i++)
+                sl->work[r->stop_ids[i]] = -INFINITY;
         }
         for (int i = 0; i < sl->out.n_gen; i++) { /* each distinct id once */
             int32_t t = sl->gen[i];
@@ -510,7 +511,7 @@ static void pick(const srv_sched *s, slot *sl) {
         l = sl->work;
         sl->pick_id = herd_json_state_mask(sl->js, sl->work) ? herd_sampler_sample(sl->smp, l, NULL, 0) : -1;
     }
-    if (r->logprobs) logprobs_of(s, sl, logits, sl->pick_id);
+    if (r->logprobs && sl->pick_id >= 0) logprobs_of(s, sl, logits, sl->pick_id);
 }
 
 /* Streams the slot's picked token. Returns 1 when the sequence goes on
