@@ -104,7 +104,10 @@ struct herd_json_grammar {
 /* object phases: START, then */
 enum { P_START, O_OPEN, O_KEY, O_KEYDONE, O_COLON, O_VALUE, O_COMMA };
 enum { A_OPEN = 1, A_ITEM, A_COMMA };
-enum { S_IN = 1, S_ESC, S_HEX, S_U1, S_U2, S_U3, S_E0, S_ED, S_F0, S_F4 };
+enum { S_IN = 1, S_ESC, S_HEX, S_LOW_BS, S_LOW_U, S_U1, S_U2, S_U3, S_E0, S_ED, S_F0, S_F4 };
+/* a \u escape's state, in a string frame's cand: a low surrogate must come (after
+ * a high one), the first digit was d, this one is a high surrogate */
+enum { U_LOW = 1, U_D = 2, U_HIGH = 4 };
 enum { N_SIGN = 1, N_ZERO, N_INT, N_FRAC0, N_FRAC, N_EXP0, N_EXPS, N_EXP };
 
 typedef struct {
@@ -352,15 +355,36 @@ static void string_byte(jstack *st, frame *f, const jnode *nd, int c, jset *out)
         if (c == 'u') {
             f->ph = S_HEX;
             f->pos = 0;
+            f->cand = 0;
         } else if (c && c < 256 && strchr("\"\\/bfnrt", c)) {
             f->ph = S_IN;
         } else {
             return;
         }
         break;
-    case S_HEX:
+    case S_HEX: { /* surrogates only in pairs (strict parsers refuse lone ones), decided digit by digit */
         if (!is_hex(c)) return;
-        if (++f->pos == 4) f->ph = S_IN;
+        const int d = c == 'd' || c == 'D', lo = (c | 0x20) >= 'c' && (c | 0x20) <= 'f';
+        const int hi = (c >= '8' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'b');
+        if (f->pos == 0) {
+            if ((f->cand & U_LOW) && !d) return;
+            if (d) f->cand |= U_D;
+        } else if (f->pos == 1 && (f->cand & U_D)) {
+            if ((f->cand & U_LOW) ? !lo : lo) return;
+            if (!(f->cand & U_LOW) && hi) f->cand |= U_HIGH;
+        }
+        if (++f->pos == 4) f->ph = f->cand & U_HIGH ? S_LOW_BS : S_IN;
+        break;
+    }
+    case S_LOW_BS: /* after a high surrogate: \u and a low one */
+        if (c != '\\') return;
+        f->ph = S_LOW_U;
+        break;
+    case S_LOW_U:
+        if (c != 'u') return;
+        f->ph = S_HEX;
+        f->pos = 0;
+        f->cand = U_LOW;
         break;
     default: { /* a continuation byte, in the range its lead byte allows */
         const int lo = f->ph == S_E0 ? 0xA0 : f->ph == S_F0 ? 0x90 : 0x80;

@@ -67,6 +67,15 @@ static void any_object(void) {
     REFUSED(g, "{\"a\": \"x\ny\"}");    /* a raw control character in a string */
     REFUSED(g, "{\"a\": \"\\x\"}");     /* an unknown escape */
     REFUSED(g, "{\"a\": \"\\u12g4\"}");
+    /* \u escapes: surrogates only in pairs, decided digit by digit (no dead ends) */
+    WHOLE(g, "{\"a\": \"\\uD83D\\ude00\"}");
+    PREFIX(g, "{\"a\": \"\\uD83D");
+    PREFIX(g, "{\"a\": \"\\uD83D\\u");
+    REFUSED(g, "{\"a\": \"\\uD83Dx");
+    REFUSED(g, "{\"a\": \"\\uD83D\\u0041");
+    REFUSED(g, "{\"a\": \"\\uDE");   /* a low surrogate alone */
+    REFUSED(g, "{\"a\": \"\\uD83D\\uD8");
+    WHOLE(g, "{\"a\": \"\\ud7ff\\uE000\"}");
     REFUSED(g, "{\"a\": \"\xc0\xaf\"}"); /* overlong */
     REFUSED(g, "{\"a\": \"\xed\xa0\x80\"}"); /* a surrogate */
     REFUSED(g, "{\"a\": \"\xf4\x90\x80\x80\"}"); /* past U+10FFFF */
@@ -178,6 +187,118 @@ static void nested_alternatives(void) {
     if (!g) return;
     WHOLE(g, "null");
     REFUSED(g, "1");
+    herd_json_grammar_free(g);
+}
+
+/* ---- random documents: a writer independent of the grammar ------------------------ */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} sbuf;
+
+static void put(sbuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        b->cap = 2 * (b->n + n + 1);
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
+static uint64_t next_rand(void);
+
+static void ws(sbuf *b) { /* 0 to 4 bytes of JSON whitespace */
+    static const char w[] = " \t\n\r";
+    for (int k = (int)(next_rand() % 5); k > 0; k--) put(b, &w[next_rand() % 4], 1);
+}
+
+static void string_(sbuf *b) {
+    static const char *const parts[] = { "a", "Z", " ", "~", "\\\"", "\\\\", "\\/", "\\n", "\\t", "\\u00e9", "\\uD83D\\uDE00",
+                                         "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x7f", "{", "]", ":" };
+    puts_(b, "\"");
+    for (int k = (int)(next_rand() % 8); k > 0; k--) puts_(b, parts[next_rand() % (sizeof parts / sizeof *parts)]);
+    puts_(b, "\"");
+}
+
+static void value(sbuf *b, int depth) {
+    const int kind = (int)(next_rand() % (depth < 5 ? 9 : 7));
+    static const char *const nums[] = { "0", "-0", "7", "-12", "3.25", "1e5", "-2.5E-3", "10e+2", "0.001", "123456789" };
+    switch (kind) {
+    case 0: puts_(b, "true"); break;
+    case 1: puts_(b, "false"); break;
+    case 2: puts_(b, "null"); break;
+    case 3: case 4: string_(b); break;
+    case 5: case 6: puts_(b, nums[next_rand() % 10]); break;
+    case 7: { /* array */
+        puts_(b, "[");
+        int n = (int)(next_rand() % 4);
+        ws(b);
+        for (int i = 0; i < n; i++) {
+            if (i) puts_(b, ","), ws(b);
+            value(b, depth + 1);
+            ws(b);
+        }
+        puts_(b, "]");
+        break;
+    }
+    default: { /* object */
+        puts_(b, "{");
+        int n = (int)(next_rand() % 4);
+        ws(b);
+        for (int i = 0; i < n; i++) {
+            if (i) puts_(b, ","), ws(b);
+            string_(b);
+            ws(b);
+            puts_(b, ":");
+            ws(b);
+            value(b, depth + 1);
+            ws(b);
+        }
+        puts_(b, "}");
+    }
+    }
+}
+
+/* JSON written by the generator above (objects at the root, whitespace inside
+ * only, within the grammar's limits): whole, and every shorter prefix a prefix;
+ * one byte changed: whatever the grammar then calls whole, cJSON parses. */
+static void random_documents(void) {
+    herd_json_grammar *g = grammar(NULL, NULL);
+    if (!g) return;
+    sbuf b = { 0 };
+    int whole = 0, prefixes = 0, n_prefixes = 0, mutants = 0, mutants_ok = 1;
+    for (int d = 0; d < 150; d++) {
+        b.n = 0;
+        do { /* the root is an object */
+            b.n = 0;
+            value(&b, 0);
+        } while (b.p[0] != '{');
+        whole += judge(g, b.p) == 1;
+        char *pre = malloc(b.n + 1);
+        for (size_t k = 0; k < b.n; k++) {
+            memcpy(pre, b.p, k);
+            pre[k] = 0;
+            /* a prefix that ends inside a \u escape or a UTF-8 sequence is still a prefix */
+            prefixes += judge(g, pre) == 0;
+            n_prefixes++;
+        }
+        for (int m = 0; m < 4 && b.n > 1; m++) {
+            memcpy(pre, b.p, b.n + 1);
+            pre[next_rand() % b.n] = "\"{}[],:0-e.\\ a\x80"[next_rand() % 16];
+            if (strlen(pre) != b.n || judge(g, pre) != 1) continue;
+            mutants++;
+            cJSON *v = cJSON_Parse(pre);
+            if (!v) mutants_ok = 0, fprintf(stderr, "mutant accepted but not JSON: %s\n", pre);
+            cJSON_Delete(v);
+        }
+        free(pre);
+    }
+    CHECKF(whole == 150, "%d of 150 generated documents whole", whole);
+    CHECKF(prefixes == n_prefixes, "%d of %d prefixes of them prefixes", prefixes, n_prefixes);
+    CHECKF(mutants_ok, "every one-byte mutant the grammar calls whole parses (%d of them)", mutants);
+    free(b.p);
     herd_json_grammar_free(g);
 }
 
@@ -382,6 +503,7 @@ int main(void) {
     schemas();
     nested_alternatives();
     choices();
+    random_documents();
     bad_schemas();
     token_level();
     TEST_MAIN_END("test_json_grammar");
