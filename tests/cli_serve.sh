@@ -39,14 +39,18 @@ C $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"system","content"
 check "chat object" has "$T/chat" '^{"id":"chatcmpl-[0-9a-f]*","object":"chat.completion","created":[0-9]*,"model":"m"'
 check "chat message" has "$T/chat" '"message":{"role":"assistant","content":"'
 check "chat finish_reason" grep -Eq '"finish_reason":"(stop|length)"' "$T/chat"
-check "chat usage" grep -Eq '"usage":\{"prompt_tokens":[0-9]+,"completion_tokens":[0-9]+,"total_tokens":[0-9]+\}' "$T/chat"
+check "chat usage" grep -Eq '"usage":\{"prompt_tokens":[0-9]+,"completion_tokens":[0-9]+,"total_tokens":[0-9]+,"prompt_tokens_details":\{"cached_tokens":[0-9]+\}\}' "$T/chat"
+# cached_tokens: the same chat again finds all but its last prompt token in the KV cache
+C $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"max_tokens":6,"temperature":0}' > "$T/chat_again"
+check "usage.prompt_tokens_details.cached_tokens of a repeated prompt: $(jq -c .usage "$T/chat_again")" \
+    jqe '.usage.prompt_tokens_details.cached_tokens == .usage.prompt_tokens - 1' "$T/chat_again"
 check "chat logprobs" has "$T/chat" '"logprobs":{"content":\[{"token":"[^"]*","logprob":-\?[0-9.e-]*,"bytes":\[[0-9,]*\],"top_logprobs":\[{'
 
 # a developer message (OpenAI's newer name for system instructions) is a system message:
 # the same prompt tokens and, at temperature 0, the same answer
 C $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"developer","content":"Be brief."},{"role":"user","content":"hi"}],"max_tokens":6,"temperature":0,"logprobs":true,"top_logprobs":3}' > "$T/chat_dev"
 check "developer message answered as system: $(head -c 300 "$T/chat_dev")" \
-    bash -c "diff <(jq -c '[.choices, .usage]' $T/chat) <(jq -c '[.choices, .usage]' $T/chat_dev) >/dev/null"
+    bash -c "diff <(jq -c '[.choices, .usage.prompt_tokens, .usage.completion_tokens]' $T/chat) <(jq -c '[.choices, .usage.prompt_tokens, .usage.completion_tokens]' $T/chat_dev) >/dev/null"
 
 # chat, streamed, with usage
 C -N $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}' > "$T/sse"

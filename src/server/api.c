@@ -163,7 +163,7 @@ srv_req *req_choice(srv_req *f, int i) {
 }
 
 static cJSON *envelope(const srv_req *r, const char *object);
-static cJSON *usage_obj(int n_prompt, int n_gen);
+static cJSON *usage_obj(int n_prompt, int n_gen, int n_cached);
 
 /* All choices of front f (a request of one choice is its own front) have ended
  * (f->mu held): streamed, the usage over them and [DONE]; not streamed, one object
@@ -176,7 +176,7 @@ static void front_end_locked(srv_req *f) {
         if (f->include_usage && f->status == 200) {
             c = envelope(f, chat ? "chat.completion.chunk" : "text_completion");
             cJSON_AddArrayToObject(c, "choices");
-            cJSON_AddItemToObject(c, "usage", usage_obj(f->prompt_total, f->gen_total));
+            cJSON_AddItemToObject(c, "usage", usage_obj(f->prompt_total, f->gen_total, f->cached_total));
         }
     } else if (f->status == 200) {
         f->out.n = 0;
@@ -187,7 +187,7 @@ static void front_end_locked(srv_req *f) {
                 cJSON_AddItemToArray(arr, f->choices[i]);
                 f->choices[i] = NULL;
             }
-        cJSON_AddItemToObject(c, "usage", usage_obj(f->prompt_total, f->gen_total));
+        cJSON_AddItemToObject(c, "usage", usage_obj(f->prompt_total, f->gen_total, f->cached_total));
     }
     if (c) {
         char *j = cJSON_PrintUnformatted(c);
@@ -220,10 +220,11 @@ int req_cancelled(srv_req *r) {
 }
 
 /* Choice r has ended with n_gen tokens and (not streamed) its object. */
-static void choice_done(srv_req *r, int n_gen, cJSON *choice) {
+static void choice_done(srv_req *r, int n_gen, int n_cached, cJSON *choice) {
     srv_req *f = r->front ? r->front : r;
     pthread_mutex_lock(&f->mu);
     f->gen_total += n_gen;
+    if (r->index % f->per_input == 0) f->cached_total += n_cached;
     if (choice && f->choices) {
         cJSON_Delete(f->choices[r->index]);
         f->choices[r->index] = choice;
@@ -1002,11 +1003,14 @@ static cJSON *envelope(const srv_req *r, const char *object) {
     return o;
 }
 
-static cJSON *usage_obj(int n_prompt, int n_gen) {
+/* usage, with OpenAI's prompt_tokens_details.cached_tokens: prompt tokens the
+ * KV cache supplied instead of computing them (a shared prefix). */
+static cJSON *usage_obj(int n_prompt, int n_gen, int n_cached) {
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "prompt_tokens", n_prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", n_gen);
     cJSON_AddNumberToObject(u, "total_tokens", n_prompt + n_gen);
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "prompt_tokens_details"), "cached_tokens", n_cached);
     return u;
 }
 
@@ -1113,7 +1117,7 @@ void out_finish(srv_out *o, srv_req *r, const char *reason) {
             o->sent = o->text.n;
         }
         send_chunk(o, r, chat ? cJSON_CreateObject() : NULL, "", 0, reason, 1);
-        choice_done(r, o->n_gen, NULL); /* the last choice's end adds the usage and [DONE] */
+        choice_done(r, o->n_gen, o->n_cached, NULL); /* the last choice's end adds the usage and [DONE] */
     } else {
         cJSON *ch = cJSON_CreateObject();
         cJSON_AddNumberToObject(ch, "index", r->index);
@@ -1131,7 +1135,7 @@ void out_finish(srv_out *o, srv_req *r, const char *reason) {
         buf_free(&t);
         cJSON_AddItemToObject(ch, "logprobs", take_logprobs(o, r));
         cJSON_AddStringToObject(ch, "finish_reason", reason);
-        choice_done(r, o->n_gen, ch); /* the last choice's end writes the object */
+        choice_done(r, o->n_gen, o->n_cached, ch); /* the last choice's end writes the object */
     }
     tc_free(calls, n_calls);
 }

@@ -377,6 +377,7 @@ static int admit(srv_sched *s, srv_req *r) {
     if (!scored(r)) find_leader(s, sl);
     herd_detok_init(&sl->dt);
     out_init(&sl->out, r);
+    sl->out.n_cached = best_common;
     herd_error err;
     if (scored(r) && !(sl->echo_lg = malloc((size_t)PREFILL_CHUNK * (size_t)s->V * sizeof *sl->echo_lg))) {
         pthread_mutex_lock(&s->stats_mu);
@@ -610,6 +611,7 @@ static void step(srv_sched *s) {
                 continue; /* its prefix is still being computed */
             sl->wait = -1;
             const int gained = adopt_prefix(s, sl);
+            sl->out.n_cached += gained;
             pthread_mutex_lock(&s->stats_mu);
             s->st.reused_tokens += (uint64_t)gained;
             pthread_mutex_unlock(&s->stats_mu);

@@ -132,7 +132,7 @@ typedef struct srv_req {
     int status;              /* HTTP status of a non-streamed response */
     /* a front (n > 1), under mu: choices not yet finished, their completion
      * tokens, and (not streamed) each finished choice's object by index */
-    int pending, gen_total;
+    int pending, gen_total, cached_total; /* cached: each prompt's first choice's */
     cJSON **choices;
 } srv_req;
 
@@ -179,6 +179,7 @@ typedef struct {
     size_t echo_len;         /* bytes of text that are the echoed prompt (stop strings start after) */
     size_t sent;             /* bytes of text already streamed */
     int n_gen;
+    int n_cached;            /* prompt tokens the KV cache supplied (not computed) */
     int role_sent;
     int holding_tool;        /* streaming: text held back while it may be a tool call */
     /* logprobs not yet sent (streaming) or all (non-streaming): chat: an array of

@@ -17,6 +17,7 @@ assert.equal(chat.choices[0].message.role, 'assistant');
 assert.equal(typeof chat.choices[0].message.content, 'string');
 assert.ok(['stop', 'length'].includes(chat.choices[0].finish_reason));
 assert.equal(chat.usage.total_tokens, chat.usage.prompt_tokens + chat.usage.completion_tokens);
+assert.ok(chat.usage.prompt_tokens_details.cached_tokens < chat.usage.prompt_tokens);
 
 const stream = await client.chat.completions.create({
   model, messages, max_tokens: 8, temperature: 0, stream: true, stream_options: { include_usage: true },
