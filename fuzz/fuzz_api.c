@@ -1,7 +1,7 @@
 /* fuzz_api.c - libFuzzer target for the server's request parsing and tool-call
  * reading (src/server/api.c, toolcall.c), which take bytes from the network and
  * from the model:
- *   - the input as a /v1/chat/completions and as a /v1/completions body: either a
+ *   - the input as a /v1/chat/completions, a /v1/completions and a /v1/responses body: either a
  *     request whose fields are in range (sampling values, a prompt of valid ids
  *     that fits the context with its max_tokens, stop strings), or an error status
  *     with an OpenAI error object {"error": {"message", ...}} as the body;
@@ -153,6 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     check_request(data, size, REQ_CHAT);
     check_request(data, size, REQ_COMPLETION);
+    check_request(data, size, REQ_RESPONSE);
     check_tokenize(data, size);
     check_reply(data, size);
     return 0;

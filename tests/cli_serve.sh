@@ -97,6 +97,17 @@ for seed in 1 2 3; do
     check "json_object: an object, whole when the model stopped (seed $seed): $(head -c 300 "$T/jo$seed")" \
         bash -c "jq -r '.choices[0].message.content' $T/jo$seed > $T/jo$seed.c && head -c 1 $T/jo$seed.c | grep -q '{' && { jq -e '.choices[0].finish_reason == \"length\"' $T/jo$seed >/dev/null || jq -e 'type == \"object\"' $T/jo$seed.c >/dev/null; }"
 done
+# the Responses API: a response object, its typed events (numbered, deltas = the text), errors
+C $B/v1/responses -d '{"model":"m","instructions":"Be brief.","input":"hi","max_output_tokens":6,"temperature":0}' > "$T/resp"
+check "responses: a response object: $(head -c 300 "$T/resp")" jqe '.object == "response" and (.id | startswith("resp_")) and .output[0].type == "message" and .output[0].content[0].type == "output_text" and .usage.total_tokens == .usage.input_tokens + .usage.output_tokens and (.status == "completed" or (.status == "incomplete" and .incomplete_details.reason == "max_output_tokens"))' "$T/resp"
+C -N $B/v1/responses -d '{"model":"m","instructions":"Be brief.","input":[{"role":"user","content":[{"type":"input_text","text":"hi"}]}],"max_output_tokens":6,"temperature":0,"stream":true}' > "$T/resp_sse"
+sed -n 's/^data: //p' "$T/resp_sse" > "$T/resp_ev"
+check "responses streamed: events in order, numbered, typed as their event lines" bash -c "test \"\$(jq -r .type $T/resp_ev | head -4 | tr '\n' ' ')\" = 'response.created response.in_progress response.output_item.added response.content_part.added ' && jq -s -e '[.[].sequence_number] == [range(length)]' $T/resp_ev >/dev/null && diff <(sed -n 's/^event: //p' $T/resp_sse) <(jq -r .type $T/resp_ev) >/dev/null && tail -1 $T/resp_ev | jq -e '.type == \"response.completed\" or .type == \"response.incomplete\"' >/dev/null"
+check "responses streamed: the deltas are the text, the same as not streamed" \
+    bash -c "test \"\$(jq -j 'select(.type == \"response.output_text.delta\") | .delta' $T/resp_ev)\" = \"\$(jq -j '.output[0].content[0].text' $T/resp)\" && test \"\$(tail -1 $T/resp_ev | jq -j '.response.output[0].content[0].text')\" = \"\$(jq -j '.output[0].content[0].text' $T/resp)\""
+C $B/v1/responses -d "{\"model\":\"m\",\"input\":\"A pet owner as JSON\",\"max_output_tokens\":400,\"temperature\":0.8,\"seed\":1,\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"owner\",\"schema\":$SCHEMA}}}" > "$T/resp_js"
+check "responses text.format json_schema keeps to the schema" bash -c "jq -r '.output[0].content[0].text' $T/resp_js | jq -e '$SHAPE' >/dev/null"
+
 # completions, plain and streamed; same text both ways at temperature 0
 C $B/v1/completions -d '{"model":"m","prompt":"hello","max_tokens":12,"temperature":0,"logprobs":2}' > "$T/cmpl"
 check "completion object" has "$T/cmpl" '"object":"text_completion"'
@@ -163,6 +174,11 @@ err() { # err WHAT STATUS CODE-PATTERN CURL-ARGS...
 err "malformed JSON" 400 '"code":"invalid_json"' $B/v1/chat/completions -d '{"model": "m", "messages": [}'
 err "not an object" 400 invalid_json $B/v1/chat/completions -d '[1,2]'
 err "empty body" 400 invalid_json -X POST $B/v1/completions
+err "responses: previous_response_id" 400 "keeps no state between requests" $B/v1/responses -d '{"model":"m","input":"hi","previous_response_id":"resp_1"}'
+err "responses: a built-in tool" 400 "only function tools" $B/v1/responses -d '{"model":"m","input":"hi","tools":[{"type":"web_search"}]}'
+err "responses: an image input part" 400 "only text parts" $B/v1/responses -d '{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"x"}]}]}'
+err "responses: no input" 400 '"param":"input"' $B/v1/responses -d '{"model":"m"}'
+err "responses: GET" 405 method_not_allowed $B/v1/responses
 err "logit_bias key not a token id" 400 "key 'x' is not a token id" $B/v1/completions -d '{"model":"m","prompt":"hi","logit_bias":{"x":1}}'
 err "logit_bias id past the vocabulary" 400 "key '999999' is not a token id" $B/v1/completions -d '{"model":"m","prompt":"hi","logit_bias":{"999999":1}}'
 err "logit_bias value out of range" 400 "must be a number in \[-100, 100\]" $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"65":101}}'
@@ -359,6 +375,9 @@ if start_server tools -t 1 -m "$T/m" --parallel 2 -c 2048 --quiet; then
     err "tool_choice required with parameters herd cannot enforce" 400 "'minimum' is not supported" $URL/v1/chat/completions \
         -d '{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"type":"integer","minimum":1}}}}}],"tool_choice":"required"}'
     err "tool_choice required with response_format json" 400 "cannot be required too" $URL/v1/chat/completions -d "$(treq 1 '"required"' ',"response_format":{"type":"json_object"}')"
+    C $URL/v1/responses -d "{\"model\":\"m\",\"input\":\"Hi?\",\"max_output_tokens\":300,\"temperature\":0.8,\"seed\":1,\"tool_choice\":\"required\",\"tools\":$(echo "$TOOLS" | jq -c '[.[] | {type, name: .function.name, parameters: .function.parameters}]')}" > "$T/rcall"
+    check "responses with tool_choice required: a function_call item: $(head -c 300 "$T/rcall")" \
+        jqe '.status == "completed" and .output[0].type == "function_call" and (.output[0].name | IN("w","add")) and (.output[0].arguments | fromjson | type == "object") and (.output[0].call_id | startswith("call_"))' "$T/rcall"
     kill -TERM "$tools_pid"; wait "$tools_pid"
 fi
 

@@ -172,7 +172,17 @@ static cJSON *usage_obj(int n_prompt, int n_gen, int n_cached);
 static void front_end_locked(srv_req *f) {
     int chat = f->kind == REQ_CHAT;
     cJSON *c = NULL;
-    if (f->stream) {
+    if (f->kind == REQ_RESPONSE) { /* streamed: its events ended it (no [DONE]); else its response object */
+        if (f->stream) {
+            f->done = 1;
+            return;
+        }
+        if (f->status == 200) {
+            f->out.n = 0;
+            c = f->choices[0];
+            f->choices[0] = NULL;
+        }
+    } else if (f->stream) {
         if (f->include_usage && f->status == 200) {
             c = envelope(f, chat ? "chat.completion.chunk" : "text_completion");
             cJSON_AddArrayToObject(c, "choices");
@@ -220,7 +230,7 @@ int req_cancelled(srv_req *r) {
 }
 
 /* Choice r has ended with n_gen tokens and (not streamed) its object. */
-static void choice_done(srv_req *r, int n_gen, int n_cached, cJSON *choice) {
+void out_choice_done(srv_req *r, int n_gen, int n_cached, cJSON *choice) {
     srv_req *f = r->front ? r->front : r;
     pthread_mutex_lock(&f->mu);
     f->gen_total += n_gen;
@@ -778,6 +788,7 @@ srv_req *api_parse_request(const srv_api *a, int kind, const char *body, size_t 
                            char **error_body) {
     perr e = { 0 };
     *error_body = NULL;
+    if (kind == REQ_RESPONSE) return resp_parse_request(a, body, len, status, error_body);
     cJSON *root = cJSON_ParseWithLength(body, len);
     srv_req *r = NULL;
     if (!root || !cJSON_IsObject(root)) {
@@ -1070,6 +1081,7 @@ static void send_text(srv_out *o, srv_req *r, const char *s, size_t n) {
 }
 
 void out_stream_text(srv_out *o, srv_req *r, size_t upto) {
+    if (r->kind == REQ_RESPONSE) return resp_stream_text(o, r, upto);
     if (!r->stream) return;
     ensure_role(o, r);
     if (o->holding_tool) {
@@ -1083,6 +1095,7 @@ void out_stream_text(srv_out *o, srv_req *r, size_t upto) {
 }
 
 void out_finish(srv_out *o, srv_req *r, const char *reason) {
+    if (r->kind == REQ_RESPONSE) return resp_finish(o, r, reason);
     char tc_id[64]; /* tool call ids: the response id's hex, and the choice when n > 1 */
     if (r->front) snprintf(tc_id, sizeof tc_id, "%s_%d", r->id + 9, r->index);
     else snprintf(tc_id, sizeof tc_id, "%s", r->id + 9);
@@ -1117,7 +1130,7 @@ void out_finish(srv_out *o, srv_req *r, const char *reason) {
             o->sent = o->text.n;
         }
         send_chunk(o, r, chat ? cJSON_CreateObject() : NULL, "", 0, reason, 1);
-        choice_done(r, o->n_gen, o->n_cached, NULL); /* the last choice's end adds the usage and [DONE] */
+        out_choice_done(r, o->n_gen, o->n_cached, NULL); /* the last choice's end adds the usage and [DONE] */
     } else {
         cJSON *ch = cJSON_CreateObject();
         cJSON_AddNumberToObject(ch, "index", r->index);
@@ -1135,7 +1148,7 @@ void out_finish(srv_out *o, srv_req *r, const char *reason) {
         buf_free(&t);
         cJSON_AddItemToObject(ch, "logprobs", take_logprobs(o, r));
         cJSON_AddStringToObject(ch, "finish_reason", reason);
-        choice_done(r, o->n_gen, o->n_cached, ch); /* the last choice's end writes the object */
+        out_choice_done(r, o->n_gen, o->n_cached, ch); /* the last choice's end writes the object */
     }
     tc_free(calls, n_calls);
 }

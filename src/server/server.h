@@ -70,7 +70,7 @@ void buf_utf8(srv_buf *b, const char *s, size_t n);
 
 /* ---- requests ----------------------------------------------------------------- */
 
-enum { REQ_CHAT, REQ_COMPLETION };
+enum { REQ_CHAT, REQ_COMPLETION, REQ_RESPONSE }; /* REQ_RESPONSE: /v1/responses (responses.c) */
 #define SRV_MAX_CHOICES 16   /* a request's n at most */
 #define SRV_MAX_INPUTS 64    /* completions: prompts x n at most */
 #define SRV_MAX_BIAS 1024    /* logit_bias entries at most */
@@ -173,20 +173,31 @@ srv_req *api_parse_request(const srv_api *a, int kind, const char *body, size_t 
 char *api_tokenize(const srv_api *a, const char *body, size_t len, int *status);
 char *api_detokenize(const srv_api *a, const char *body, size_t len, int *status);
 
+/* A choice has ended with n_gen tokens (n_cached from the cache) and, not
+ * streamed, its answer object (the front's last end writes the response). */
+void out_choice_done(srv_req *r, int n_gen, int n_cached, cJSON *choice);
+
 /* Per-sequence output state kept by the scheduler and formatted by api.c. */
-typedef struct {
+typedef struct srv_out {
     srv_buf text;            /* all generated text (after stop-string cuts), after the echoed prompt */
     size_t echo_len;         /* bytes of text that are the echoed prompt (stop strings start after) */
     size_t sent;             /* bytes of text already streamed */
     int n_gen;
     int n_cached;            /* prompt tokens the KV cache supplied (not computed) */
-    int role_sent;
+    int role_sent;           /* chat: the role chunk; responses: 1 response.created, 2 the message item */
+    int seq;                 /* responses: the next event's sequence_number */
     int holding_tool;        /* streaming: text held back while it may be a tool call */
     /* logprobs not yet sent (streaming) or all (non-streaming): chat: an array of
      * {token, logprob, bytes, top_logprobs}; completions: the legacy object
      * {tokens, token_logprobs, top_logprobs, text_offset}. NULL when none. */
     cJSON *lp;
 } srv_out;
+
+/* ---- responses.c: POST /v1/responses as a chat request -------------------------- */
+
+srv_req *resp_parse_request(const srv_api *a, const char *body, size_t len, int *status, char **error_body);
+void resp_stream_text(srv_out *o, srv_req *r, size_t upto);
+void resp_finish(srv_out *o, srv_req *r, const char *reason);
 
 void out_init(srv_out *o, const srv_req *r);
 void out_free(srv_out *o);

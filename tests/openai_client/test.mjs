@@ -101,6 +101,39 @@ for (const stream of [false, true]) {
   assert.ok(typeof p.city === 'string' && [...p.city].length <= 10 && typeof p.sunny === 'boolean', JSON.stringify(p));
 }
 
+// the Responses API: text (output_text), streamed events, structured output, a function call and its result
+const resp = await client.responses.create({ model, instructions: 'Be brief.', input: 'Say hi.', max_output_tokens: 8, temperature: 0 });
+assert.equal(resp.object, 'response');
+assert.ok(['completed', 'incomplete'].includes(resp.status));
+assert.equal(typeof resp.output_text, 'string');
+assert.equal(resp.usage.total_tokens, resp.usage.input_tokens + resp.usage.output_tokens);
+const rstream = await client.responses.create({ model, instructions: 'Be brief.', input: 'Say hi.', max_output_tokens: 8, temperature: 0, stream: true });
+let rtext = '', rdone = null, seq = -1;
+for await (const ev of rstream) {
+  assert.equal(ev.sequence_number, seq + 1, 'events numbered in order');
+  seq = ev.sequence_number;
+  if (ev.type === 'response.output_text.delta') rtext += ev.delta;
+  if (ev.type === 'response.completed' || ev.type === 'response.incomplete') rdone = ev.response;
+}
+assert.equal(rtext, resp.output_text, 'streamed deltas == the output_text');
+assert.equal(rdone.output[0].content[0].text, resp.output_text);
+const rjson = await client.responses.create({ model, input: 'Weather as JSON', max_output_tokens: 200, temperature: 0.8,
+  text: { format: { type: 'json_schema', name: 'weather', strict: true, schema } } });
+const rp = JSON.parse(rjson.output_text);
+assert.ok(typeof rp.city === 'string' && typeof rp.sunny === 'boolean', rjson.output_text);
+const rtools = [{ type: 'function', name: 'get_weather',
+  parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 8 } }, required: ['city'] } }];
+const rcall = await client.responses.create({ model, input: 'Weather in Paris?', tools: rtools, tool_choice: 'required',
+  max_output_tokens: 200, temperature: 0.8 });
+assert.equal(rcall.output[0].type, 'function_call');
+assert.equal(rcall.output[0].name, 'get_weather');
+assert.equal(typeof JSON.parse(rcall.output[0].arguments).city, 'string');
+const rback = await client.responses.create({ model, tools: rtools, max_output_tokens: 4, temperature: 0, input: [
+  { role: 'user', content: 'Weather in Paris?' }, rcall.output[0],
+  { type: 'function_call_output', call_id: rcall.output[0].call_id, output: '{"temperature": 21}' }] });
+assert.equal(rback.object, 'response');
+await assert.rejects(client.responses.create({ model, input: 'x', previous_response_id: 'resp_1' }), (e) => e.status === 400);
+
 await assert.rejects(client.chat.completions.create({ model: 'no-such-model', messages }), (e) => e.status === 404);
 await assert.rejects(client.chat.completions.create({ model, messages, temperature: 9 }), (e) => e.status === 400);
 console.log('openai client: all checks passed');
