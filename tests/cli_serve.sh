@@ -179,6 +179,8 @@ err "responses: a built-in tool" 400 "only function tools" $B/v1/responses -d '{
 err "responses: an image input part" 400 "only text parts" $B/v1/responses -d '{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"x"}]}]}'
 err "responses: no input" 400 '"param":"input"' $B/v1/responses -d '{"model":"m"}'
 err "responses: GET" 405 method_not_allowed $B/v1/responses
+err "responses: its own parameter names in errors" 400 '"param":"max_output_tokens","code":"context_length_exceeded"' $B/v1/responses -d '{"model":"m","input":"hi","max_output_tokens":999999}'
+err "responses: a schema herd cannot enforce" 400 "Invalid 'text.format': json schema at #: 'pattern'" $B/v1/responses -d '{"model":"m","input":"x","text":{"format":{"type":"json_schema","name":"a","schema":{"type":"string","pattern":"x"}}}}'
 err "logit_bias key not a token id" 400 "key 'x' is not a token id" $B/v1/completions -d '{"model":"m","prompt":"hi","logit_bias":{"x":1}}'
 err "logit_bias id past the vocabulary" 400 "key '999999' is not a token id" $B/v1/completions -d '{"model":"m","prompt":"hi","logit_bias":{"999999":1}}'
 err "logit_bias value out of range" 400 "must be a number in \[-100, 100\]" $B/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"65":101}}'

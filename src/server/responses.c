@@ -184,6 +184,32 @@ static const char *const UNSUPPORTED[][2] = {
     { "background", "background responses are not supported" },
 };
 
+/* A chat request's error names this API's parameters: 'max_tokens' is
+ * max_output_tokens here, 'messages' input, 'response_format' text.format. */
+static void rename_params(char **body) {
+    static const char *const names[][2] = {
+        { "max_tokens", "max_output_tokens" }, { "messages", "input" }, { "response_format", "text.format" } };
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        for (int quote = 0; quote < 2; quote++) { /* 'name' in the message, "name" as the param */
+            char from[64], to[64];
+            snprintf(from, sizeof from, quote ? "\"%s\"" : "'%s'", names[k][0]);
+            snprintf(to, sizeof to, quote ? "\"%s\"" : "'%s'", names[k][1]);
+            srv_buf b = { 0 };
+            const char *p = *body, *q;
+            while ((q = strstr(p, from))) {
+                buf_put(&b, p, (size_t)(q - p));
+                buf_str(&b, to);
+                p = q + strlen(from);
+            }
+            buf_str(&b, p);
+            free(*body);
+            *body = strdup(b.p ? b.p : "");
+            buf_free(&b);
+            if (!*body) abort();
+        }
+    }
+}
+
 srv_req *resp_parse_request(const srv_api *a, const char *body, size_t len, int *status, char **error_body) {
     cJSON *root = cJSON_ParseWithLength(body, len);
     rerr e = { { 0 }, NULL };
@@ -201,7 +227,8 @@ srv_req *resp_parse_request(const srv_api *a, const char *body, size_t len, int 
         chat = cJSON_CreateObject();
         cJSON *msgs = cJSON_AddArrayToObject(chat, "messages");
         if (!e.msg[0] && !to_messages(root, msgs, &e) && !to_tools(root, chat, &e) && !to_format(root, chat, &e)) {
-            static const char *const same[] = { "model", "temperature", "top_p", "stream", "parallel_tool_calls" };
+            static const char *const same[] = { "model", "temperature", "top_p", "stream", "parallel_tool_calls",
+                                                "seed" };
             for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
                 const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, same[k]);
                 if (v) cJSON_AddItemToObject(chat, same[k], cJSON_Duplicate(v, 1));
@@ -222,7 +249,10 @@ srv_req *resp_parse_request(const srv_api *a, const char *body, size_t len, int 
     if (!text) abort();
     srv_req *r = api_parse_request(a, REQ_CHAT, text, strlen(text), status, error_body);
     free(text);
-    if (!r) return NULL;
+    if (!r) {
+        rename_params(error_body);
+        return NULL;
+    }
     r->kind = REQ_RESPONSE;
     r->include_usage = 0;
     char hex[32];
