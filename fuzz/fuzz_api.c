@@ -1,7 +1,7 @@
 /* fuzz_api.c - libFuzzer target for the server's request parsing and tool-call
  * reading (src/server/api.c, toolcall.c), which take bytes from the network and
  * from the model:
- *   - the input as a /v1/chat/completions, a /v1/completions and a /v1/responses body: either a
+ *   - the input as a /v1/chat/completions, /v1/completions, /v1/responses and /v1/embeddings body: either a
  *     request whose fields are in range (sampling values, a prompt of valid ids
  *     that fits the context with its max_tokens, stop strings), or an error status
  *     with an OpenAI error object {"error": {"message", ...}} as the body;
@@ -49,7 +49,9 @@ static void check_request(const uint8_t *data, size_t size, int kind) {
     srv_req *r = api_parse_request(&api, kind, (const char *)data, size, &status, &body);
     if (r) {
         if (status != 200 || body) __builtin_trap();
-        if (r->n_prompt < 1 || r->n_prompt >= N_CTX || r->max_tokens < !r->echo || r->n_prompt + r->max_tokens > N_CTX)
+        const int min_new = !r->echo && kind != REQ_EMBED; /* echo and embeddings: 0 (the prompt alone) */
+        if (r->n_prompt < 1 || r->n_prompt >= N_CTX || r->max_tokens < min_new || r->n_prompt + r->max_tokens > N_CTX ||
+            (kind == REQ_EMBED && r->max_tokens != 0))
             __builtin_trap(); /* (max_tokens 0 only with echo: the prompt scored) */
         if (r->n_choices < 1 || r->n_choices > SRV_MAX_INPUTS || r->n_inputs < 1 || r->per_input < 1 ||
             r->per_input > SRV_MAX_CHOICES || r->n_choices != r->n_inputs * r->per_input ||
@@ -66,7 +68,7 @@ static void check_request(const uint8_t *data, size_t size, int kind) {
                 __builtin_trap();
         for (int k = 0; r->inputs && k < r->n_inputs; k++) { /* each prompt fits with its answer */
             const srv_input *in = &r->inputs[k];
-            if (in->n < 1 || in->max_tokens < !r->echo || in->n + in->max_tokens > N_CTX) __builtin_trap();
+            if (in->n < 1 || in->max_tokens < min_new || in->n + in->max_tokens > N_CTX) __builtin_trap();
             for (int i = 0; i < in->n; i++)
                 if (in->ids[i] < 0 || in->ids[i] >= cfg.vocab_size) __builtin_trap();
         }
@@ -154,6 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_request(data, size, REQ_CHAT);
     check_request(data, size, REQ_COMPLETION);
     check_request(data, size, REQ_RESPONSE);
+    check_request(data, size, REQ_EMBED);
     check_tokenize(data, size);
     check_reply(data, size);
     return 0;

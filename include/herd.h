@@ -175,6 +175,14 @@ herd_status herd_session_eval_batch(herd_session *const *s, const int32_t *const
 herd_status herd_session_eval_batch_logits(herd_session *const *s, const int32_t *const *ids,
                                            const int *n_ids, float *const *all_logits, int n_seq,
                                            herd_error *err);
+/* herd_session_eval_batch_logits that, for each session i whose hidden[i] is
+ * non-NULL, writes the final-normed hidden state of each new token instead
+ * (n_ids[i] x dim floats: the last layer's output after the model's final norm,
+ * what the output projection would read): no logits are computed for it, and
+ * its herd_session_logits is left as it was. For embeddings (pooled). */
+herd_status herd_session_eval_batch_out(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
+                                        float *const *all_logits, float *const *hidden, int n_seq,
+                                        herd_error *err);
 
 /* KV pools: one KV cache of fixed-size pages shared by many sessions (a server's
  * slots), with prefix sharing. p gives each session's context (n_ctx), the KV

@@ -34,9 +34,13 @@ static void project(herd_kv_pool *P, float *out, const float *x, int T) {
 static void round_logits(herd_kv_pool *P, int n_seg) {
     const herd_config *c = &P->m->config;
     int C = c->dim, V = c->vocab_size;
+    for (int i = 0; i < n_seg; i++) { /* hidden states wanted: the final norm alone, no logits */
+        const fwd_seg *g = &P->segs[i];
+        if (g->hidden) rmsnorm_forward(g->hidden, P->x + (size_t)g->row0 * C, P->m->out_norm, g->n, C, c->norm_eps);
+    }
     for (int i = 0; i < n_seg; i++) {
         const fwd_seg *g = &P->segs[i];
-        if (!g->all_logits) continue;
+        if (!g->all_logits || g->hidden) continue;
         for (int r = 0; r < g->n; r += P->max_rows) /* max_rows bounds the xb rows */
             project(P, g->all_logits + (size_t)r * V, P->x + (size_t)(g->row0 + r) * C,
                     g->n - r < P->max_rows ? g->n - r : P->max_rows);
@@ -52,7 +56,7 @@ static void round_logits(herd_kv_pool *P, int n_seg) {
         }
         if (i == n_seg) break;
         const fwd_seg *g = &P->segs[i];
-        if (!g->last || g->all_logits) continue;
+        if (!g->last || g->all_logits || g->hidden) continue;
         memcpy(P->xo + (size_t)k * C, P->x + (size_t)(g->row0 + g->n - 1) * C, (size_t)C * sizeof(float));
         who[k++] = i;
     }
@@ -152,7 +156,7 @@ static herd_status validate(herd_session *const *s, const int32_t *const *ids, c
 }
 
 herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
-                          float *const *all_logits, int n_seq, herd_error *err) {
+                          float *const *all_logits, float *const *hidden, int n_seq, herd_error *err) {
     if (n_seq < 1) return herd_errf(err, HERD_ERR_ARG, "batch of %d sequences; need at least one", n_seq);
     if (!s || !ids || !n_ids || !s[0]) return herd_errf(err, HERD_ERR_ARG, "batch: NULL argument");
     herd_status st = validate(s, ids, n_ids, n_seq, err);
@@ -174,7 +178,8 @@ herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, con
         while (j < n_seq && rows < P->max_rows) {
             int take = n_ids[j] - off < P->max_rows - rows ? n_ids[j] - off : P->max_rows - rows;
             float *al = all_logits && all_logits[j] ? all_logits[j] + (size_t)off * P->m->config.vocab_size : NULL;
-            P->segs[n_seg++] = (fwd_seg){ s[j], ids[j] + off, take, rows, s[j]->pos, al,
+            float *hs = hidden && hidden[j] ? hidden[j] + (size_t)off * P->m->config.dim : NULL;
+            P->segs[n_seg++] = (fwd_seg){ s[j], ids[j] + off, take, rows, s[j]->pos, al, hs,
                                           off + take == n_ids[j] };
             rows += take;
             off += take;
@@ -188,11 +193,17 @@ herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, con
 
 herd_status herd_session_eval_batch(herd_session *const *s, const int32_t *const *ids,
                                     const int *n_ids, int n_seq, herd_error *err) {
-    return forward_batch(s, ids, n_ids, NULL, n_seq, err);
+    return forward_batch(s, ids, n_ids, NULL, NULL, n_seq, err);
 }
 
 herd_status herd_session_eval_batch_logits(herd_session *const *s, const int32_t *const *ids,
                                            const int *n_ids, float *const *all_logits, int n_seq,
                                            herd_error *err) {
-    return forward_batch(s, ids, n_ids, all_logits, n_seq, err);
+    return forward_batch(s, ids, n_ids, all_logits, NULL, n_seq, err);
+}
+
+herd_status herd_session_eval_batch_out(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
+                                        float *const *all_logits, float *const *hidden, int n_seq,
+                                        herd_error *err) {
+    return forward_batch(s, ids, n_ids, all_logits, hidden, n_seq, err);
 }

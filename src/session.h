@@ -25,6 +25,7 @@ typedef struct {
     const int32_t *ids;
     int n, row0, pos0;
     float *all_logits;       /* (n, V) or NULL */
+    float *hidden;           /* (n, C) the final-normed hidden states instead of logits, or NULL */
     int last;                /* the sequence's last piece: its logits are wanted */
 } fwd_seg;
 
@@ -56,9 +57,9 @@ struct herd_session {
 };
 
 /* batch.c: evaluates n sequences' new tokens together (validated, chunked into
- * rounds of at most pool->max_rows rows). all_logits may be NULL or hold one
- * pointer (or NULL) per sequence. */
+ * rounds of at most pool->max_rows rows). all_logits and hidden may be NULL or
+ * hold one pointer (or NULL) per sequence. */
 herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
-                          float *const *all_logits, int n_seq, herd_error *err);
+                          float *const *all_logits, float *const *hidden, int n_seq, herd_error *err);
 
 #endif

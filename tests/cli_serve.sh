@@ -108,6 +108,22 @@ check "responses streamed: the deltas are the text, the same as not streamed" \
 C $B/v1/responses -d "{\"model\":\"m\",\"input\":\"A pet owner as JSON\",\"max_output_tokens\":400,\"temperature\":0.8,\"seed\":1,\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"owner\",\"schema\":$SCHEMA}}}" > "$T/resp_js"
 check "responses text.format json_schema keeps to the schema" bash -c "jq -r '.output[0].content[0].text' $T/resp_js | jq -e '$SHAPE' >/dev/null"
 
+# /v1/embeddings: the mean final-normed hidden state at unit length; an input in a list is the
+# input alone, and alone or beside a decoding sequence (batch invariance); base64 = the floats
+C $B/v1/embeddings -d '{"model":"m","input":"hello world"}' > "$T/emb1"
+check "embeddings: a list of one unit vector of the model's width: $(head -c 200 "$T/emb1")" \
+    jqe '.object == "list" and .data[0].object == "embedding" and .data[0].index == 0 and (.data[0].embedding | length) == 128 and ((.data[0].embedding | map(. * .) | add) - 1 | fabs) < 1e-5 and .usage.prompt_tokens == .usage.total_tokens and .usage.prompt_tokens > 1' "$T/emb1"
+C $B/v1/embeddings -d '{"model":"m","input":["another text","hello world",[256,104,105]]}' > "$T/emb3"
+check "embeddings: three inputs, by index; the second is the first request's" \
+    bash -c "jq -e '[.data[].index] == [0,1,2] and (.data[0].embedding != .data[1].embedding)' $T/emb3 >/dev/null && test \"\$(jq -c '.data[1].embedding' $T/emb3)\" = \"\$(jq -c '.data[0].embedding' $T/emb1)\""
+C -N $B/v1/completions -d '{"model":"m","prompt":"hello","max_tokens":60,"temperature":0,"stream":true}' > /dev/null &
+busy=$!
+sleep 0.2
+C $B/v1/embeddings -d '{"model":"m","input":"hello world"}' > "$T/emb_busy"
+wait $busy
+check "embeddings: the same beside a decoding sequence" test "$(jq -c '.data[0].embedding' "$T/emb_busy")" = "$(jq -c '.data[0].embedding' "$T/emb1")"
+C $B/v1/embeddings -d '{"model":"m","input":"hello world","encoding_format":"base64"}' > "$T/emb64"
+check "embeddings: base64 is the float32 bytes" bash -c "paste <(jq -r '.data[0].embedding[]' $T/emb1) <(jq -r '.data[0].embedding' $T/emb64 | base64 -d | od -An -v -t f4 | tr -s ' ' '\\n' | grep .) | awk '{ n++; d = \$1 - \$2; if (d > 1e-7 || d < -1e-7) bad++ } END { exit !(n == 128 && !bad) }'"
 # completions, plain and streamed; same text both ways at temperature 0
 C $B/v1/completions -d '{"model":"m","prompt":"hello","max_tokens":12,"temperature":0,"logprobs":2}' > "$T/cmpl"
 check "completion object" has "$T/cmpl" '"object":"text_completion"'
@@ -179,6 +195,11 @@ err "responses: a built-in tool" 400 "only function tools" $B/v1/responses -d '{
 err "responses: an image input part" 400 "only text parts" $B/v1/responses -d '{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"x"}]}]}'
 err "responses: no input" 400 '"param":"input"' $B/v1/responses -d '{"model":"m"}'
 err "responses: GET" 405 method_not_allowed $B/v1/responses
+err "embeddings: other dimensions" 400 "embeddings have 128" $B/v1/embeddings -d '{"model":"m","input":"x","dimensions":64}'
+err "embeddings: streamed" 400 "not streamed" $B/v1/embeddings -d '{"model":"m","input":"x","stream":true}'
+err "embeddings: no input" 400 "'input'" $B/v1/embeddings -d '{"model":"m"}'
+err "embeddings: a bad id" 400 "input\[1\]" $B/v1/embeddings -d '{"model":"m","input":[1,999999]}'
+err "embeddings: encoding_format" 400 "encoding_format" $B/v1/embeddings -d '{"model":"m","input":"x","encoding_format":"int8"}'
 err "responses: its own parameter names in errors" 400 '"param":"max_output_tokens","code":"context_length_exceeded"' $B/v1/responses -d '{"model":"m","input":"hi","max_output_tokens":999999}'
 err "responses: a schema herd cannot enforce" 400 "Invalid 'text.format': json schema at #: 'pattern'" $B/v1/responses -d '{"model":"m","input":"x","text":{"format":{"type":"json_schema","name":"a","schema":{"type":"string","pattern":"x"}}}}'
 err "logit_bias key not a token id" 400 "key 'x' is not a token id" $B/v1/completions -d '{"model":"m","prompt":"hi","logit_bias":{"x":1}}'

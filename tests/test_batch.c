@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "herd.h"
+#include "model.h" /* the output weights, for the hidden-state check */
 #include "test.h"
 
 enum { NSEQ = 6, MAXLEN = 700, NCTX = 768 };
@@ -245,6 +246,69 @@ static void test_model_type(const char *dir, int type, int kv_type) {
     herd_model_free(m);
 }
 
+/* Hidden states (herd_session_eval_batch_out, for embeddings): what the output
+ * projection reads (W_out . h = the logits, a float64 dot over the F32 weights),
+ * bitwise the same alone or beside other sequences, which keep their logits. */
+static void test_hidden(const char *dir) {
+    char gguf[256];
+    snprintf(gguf, sizeof gguf, "%s/m_F32.gguf", dir);
+    herd_error err;
+    herd_model *m;
+    if (herd_model_load(&m, gguf, &err)) { CHECKF(0, "load %s: %s", gguf, err.msg); return; }
+    const int C = herd_model_config(m)->dim, V = herd_model_config(m)->vocab_size;
+    enum { N = 30 };
+    int32_t ids[3][N];
+    for (int j = 0; j < 3; j++)
+        for (int i = 0; i < N; i++) ids[j][i] = rnd(V);
+    herd_session_params sp = herd_session_default_params();
+    sp.n_ctx = 64;
+    sp.n_threads = 2;
+    sp.kv_type = HERD_F32;
+    herd_session *a, *b, *c;
+    float *h = malloc((size_t)N * C * sizeof *h), *h0 = malloc((size_t)N * C * sizeof *h0);
+    float *L = malloc((size_t)N * V * sizeof *L), *l1 = malloc((size_t)V * sizeof *l1);
+    CHECK(herd_session_new(&a, m, sp, &err) == HERD_OK && herd_session_new(&b, m, sp, &err) == HERD_OK &&
+          herd_session_new(&c, m, sp, &err) == HERD_OK);
+    const int32_t *ip = ids[0];
+    int n = N;
+    CHECKF(herd_session_eval_batch_out(&a, &ip, &n, NULL, &h, 1, &err) == HERD_OK, "%s", err.msg);
+    CHECKF(herd_session_eval(b, ids[0], N, L, &err) == HERD_OK, "%s", err.msg);
+    CHECKF(herd_session_eval(c, ids[1], N, NULL, &err) == HERD_OK, "%s", err.msg);
+    memcpy(l1, herd_session_logits(c), (size_t)V * sizeof *l1);
+    const float *W = m->output.data; /* (V, C) F32 */
+    double worst = 0;
+    for (int r = 0; r < N; r += 7)
+        for (int v = 0; v < V; v++) {
+            double d = 0;
+            for (int k = 0; k < C; k++) d += (double)W[(size_t)v * C + k] * h[(size_t)r * C + k];
+            const double e = fabs(d - L[(size_t)r * V + v]) / (1 + fabs(L[(size_t)r * V + v]));
+            worst = e > worst ? e : worst;
+        }
+    CHECKF(m->output.type == HERD_F32 && worst < 1e-4, "W_out . hidden against the logits: worst relative "
+           "error %.3g", worst);
+    /* beside two sequences that want logits, in one batch */
+    herd_kv_pool *pool;
+    herd_session *ss[3];
+    CHECKF(herd_kv_pool_new(&pool, m, sp, 3, 0, &err) == HERD_OK, "%s", err.msg);
+    for (int j = 0; j < 3; j++) CHECK(herd_session_new_on_pool(&ss[j], pool, &err) == HERD_OK);
+    const int32_t *bi[3] = { ids[0], ids[1], ids[2] };
+    int bn[3] = { N, N, N };
+    float *hs[3] = { h0, NULL, NULL };
+    CHECKF(herd_session_eval_batch_out(ss, bi, bn, NULL, hs, 3, &err) == HERD_OK, "%s", err.msg);
+    CHECK(bitwise_eq(h0, h, N * C));
+    CHECK(bitwise_eq(herd_session_logits(ss[1]), l1, V));
+    for (int j = 0; j < 3; j++) herd_session_free(ss[j]);
+    herd_kv_pool_free(pool);
+    herd_session_free(a);
+    herd_session_free(b);
+    herd_session_free(c);
+    free(h);
+    free(h0);
+    free(L);
+    free(l1);
+    herd_model_free(m);
+}
+
 int main(void) {
     char dir[] = "/tmp/herd_test_batch_XXXXXX";
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
@@ -254,6 +318,7 @@ int main(void) {
         if (types[i] == HERD_Q4_0 || types[i] == HERD_F32) test_model_type(dir, types[i], HERD_F16);
         if (types[i] == HERD_Q8_0) test_model_type(dir, types[i], HERD_Q8_0);
     }
+    test_hidden(dir);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);

@@ -172,7 +172,12 @@ static cJSON *usage_obj(int n_prompt, int n_gen, int n_cached);
 static void front_end_locked(srv_req *f) {
     int chat = f->kind == REQ_CHAT;
     cJSON *c = NULL;
-    if (f->kind == REQ_RESPONSE) { /* streamed: its events ended it (no [DONE]); else its response object */
+    if (f->kind == REQ_EMBED) {
+        if (f->status == 200) {
+            f->out.n = 0;
+            c = embed_list(f);
+        }
+    } else if (f->kind == REQ_RESPONSE) { /* streamed: its events ended it (no [DONE]); else its response object */
         if (f->stream) {
             f->done = 1;
             return;
@@ -486,24 +491,27 @@ static int chat_prompt(const srv_api *a, const cJSON *root, srv_req *r, perr *e)
 }
 
 /* One prompt p (a string, tokenized with BOS, or token ids) into *ids / *n; *bos:
- * the BOS was added. k: its place in a list (-1: the only one), for messages. */
-static int one_prompt(const srv_api *a, const cJSON *p, int k, int32_t **ids, int *n, int *bos, perr *e) {
+ * the BOS was added. name: the field ("prompt", embeddings' "input"); k: its
+ * place in a list (-1: the only one), for messages. */
+static int one_prompt(const srv_api *a, const char *name, const cJSON *p, int k, int32_t **ids, int *n, int *bos,
+                      perr *e) {
     const herd_tokenizer *t = herd_model_tokenizer(a->model);
-    char where[32] = "prompt";
-    if (k >= 0) snprintf(where, sizeof where, "prompt[%d]", k);
+    char where[32];
+    if (k >= 0) snprintf(where, sizeof where, "%s[%d]", name, k);
+    else snprintf(where, sizeof where, "%s", name);
     *bos = 0;
     if (cJSON_IsString(p)) {
         size_t len;
         herd_error err;
         if (herd_tokenize(t, p->valuestring, strlen(p->valuestring), 1, 0, ids, &len, &err))
-            return fail(e, 400, "prompt", "invalid_value", "Invalid '%s': %s", where, err.msg);
+            return fail(e, 400, name, "invalid_value", "Invalid '%s': %s", where, err.msg);
         *n = (int)len;
         *bos = len > 0 && (*ids)[0] == herd_model_config(a->model)->bos_id;
         return 0;
     }
     int len = cJSON_GetArraySize(p), V = herd_tokenizer_n_vocab(t);
     if (!cJSON_IsArray(p) || len == 0 || !cJSON_IsNumber(p->child))
-        return fail(e, 400, "prompt", "invalid_value", "Invalid '%s': expected a string or an array of token "
+        return fail(e, 400, name, "invalid_value", "Invalid '%s': expected a string or an array of token "
                     "ids.", where);
     *ids = malloc((size_t)len * sizeof **ids);
     if (!*ids) abort();
@@ -511,7 +519,7 @@ static int one_prompt(const srv_api *a, const cJSON *p, int k, int32_t **ids, in
     const cJSON *x;
     cJSON_ArrayForEach(x, p) {
         if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= V || x->valuedouble != (int)x->valuedouble)
-            return fail(e, 400, "prompt", "invalid_value", "Invalid '%s[%d]': token ids are integers in "
+            return fail(e, 400, name, "invalid_value", "Invalid '%s[%d]': token ids are integers in "
                         "[0, %d).", where, *n, V);
         (*ids)[(*n)++] = (int32_t)x->valuedouble;
     }
@@ -521,26 +529,26 @@ static int one_prompt(const srv_api *a, const cJSON *p, int k, int32_t **ids, in
 /* prompt: one (a string, or token ids), or a list of them (strings, or arrays of
  * ids), each answered by n choices of its own (indexes prompt x n + choice). A list
  * of one is that prompt. */
-static int completion_prompt(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
-    if (!p) return fail(e, 400, "prompt", "missing_required_parameter", "Missing required parameter: 'prompt'.");
+static int completion_prompt(const srv_api *a, const char *name, const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (!p) return fail(e, 400, name, "missing_required_parameter", "Missing required parameter: '%s'.", name);
     const int list = cJSON_IsArray(p) && cJSON_GetArraySize(p) > 0 && !cJSON_IsNumber(p->child);
     if (!list || cJSON_GetArraySize(p) == 1) {
         if (list) p = p->child;
         r->n_inputs = 1;
-        return one_prompt(a, p, -1, &r->prompt, &r->n_prompt, &r->bos_added, e);
+        return one_prompt(a, name, p, -1, &r->prompt, &r->n_prompt, &r->bos_added, e);
     }
     const int k = cJSON_GetArraySize(p);
     if (k * r->n_choices > SRV_MAX_INPUTS)
-        return fail(e, 400, "prompt", "invalid_value", "Invalid 'prompt': %d prompts with n = %d make %d choices; "
-                    "at most %d in one request.", k, r->n_choices, k * r->n_choices, SRV_MAX_INPUTS);
+        return fail(e, 400, name, "invalid_value", "Invalid '%s': %d prompts with n = %d make %d choices; at "
+                    "most %d in one request.", name, k, r->n_choices, k * r->n_choices, SRV_MAX_INPUTS);
     if (!(r->inputs = calloc((size_t)k, sizeof *r->inputs))) abort();
     r->n_inputs = k;
     int i = 0;
     const cJSON *x;
     cJSON_ArrayForEach(x, p) {
         srv_input *in = &r->inputs[i];
-        if (one_prompt(a, x, i, &in->ids, &in->n, &in->bos_added, e)) return -1;
+        if (one_prompt(a, name, x, i, &in->ids, &in->n, &in->bos_added, e)) return -1;
         i++;
     }
     /* the request's own prompt: the longest (its checks below then hold for all) */
@@ -692,8 +700,69 @@ static int stop_token_ids(const srv_api *a, const cJSON *root, srv_req *r, perr 
     return 0;
 }
 
+static int parse_sampling(const srv_api *a, int kind, const cJSON *root, srv_req *r, perr *e);
+
+/* /v1/embeddings: input (a string, ids, or a list of them: one embedding each),
+ * encoding_format float or base64, dimensions (only the model's). */
+static int embed_fields(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "encoding_format");
+    if (fmt && !cJSON_IsNull(fmt)) {
+        if (!cJSON_IsString(fmt) || (strcmp(fmt->valuestring, "float") && strcmp(fmt->valuestring, "base64")))
+            return fail(e, 400, "encoding_format", "invalid_value", "Invalid 'encoding_format': expected 'float' "
+                        "or 'base64'.");
+        r->embed_base64 = !strcmp(fmt->valuestring, "base64");
+    }
+    const int C = herd_model_config(a->model)->dim;
+    double dims = C;
+    if (get_int(root, "dimensions", 1, 1e9, &dims, e)) return -1;
+    if (dims != C)
+        return fail(e, 400, "dimensions", "invalid_value", "Invalid 'dimensions': this model's embeddings have %d "
+                    "(its hidden size); %.0f is not offered.", C, dims);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    if (cJSON_IsTrue(st)) return fail(e, 400, "stream", "invalid_value", "Embeddings are not streamed.");
+    return completion_prompt(a, "input", root, r, e);
+}
+
 static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *r, perr *e) {
     if (check_model(a, root, 1, e)) return -1;
+    if (kind == REQ_EMBED) {
+        if (embed_fields(a, root, r, e)) return -1;
+        r->max_tokens = 0; /* the prompt alone (and a sampler that is never asked) */
+        r->temperature = 0, r->top_p = 1;
+    } else if (parse_sampling(a, kind, root, r, e)) {
+        return -1;
+    }
+    const double max_tokens = r->max_tokens;
+    const char *pparam = kind == REQ_CHAT ? "messages" : kind == REQ_EMBED ? "input" : "prompt";
+    if (r->n_prompt >= a->n_ctx)
+        return fail(e, 400, pparam, "context_length_exceeded", "This model's maximum context length is %d "
+                    "tokens. However, your %s resulted in %d tokens. Please reduce the length of the %s.",
+                    a->n_ctx, pparam, r->n_prompt, pparam);
+    if (max_tokens > 0 && r->n_prompt + max_tokens > a->n_ctx)
+        return fail(e, 400, "max_tokens", "context_length_exceeded", "This model's maximum context length "
+                    "is %d tokens. However, you requested %.0f tokens (%d in the %s, %.0f in the completion). "
+                    "Please reduce the length of the %s or completion.", a->n_ctx, r->n_prompt + max_tokens,
+                    r->n_prompt, pparam, max_tokens, pparam);
+    r->max_tokens = max_tokens >= 0 ? (int)max_tokens : a->n_ctx - r->n_prompt;
+    r->prompt_total = r->n_prompt;
+    if (r->inputs) { /* several prompts: each fills the context when max_tokens is not given */
+        r->prompt_total = 0;
+        for (int k = 0; k < r->n_inputs; k++) {
+            r->inputs[k].max_tokens = max_tokens >= 0 ? (int)max_tokens : a->n_ctx - r->inputs[k].n;
+            r->prompt_total += r->inputs[k].n;
+        }
+    }
+    r->per_input = r->n_choices;
+    r->n_choices *= r->n_inputs;
+    /* the choices' ends gather here (n > 1: choices are requests of their own, req_choice) */
+    r->pending = r->n_choices;
+    if (!r->stream && !(r->choices = calloc((size_t)r->n_choices, sizeof *r->choices))) abort();
+    return 0;
+}
+
+/* The sampling and prompt fields of chat and completions; r->max_tokens: the
+ * request's (-1: not given). */
+static int parse_sampling(const srv_api *a, int kind, const cJSON *root, srv_req *r, perr *e) {
     const herd_config *c = herd_model_config(a->model);
     double temp = c->default_temperature >= 0 ? c->default_temperature : 0.6;
     double top_p = c->default_top_p > 0 ? c->default_top_p : 0.9;
@@ -752,35 +821,12 @@ static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *
             return fail(e, 400, "suffix", "invalid_value", "'suffix' is not supported by this server.");
         r->logprobs = lp >= 0;
         r->top_logprobs = lp > 0 ? (int)lp : 0;
-        if (response_format(a, root, r, e) || guided(a, root, r, e) || completion_prompt(a, root, r, e)) return -1;
+        if (response_format(a, root, r, e) || guided(a, root, r, e) || completion_prompt(a, "prompt", root, r, e)) return -1;
     }
     if (max_tokens == 0 && !r->echo) /* 0: score the prompt only (echo with logprobs) */
         return fail(e, 400, "max_tokens", "invalid_value", "Invalid 'max_tokens': expected a value in [1, 1e+09], "
                     "but got 0 instead (0 is for echo: true, which answers with the prompt alone).");
-    const char *pparam = kind == REQ_CHAT ? "messages" : "prompt";
-    if (r->n_prompt >= a->n_ctx)
-        return fail(e, 400, pparam, "context_length_exceeded", "This model's maximum context length is %d "
-                    "tokens. However, your %s resulted in %d tokens. Please reduce the length of the %s.",
-                    a->n_ctx, kind == REQ_CHAT ? "messages" : "prompt", r->n_prompt, pparam);
-    if (max_tokens > 0 && r->n_prompt + max_tokens > a->n_ctx)
-        return fail(e, 400, "max_tokens", "context_length_exceeded", "This model's maximum context length "
-                    "is %d tokens. However, you requested %.0f tokens (%d in the %s, %.0f in the completion). "
-                    "Please reduce the length of the %s or completion.", a->n_ctx, r->n_prompt + max_tokens,
-                    r->n_prompt, pparam, max_tokens, pparam);
-    r->max_tokens = max_tokens >= 0 ? (int)max_tokens : a->n_ctx - r->n_prompt;
-    r->prompt_total = r->n_prompt;
-    if (r->inputs) { /* several prompts: each fills the context when max_tokens is not given */
-        r->prompt_total = 0;
-        for (int k = 0; k < r->n_inputs; k++) {
-            r->inputs[k].max_tokens = max_tokens >= 0 ? (int)max_tokens : a->n_ctx - r->inputs[k].n;
-            r->prompt_total += r->inputs[k].n;
-        }
-    }
-    r->per_input = r->n_choices;
-    r->n_choices *= r->n_inputs;
-    /* the choices' ends gather here (n > 1: choices are requests of their own, req_choice) */
-    r->pending = r->n_choices;
-    if (!r->stream && !(r->choices = calloc((size_t)r->n_choices, sizeof *r->choices))) abort();
+    r->max_tokens = (int)max_tokens;
     return 0;
 }
 
@@ -936,6 +982,8 @@ void out_init(srv_out *o, const srv_req *r) {
 
 void out_free(srv_out *o) {
     buf_free(&o->text);
+    free(o->embedding);
+    o->embedding = NULL;
     cJSON_Delete(o->lp);
     o->lp = NULL;
 }
@@ -1096,6 +1144,7 @@ void out_stream_text(srv_out *o, srv_req *r, size_t upto) {
 
 void out_finish(srv_out *o, srv_req *r, const char *reason) {
     if (r->kind == REQ_RESPONSE) return resp_finish(o, r, reason);
+    if (r->kind == REQ_EMBED) return embed_finish(o, r);
     char tc_id[64]; /* tool call ids: the response id's hex, and the choice when n > 1 */
     if (r->front) snprintf(tc_id, sizeof tc_id, "%s_%d", r->id + 9, r->index);
     else snprintf(tc_id, sizeof tc_id, "%s", r->id + 9);

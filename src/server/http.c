@@ -388,9 +388,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return send_error(sv, c, 401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
                           "invalid_request_error", NULL, "invalid_api_key");
     int chat = !strcmp(url, "/v1/chat/completions"), compl = !strcmp(url, "/v1/completions");
-    int resp = !strcmp(url, "/v1/responses");
+    int resp = !strcmp(url, "/v1/responses"), emb = !strcmp(url, "/v1/embeddings");
     int mdl = !strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11);
-    if ((chat || compl || resp || tok || detok) && !post) return send_error(sv, c, 405, "Use POST for this endpoint.",
+    if ((chat || compl || resp || emb || tok || detok) && !post) return send_error(sv, c, 405, "Use POST for this endpoint.",
                                                     "invalid_request_error", NULL, "method_not_allowed");
     if (mdl && !get) return send_error(sv, c, 405, "Use GET for this endpoint.", "invalid_request_error", NULL,
                                        "method_not_allowed");
@@ -399,7 +399,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu bytes.", sv->p.max_body);
         return send_error(sv, c, 413, msg, "invalid_request_error", NULL, "request_too_large");
     }
-    if (chat || compl || resp) return completions(sv, c, chat ? REQ_CHAT : compl ? REQ_COMPLETION : REQ_RESPONSE, cc);
+    if (chat || compl || resp || emb)
+        return completions(sv, c, chat ? REQ_CHAT : compl ? REQ_COMPLETION : resp ? REQ_RESPONSE : REQ_EMBED, cc);
     if (tok || detok) {
         int status;
         char *b = (tok ? api_tokenize : api_detokenize)(&sv->api, cc->body.p ? cc->body.p : "", cc->body.n, &status);

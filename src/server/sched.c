@@ -71,6 +71,8 @@ typedef struct {
     herd_detok dt;
     srv_out out;
     float *echo_lg;     /* (PREFILL_CHUNK, V) a scored echo's prompt logits (NULL otherwise) */
+    float *emb_rows;    /* (PREFILL_CHUNK, C) an embedding's hidden states of a chunk (NULL otherwise) */
+    double *emb_sum;    /* (C) their sum over the prompt so far */
     float *work;        /* (V) penalised logits */
     int *counts;        /* (V) generated-token counts, zero between requests */
     int32_t *gen;       /* (n_ctx) generated ids */
@@ -259,6 +261,10 @@ static srv_req *vacate(srv_sched *s, slot *sl) {
     sl->js = NULL;
     free(sl->echo_lg);
     sl->echo_lg = NULL;
+    free(sl->emb_rows);
+    free(sl->emb_sum);
+    sl->emb_rows = NULL;
+    sl->emb_sum = NULL;
     sl->r = NULL;
     pthread_mutex_lock(&s->stats_mu);
     s->st.running--;
@@ -349,6 +355,9 @@ static int adopt_prefix(srv_sched *s, slot *sl) {
 /* An echo with logprobs needs the logits of every prompt position, so its whole
  * prompt is computed (no cached prefix), PREFILL_CHUNK rows' logits at a time. */
 static int scored(const srv_req *r) { return r->echo && r->logprobs; }
+/* computed whole, no cached prefix: a scored echo (every position's logits) or an
+ * embedding (every position's hidden state) */
+static int whole(const srv_req *r) { return scored(r) || r->kind == REQ_EMBED; }
 
 /* Puts r into a free slot. The prompt's longest prefix cached in any slot,
  * running or idle, is not recomputed: the slot's own cache is rewound to it, or
@@ -365,16 +374,16 @@ static int admit(srv_sched *s, srv_req *r) {
     }
     if (best < 0) return 0;
     slot *sl = &s->slots[best];
-    if (scored(r)) best_common = 0;
+    if (whole(r)) best_common = 0;
     herd_session_rewind(sl->s, best_common);
     sl->n_cache = sl->n_done = best_common;
     sl->decoding = 0;
     sl->r = r;
-    if (!scored(r)) adopt_prefix(s, sl); /* a longer prefix another slot holds */
+    if (!whole(r)) adopt_prefix(s, sl); /* a longer prefix another slot holds */
     best_common = sl->n_done;
     sl->ticket = ++s->tickets;
     sl->wait = -1;
-    if (!scored(r)) find_leader(s, sl);
+    if (!whole(r)) find_leader(s, sl);
     herd_detok_init(&sl->dt);
     out_init(&sl->out, r);
     sl->out.n_cached = best_common;
@@ -384,6 +393,15 @@ static int admit(srv_sched *s, srv_req *r) {
         s->st.running++;
         pthread_mutex_unlock(&s->stats_mu);
         fail_slot(s, sl, "out of memory for the prompt's logits (echo with logprobs)");
+        return 1;
+    }
+    const int C = herd_model_config(s->m)->dim;
+    if (r->kind == REQ_EMBED && (!(sl->emb_rows = malloc((size_t)PREFILL_CHUNK * C * sizeof *sl->emb_rows)) ||
+                                 !(sl->emb_sum = calloc((size_t)C, sizeof *sl->emb_sum)))) {
+        pthread_mutex_lock(&s->stats_mu);
+        s->st.running++;
+        pthread_mutex_unlock(&s->stats_mu);
+        fail_slot(s, sl, "out of memory for the prompt's hidden states (embeddings)");
         return 1;
     }
     herd_sampler_params sp = herd_sampler_default_params();
@@ -557,6 +575,25 @@ static int emit(srv_sched *s, slot *sl) {
     return 1;
 }
 
+/* An embedding's chunk of k rows: their hidden states into the sum. */
+static void embed_rows(const srv_sched *s, slot *sl, int k) {
+    const int C = herd_model_config(s->m)->dim;
+    for (int i = 0; i < k; i++)
+        for (int c = 0; c < C; c++) sl->emb_sum[c] += sl->emb_rows[(size_t)i * C + c];
+}
+
+/* The prompt is done: its mean hidden state, at unit length, is the answer. */
+static void embed_done(const srv_sched *s, slot *sl) {
+    const int C = herd_model_config(s->m)->dim;
+    srv_out *o = &sl->out;
+    if (!(o->embedding = malloc((size_t)C * sizeof *o->embedding))) abort();
+    double norm = 0;
+    for (int c = 0; c < C; c++) norm += sl->emb_sum[c] * sl->emb_sum[c];
+    norm = norm > 0 ? sqrt(norm) : 1; /* the mean's 1/n cancels in the unit vector */
+    for (int c = 0; c < C; c++) o->embedding[c] = (float)(sl->emb_sum[c] / norm);
+    o->n_embedding = C;
+}
+
 /* Prompt token q into an echo's answer: its text (not a BOS that tokenizing the
  * prompt string added) and, with logprobs, its log-probability under lg, the
  * logits of position q - 1 (q = 0, lg NULL: none, null). */
@@ -599,6 +636,7 @@ static void step(srv_sched *s) {
     herd_session *ss[s->n_slots];
     const int32_t *ids[s->n_slots];
     float *al[s->n_slots]; /* a scored echo's prompt rows: their logits */
+    float *hs[s->n_slots]; /* an embedding's prompt rows: their hidden states */
     int n_ids[s->n_slots], who[s->n_slots], n = 0, budget = PREFILL_BUDGET;
     s->rr = (s->rr + 1) % s->n_slots; /* the prefill budget goes round the slots */
     for (int ii = 0; ii < s->n_slots; ii++) {
@@ -616,7 +654,7 @@ static void step(srv_sched *s) {
             s->st.reused_tokens += (uint64_t)gained;
             pthread_mutex_unlock(&s->stats_mu);
         }
-        al[n] = NULL;
+        al[n] = hs[n] = NULL;
         if (sl->decoding) {
             ids[n] = &sl->next;
             n_ids[n] = 1;
@@ -629,6 +667,7 @@ static void step(srv_sched *s) {
             ids[n] = sl->r->prompt + sl->n_done;
             n_ids[n] = k;
             al[n] = sl->echo_lg;
+            hs[n] = sl->emb_rows;
         }
         ss[n] = sl->s;
         who[n++] = i;
@@ -651,29 +690,31 @@ static void step(srv_sched *s) {
          * starts at a slot that moves each step: the free rides go round) */
         herd_session *ss2[n];
         const int32_t *ids2[n];
-        float *al2[n];
+        float *al2[n], *hs2[n];
         int n2[n], who2[n], k = 0;
         for (int pass = 0; pass < 2; pass++)
             for (int j = 0; j < n; j++)
                 if (s->slots[who[j]].decoding == pass)
-                    ss2[k] = ss[j], ids2[k] = ids[j], al2[k] = al[j], n2[k] = n_ids[j], who2[k++] = who[j];
+                    ss2[k] = ss[j], ids2[k] = ids[j], al2[k] = al[j], hs2[k] = hs[j], n2[k] = n_ids[j],
+                    who2[k++] = who[j];
         const int r = rows_pre % TILE, fill = r >= FILL_FROM ? TILE - r : 0;
         n = n_pre + (fill < n - n_pre ? fill : n - n_pre);
         pthread_mutex_lock(&s->stats_mu);
         s->st.fill_rows += (uint64_t)(n - n_pre);
         pthread_mutex_unlock(&s->stats_mu);
-        for (int j = 0; j < n; j++) ss[j] = ss2[j], ids[j] = ids2[j], al[j] = al2[j], n_ids[j] = n2[j], who[j] = who2[j];
+        for (int j = 0; j < n; j++)
+            ss[j] = ss2[j], ids[j] = ids2[j], al[j] = al2[j], hs[j] = hs2[j], n_ids[j] = n2[j], who[j] = who2[j];
         s->last_prefill_only = 1;
     } else {
         s->last_prefill_only = 0;
     }
     herd_error err;
     double t0 = now_s();
-    herd_status st = herd_session_eval_batch_logits(ss, ids, n_ids, al, n, &err);
+    herd_status st = herd_session_eval_batch_out(ss, ids, n_ids, al, hs, n, &err);
     if (st == HERD_ERR_NOMEM) { /* out of KV pages: drop the prefixes idle slots keep */
         for (int i = 0; i < s->n_slots; i++)
             if (!s->slots[i].r && s->slots[i].n_cache) forget(&s->slots[i]);
-        st = herd_session_eval_batch_logits(ss, ids, n_ids, al, n, &err);
+        st = herd_session_eval_batch_out(ss, ids, n_ids, al, hs, n, &err);
     }
     while (st == HERD_ERR_NOMEM) {
         /* still out: take the running sequence with the most prompt left (the
@@ -705,11 +746,11 @@ static void step(srv_sched *s) {
         for (int j = 0; j < n; j++)
             if (&s->slots[who[j]] == v) {
                 n--;
-                ss[j] = ss[n], ids[j] = ids[n], al[j] = al[n], n_ids[j] = n_ids[n], who[j] = who[n];
+                ss[j] = ss[n], ids[j] = ids[n], al[j] = al[n], hs[j] = hs[n], n_ids[j] = n_ids[n], who[j] = who[n];
                 break;
             }
         if (n == 0) return; /* nothing of this step is left */
-        st = herd_session_eval_batch_logits(ss, ids, n_ids, al, n, &err);
+        st = herd_session_eval_batch_out(ss, ids, n_ids, al, hs, n, &err);
     }
     if (st) {
         /* a failed batch leaves the sessions' state unknown: reset them */
@@ -734,9 +775,11 @@ static void step(srv_sched *s) {
         sl->n_cache += n_ids[j];
         if (!sl->decoding) {
             if (sl->r->echo) echo_prompt(s, sl, sl->n_done, n_ids[j], al[j]);
+            if (hs[j]) embed_rows(s, sl, n_ids[j]);
             sl->n_done += n_ids[j];
             if (sl->n_done < sl->r->n_prompt) continue;
-            if (sl->r->max_tokens == 0) { /* the prompt scored, nothing to generate */
+            if (sl->r->max_tokens == 0) { /* the prompt scored (or embedded), nothing to generate */
+                if (sl->r->kind == REQ_EMBED) embed_done(s, sl);
                 finish(s, sl, "length");
                 continue;
             }

@@ -70,7 +70,8 @@ void buf_utf8(srv_buf *b, const char *s, size_t n);
 
 /* ---- requests ----------------------------------------------------------------- */
 
-enum { REQ_CHAT, REQ_COMPLETION, REQ_RESPONSE }; /* REQ_RESPONSE: /v1/responses (responses.c) */
+/* REQ_RESPONSE: /v1/responses (responses.c); REQ_EMBED: /v1/embeddings (embed.c) */
+enum { REQ_CHAT, REQ_COMPLETION, REQ_RESPONSE, REQ_EMBED };
 #define SRV_MAX_CHOICES 16   /* a request's n at most */
 #define SRV_MAX_INPUTS 64    /* completions: prompts x n at most */
 #define SRV_MAX_BIAS 1024    /* logit_bias entries at most */
@@ -106,6 +107,7 @@ typedef struct srv_req {
     int tools;               /* tools were given: parse the output for tool calls */
     herd_json_grammar *grammar; /* response_format json_object / json_schema (the front owns it; NULL: text) */
     int echo;                /* completions: the answer starts with the prompt (and its logprobs) */
+    int embed_base64;        /* embeddings: encoding_format base64 */
     int bos_added;           /* prompt[0] is the BOS tokenizing a string prompt added (not echoed as text) */
     int n_choices;           /* choices: n per prompt; each runs as a request of its own */
     /* completions with several prompts (front only; n_inputs 1 and inputs NULL
@@ -186,12 +188,21 @@ typedef struct srv_out {
     int n_cached;            /* prompt tokens the KV cache supplied (not computed) */
     int role_sent;           /* chat: the role chunk; responses: 1 response.created, 2 the message item */
     int seq;                 /* responses: the next event's sequence_number */
+    float *embedding;        /* embeddings: (C) the pooled vector, set when the prompt is done */
+    int n_embedding;
     int holding_tool;        /* streaming: text held back while it may be a tool call */
     /* logprobs not yet sent (streaming) or all (non-streaming): chat: an array of
      * {token, logprob, bytes, top_logprobs}; completions: the legacy object
      * {tokens, token_logprobs, top_logprobs, text_offset}. NULL when none. */
     cJSON *lp;
 } srv_out;
+
+/* ---- embed.c: POST /v1/embeddings ----------------------------------------------- */
+
+/* The choice's answer: {"object": "embedding", "index", "embedding"} from o->embedding. */
+void embed_finish(srv_out *o, srv_req *r);
+/* The response of all of a front's embeddings (takes its choices). */
+cJSON *embed_list(srv_req *f);
 
 /* ---- responses.c: POST /v1/responses as a chat request -------------------------- */
 

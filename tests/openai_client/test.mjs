@@ -134,6 +134,14 @@ const rback = await client.responses.create({ model, tools: rtools, max_output_t
 assert.equal(rback.object, 'response');
 await assert.rejects(client.responses.create({ model, input: 'x', previous_response_id: 'resp_1' }), (e) => e.status === 400);
 
+// embeddings (the client asks for base64 and decodes it): unit vectors, by index
+const emb = await client.embeddings.create({ model, input: ['hello world', 'another text'] });
+assert.equal(emb.data.length, 2);
+assert.deepEqual(emb.data.map((d) => d.index), [0, 1]);
+for (const d of emb.data) assert.ok(Math.abs(d.embedding.reduce((a, x) => a + x * x, 0) - 1) < 1e-5);
+const embf = await client.embeddings.create({ model, input: 'hello world', encoding_format: 'float' });
+assert.ok(embf.data[0].embedding.every((x, i) => Math.abs(x - emb.data[0].embedding[i]) < 1e-6), 'base64 = float');
+
 await assert.rejects(client.chat.completions.create({ model: 'no-such-model', messages }), (e) => e.status === 404);
 await assert.rejects(client.chat.completions.create({ model, messages, temperature: 9 }), (e) => e.status === 400);
 console.log('openai client: all checks passed');
