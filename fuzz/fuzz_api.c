@@ -1,5 +1,5 @@
 /* fuzz_api.c - libFuzzer target for the server's request parsing and tool-call
- * reading (src/server/api.c, toolcall.c), which take bytes from the network and
+ * reading (src/server/parse.c, toolcall.c), which take bytes from the network and
  * from the model:
  *   - the input as a /v1/chat/completions, /v1/completions, /v1/responses and /v1/embeddings body: either a
  *     request whose fields are in range (sampling values, a prompt of valid ids
@@ -25,7 +25,7 @@ static herd_tokenizer *tok;
 static herd_json_vocab *jvocab;
 static herd_config cfg;
 
-/* api.c reaches the model only through these two */
+/* parse.c reaches the model only through these two */
 const herd_config *herd_model_config(const herd_model *m) { (void)m; return &cfg; }
 const herd_tokenizer *herd_model_tokenizer(const herd_model *m) { (void)m; return tok; }
 

@@ -2,7 +2,7 @@
  * connection, request bodies accumulated up to a limit (413 beyond it), routes,
  * Bearer auth, /health, /metrics, /v1/models, and the shutdown sequence.
  *
- * Threads: connection threads parse and validate (api.c), enqueue (sched.c) and
+ * Threads: connection threads parse and validate (parse.c), enqueue (sched.c) and
  * then wait on the request's condition variable: a non-streamed request waits for
  * the whole body; a streamed one is an MHD callback response whose reader blocks
  * until the scheduler appended bytes. When the response is destroyed (sent, or the

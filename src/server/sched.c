@@ -36,7 +36,7 @@
  * logprobs are log-softmax of the model's raw logits. The batched forward is
  * batch invariant, so at temperature 0 a request's output does not depend on
  * what else runs.
- * Not here: HTTP, JSON (api.c), the KV pages themselves (src/kvcache.c).
+ * Not here: HTTP, JSON (parse.c, api.c), the KV pages themselves (src/kvcache.c).
  */
 #define _GNU_SOURCE /* memmem */
 #include "server/server.h"

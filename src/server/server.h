@@ -5,8 +5,12 @@
  * Pieces:
  *   http.c      libmicrohttpd daemon (thread per connection), routes, auth, body
  *               limits, /health, /metrics, /v1/models, shutdown (srv_run)
- *   api.c       request JSON -> srv_req (validation, OpenAI error objects) and the
- *               response JSON / SSE chunks the scheduler writes
+ *   parse.c     request JSON -> srv_req (validation, OpenAI error objects),
+ *               /tokenize and /detokenize
+ *   api.c       requests' lifecycle and the response JSON / SSE chunks the
+ *               scheduler writes
+ *   responses.c POST /v1/responses on the chat machinery
+ *   embed.c     POST /v1/embeddings
  *   sched.c     the request queue and the one scheduler thread that owns the model,
  *               the sessions (one per slot) and sampling
  *   toolcall.c  Llama 3.1 tool calls: tools -> prompt messages, model text -> calls
@@ -150,7 +154,7 @@ void req_emit(srv_req *r, const char *s, size_t n, int done);
 /* 1 once the client went away (a choice: its front's client). */
 int req_cancelled(srv_req *r);
 
-/* ---- api.c -------------------------------------------------------------------- */
+/* ---- parse.c and api.c ------------------------------------------------------------ */
 
 typedef struct {
     const herd_model *model;
