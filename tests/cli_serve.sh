@@ -70,6 +70,9 @@ for seed in 1 2 3; do
     check "json_schema answer keeps to the schema (seed $seed): $(head -c 400 "$T/js$seed")" \
         bash -c "jq -e '.choices[0].finish_reason == \"stop\"' $T/js$seed >/dev/null && jq -r '.choices[0].message.content' $T/js$seed | jq -e '$SHAPE' >/dev/null"
 done
+curl -s --max-time 5 $B/metrics > "$T/gm"
+gt=$(awk '/^herd_grammar_tokens_total / { print $2 }' "$T/gm"); gk=$(awk '/^herd_grammar_masks_total / { print $2 }' "$T/gm")
+check "metrics count tokens sampled under a grammar and the refused ones ($gk of $gt)" test "${gt:-0}" -gt 0 -a "${gk:-0}" -gt 0 -a "${gk:-0}" -le "${gt:-0}"
 C $B/v1/chat/completions -d "$(jsreq 1)" > "$T/js_free"
 check "the same request without response_format is not such JSON" \
     bash -c "! jq -r '.choices[0].message.content' $T/js_free | jq -e '$SHAPE' >/dev/null 2>&1"

@@ -269,6 +269,12 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
     METRIC("herd_prefill_fill_rows_total", "counter",
            "Decode rows that rode in a short prefill's step, filling its last tile of 8 rows.", "%llu",
            (unsigned long long)st.fill_rows);
+    METRIC("herd_grammar_tokens_total", "counter",
+           "Tokens sampled under a grammar (response_format, guided_*, a required tool call).", "%llu",
+           (unsigned long long)st.grammar_tokens);
+    METRIC("herd_grammar_masks_total", "counter",
+           "Of those, sampled tokens the grammar refused: the vocabulary masked and the token sampled again.",
+           "%llu", (unsigned long long)st.grammar_masks);
     METRIC("herd_forward_seconds_total", "counter", "Scheduler time in the batched forward.", "%.6f",
            st.forward_s);
     METRIC("herd_step_seconds_total", "counter",

@@ -68,6 +68,7 @@ typedef struct {
     int decoding;
     herd_sampler *smp;
     herd_json_state *js;  /* response_format: where the output is in its grammar (NULL: free text) */
+    int g_masks;          /* pick(): the grammar refused the sampled token (counted into the stats after) */
     herd_detok dt;
     srv_out out;
     float *echo_lg;     /* (PREFILL_CHUNK, V) a scored echo's prompt logits (NULL otherwise) */
@@ -523,7 +524,9 @@ static void pick(const srv_sched *s, slot *sl) {
         l = sl->work;
     }
     sl->pick_id = herd_sampler_sample(sl->smp, l, NULL, 0);
+    sl->g_masks = 0;
     if (sl->js && !herd_json_state_allows(sl->js, sl->pick_id)) {
+        sl->g_masks = 1;
         /* refused: sample again among the allowed (the same distribution as
          * sampling from the masked logits, which a refusal alone pays for) */
         if (l != sl->work) memcpy(sl->work, logits, (size_t)s->V * sizeof *sl->work);
@@ -793,6 +796,18 @@ static void step(srv_sched *s) {
     else {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int j = 0; j < n_todo; j++) pick(s, &s->slots[todo[j]]);
+    }
+    uint64_t g_tokens = 0, g_masks = 0;
+    for (int j = 0; j < n_todo; j++) {
+        const slot *sl = &s->slots[todo[j]];
+        g_tokens += sl->js != NULL;
+        g_masks += (uint64_t)sl->g_masks;
+    }
+    if (g_tokens) {
+        pthread_mutex_lock(&s->stats_mu);
+        s->st.grammar_tokens += g_tokens;
+        s->st.grammar_masks += g_masks;
+        pthread_mutex_unlock(&s->stats_mu);
     }
     for (int j = 0; j < n_todo; j++) emit(s, &s->slots[todo[j]]);
     double t2 = now_s();

@@ -270,6 +270,7 @@ typedef struct {
     uint64_t requests, prompt_tokens, generated_tokens, cancelled, reused_tokens;
     uint64_t steps, step_sequences; /* batched forwards, and sequences summed over them */
     uint64_t fill_rows;             /* decode rows carried by a short prefill's step */
+    uint64_t grammar_tokens, grammar_masks; /* tokens sampled under a grammar; refused, so masked and resampled */
     uint64_t requeued;              /* prefills put back in the queue: the KV pool was full */
     int queue_depth, running, n_slots, step_sequences_max;
     long kv_tokens_in_use, kv_tokens_capacity;
