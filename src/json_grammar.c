@@ -523,26 +523,29 @@ int herd_json_state_feed(herd_json_state *s, const char *bytes, size_t len) {
     return 0;
 }
 
-/* Whether token id may come next, given the allowed first bytes (NULL: not known). */
-static int allows(herd_json_state *s, int32_t id, const uint8_t *first) {
-    const herd_json_grammar *g = s->g;
-    const herd_json_vocab *v = g->v;
-    if (s->ended || !v || id < 0 || id >= v->V || v->tok_kind[id] == TOK_NEVER) return 0;
-    if (v->tok_kind[id] == TOK_END) return herd_json_state_complete(s);
-    if (first && !first[(uint8_t)v->tok[id][0]]) return 0;
-    copy_set(&s->tmp[0], &s->set);
-    return feed_bytes(g, &s->tmp[0], v->tok[id], v->tok_len[id], &s->tmp[1]);
+/* Token id's kind, TOK_NEVER when it is not one of the vocabulary's (or there is none). */
+static int kind_of(const herd_json_state *s, int32_t id) {
+    const herd_json_vocab *v = s->g->v;
+    return !v || id < 0 || id >= v->V ? TOK_NEVER : v->tok_kind[id];
 }
 
-int herd_json_state_allows(herd_json_state *s, int32_t id) { return allows(s, id, NULL); }
+int herd_json_state_allows(herd_json_state *s, int32_t id) {
+    const int kind = kind_of(s, id);
+    if (s->ended || kind == TOK_NEVER) return 0;
+    if (kind == TOK_END) return herd_json_state_complete(s);
+    const herd_json_vocab *v = s->g->v;
+    copy_set(&s->tmp[0], &s->set);
+    return feed_bytes(s->g, &s->tmp[0], v->tok[id], v->tok_len[id], &s->tmp[1]);
+}
 
 int herd_json_state_accept(herd_json_state *s, int32_t id) {
-    if (!allows(s, id, NULL)) return -1;
-    if (s->g->v->tok_kind[id] == TOK_END) {
+    const int kind = kind_of(s, id);
+    if (s->ended || kind == TOK_NEVER || (kind == TOK_END && !herd_json_state_complete(s))) return -1;
+    if (kind == TOK_END) {
         s->ended = 1;
         return 0;
     }
-    return herd_json_state_feed(s, s->g->v->tok[id], s->g->v->tok_len[id]);
+    return herd_json_state_feed(s, s->g->v->tok[id], s->g->v->tok_len[id]); /* fed once: refused, unchanged */
 }
 
 int herd_json_state_mask(herd_json_state *s, float *logits) {
@@ -599,10 +602,12 @@ int herd_json_state_mask(herd_json_state *s, float *logits) {
             n++;
         }
     }
-    /* the rest one by one: ends, specials, long tokens */
+    /* the rest one by one: ends (allowed when the value is whole), specials, long tokens */
+    const int complete = herd_json_state_complete(s);
     for (int i = 0; i < v->V; i++) {
-        if (v->tok_kind[i] == TOK_TEXT && v->tok_len[i] <= JG_TRIE) continue;
-        if (allows(s, i, NULL)) n++;
+        const int kind = v->tok_kind[i];
+        if (kind == TOK_TEXT && v->tok_len[i] <= JG_TRIE) continue;
+        if (kind == TOK_END ? complete : kind == TOK_TEXT && herd_json_state_allows(s, i)) n++;
         else logits[i] = -INFINITY;
     }
     return n;

@@ -99,6 +99,6 @@ $HERD generate -m "$T/m" -p "A record:" --json -n 300 --seed 1 --temp 0.8 -t 1 >
 check "generate --json starts an object" test "$(head -c 1 "$T/jo")" = "{"
 echo '{"type":"string","pattern":"^a"}' > "$T/bad_schema.json"
 expect_err "--json-schema with an assertion herd cannot enforce" "'pattern' is not supported" $HERD generate -m "$T/m" -p hi --json-schema "$T/bad_schema.json"
-expect_err "--json-schema of a missing file" "cannot read it" $HERD generate -m "$T/m" -p hi --json-schema "$T/none.json"
+expect_err "--json-schema of a missing file" "cannot open '$T/none.json'" $HERD generate -m "$T/m" -p hi --json-schema "$T/none.json"
 
 summary

@@ -239,16 +239,8 @@ static int gen_flag(args *a, gen_opts *o) {
 static herd_json_grammar *load_grammar(const gen_opts *o, const herd_model *m, herd_json_vocab **vocab) {
     *vocab = NULL;
     if (!o->json && !o->json_schema) return NULL;
-    char *schema = NULL;
-    if (o->json_schema) {
-        FILE *f = fopen(o->json_schema, "rb");
-        long len = -1;
-        if (f && !fseek(f, 0, SEEK_END) && (len = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
-            (schema = calloc(1, (size_t)len + 1)) && fread(schema, 1, (size_t)len, f) != (size_t)len)
-            len = -1;
-        if (f) fclose(f);
-        if (!f || len < 0 || !schema) die("--json-schema %s: cannot read it (%s)", o->json_schema, strerror(errno));
-    }
+    size_t len;
+    char *schema = o->json_schema ? read_all(o->json_schema, &len) : NULL;
     const herd_config *c = herd_model_config(m);
     herd_json_vocab *v;
     herd_json_grammar *g;
