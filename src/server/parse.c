@@ -353,6 +353,14 @@ static int check_model(const srv_api *a, const cJSON *root, int required, perr *
     return 0;
 }
 
+/* A request's grammar was made (st, err): a schema or choices herd cannot keep
+ * to are a 400 on param. */
+static int grammar_made(herd_status st, const herd_error *err, const char *param, perr *e) {
+    if (st == HERD_ERR_NOMEM) abort();
+    if (st) return fail(e, 400, param, "invalid_value", "Invalid '%s': %s.", param, err->msg);
+    return 0;
+}
+
 /* response_format: text (or none), json_object (any JSON object) or json_schema
  * ({"name", "schema", "strict"}): the latter two become a grammar that sampling
  * keeps to (herd_json_grammar; its refusals of a schema are 400s). */
@@ -380,9 +388,7 @@ static int response_format(const srv_api *a, const cJSON *root, srv_req *r, perr
     herd_error err;
     herd_status st = herd_json_grammar_new(&r->grammar, a->json_vocab, schema, &err);
     free(schema);
-    if (st == HERD_ERR_NOMEM) abort();
-    if (st) return fail(e, 400, "response_format", "invalid_value", "Invalid 'response_format': %s.", err.msg);
-    return 0;
+    return grammar_made(st, &err, "response_format", e);
 }
 
 /* vLLM's guided_json (a JSON Schema: an object or its text) and guided_choice (the
@@ -423,9 +429,7 @@ static int guided(const srv_api *a, const cJSON *root, srv_req *r, perr *e) {
         }
         st = herd_json_grammar_new_choice(&r->grammar, a->json_vocab, texts, n, &err);
     }
-    if (st == HERD_ERR_NOMEM) abort();
-    if (st) return fail(e, 400, param, "invalid_value", "Invalid '%s': %s.", param, err.msg);
-    return 0;
+    return grammar_made(st, &err, param, e);
 }
 
 /* logit_bias: {"token id": bias in [-100, 100], ...}, added to the logits
