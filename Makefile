@@ -20,8 +20,9 @@ SRC     := $(shell find src -name '*.c' | sort)
 OBJ     := $(SRC:%.c=$(BUILD)/%.o)
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 HERD    := $(BUILD)/herd
+HELPERS := $(BUILD)/tests/mk_lora  # test helpers (not tests): random LoRA adapters
 
-all: $(HERD) herd-link $(TESTS)
+all: $(HERD) herd-link $(TESTS) $(HELPERS)
 
 herd-link: $(HERD)
 	@if [ "$(SAN)" = 0 ]; then ln -sf $(HERD) herd; fi
@@ -46,7 +47,7 @@ $(BUILD)/%.o: %.c $(shell find include src -name '*.h')
 $(HERD): $(wildcard tools/*.c) tools/cli.h $(BUILD)/libherd.a
 	$(CC) $(CFLAGS) -Itools $(wildcard tools/*.c) $(BUILD)/libherd.a $(LDFLAGS) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libherd.a
+$(BUILD)/tests/%: tests/%.c tests/test.h tests/lora_writer.h $(BUILD)/libherd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libherd.a $(LDFLAGS) $(LDLIBS) -o $@
 

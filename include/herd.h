@@ -200,10 +200,34 @@ int herd_kv_pool_pages_total(const herd_kv_pool *p);
 int herd_kv_page_size(void);                         /* positions per page */
 herd_status herd_session_new_on_pool(herd_session **out, herd_kv_pool *pool, herd_error *err);
 /* dst forgets everything and takes src's first n_pos positions (n_pos <= src's
- * position; same pool): whole pages are shared, not copied or recomputed, and
+ * position; same pool, same adapter: herd_session_set_lora): whole pages are shared, not copied or recomputed, and
  * dst's position becomes n_pos. dst's logits are not set. */
 herd_status herd_session_share_prefix(herd_session *dst, const herd_session *src, int n_pos,
                                       herd_error *err);
+
+/* ---- LoRA adapters ---------------------------------------------------------- */
+
+/* A LoRA adapter for a loaded model, applied at inference without merging: a
+ * session that carries one computes each adapted projection as
+ * W x + s * B (A x), so one model serves its plain form and many adapters at
+ * once, in the same batch. path: a PEFT adapter directory (adapter_config.json +
+ * adapter_model.safetensors, as peft / torchtune / unsloth save it), its
+ * .safetensors file (the config beside it), or a llama.cpp GGUF adapter.
+ * s = scale * lora_alpha / r (rsLoRA: / sqrt(r)). Adapters of q, k, v, o, gate,
+ * up and down are applied; DoRA, embedding / lm_head adapters and
+ * modules_to_save are refused with a message. The adapter must outlive the
+ * sessions that carry it and the model must outlive the adapter. */
+typedef struct herd_lora herd_lora;
+herd_status herd_lora_load(herd_lora **out, const herd_model *m, const char *path, float scale,
+                           herd_error *err);
+void herd_lora_free(herd_lora *l);
+int herd_lora_rank(const herd_lora *l);        /* the largest r of its matrices */
+int herd_lora_n_adapted(const herd_lora *l);   /* projections it changes (layers x kinds) */
+/* The adapter the session's forward applies (NULL: none). A different adapter
+ * than the current one resets the session (its KV cache was computed with the
+ * other weights). */
+herd_status herd_session_set_lora(herd_session *s, const herd_lora *l, herd_error *err);
+const herd_lora *herd_session_lora(const herd_session *s);
 
 /* ---- sampling ------------------------------------------------------------- */
 

@@ -19,6 +19,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "lora.h"
 #include "session.h"
 
 /* Final norm and output projection of rows x (T, C) into out (T, V). */
@@ -92,6 +93,8 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
             dequant_row(P->x + (size_t)(g->row0 + t) * C,
                         (const uint8_t *)m->tok_embd.data + (size_t)g->ids[t] * erow, m->tok_embd.type, C);
     }
+    int lora = 0; /* any segment with an adapter */
+    for (int i = 0; i < n_seg; i++) lora |= P->segs[i].s->lora != NULL;
     for (int l = 0; l < c->n_layers; l++) {
         const herd_layer *L = &m->layers[l];
         /* attention */
@@ -99,6 +102,8 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
         float *const qkv_out[3] = { P->q, P->k, P->v };
         const herd_weight *const qkv[3] = { &L->wq, &L->wk, &L->wv };
         matmul_forward_n(qkv_out, P->xb, qkv, 3, T, scr);
+        if (lora)
+            for (int t = 0; t < 3; t++) lora_apply(P, n_seg, l, LORA_Q + t, P->xb, qkv_out[t]);
         /* segments of a few rows (decode) go to the threads one each, in one
          * parallel region (their own calls then run on one thread); longer ones
          * (prompt chunks) use every thread inside kv_attend */
@@ -112,14 +117,20 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
         for (int i = 0; i < n_seg; i++)
             if (P->segs[i].n > SMALL_SEG || n_small <= 1) attend(P, &P->segs[i], l);
         matmul_forward(P->xb2, P->att, &L->wo, T, scr);
+        if (lora) lora_apply(P, n_seg, l, LORA_O, P->att, P->xb2);
         add_forward(P->x, P->xb2, (int64_t)T * C);
         /* feed_forward */
         rmsnorm_forward(P->xb, P->x, L->ffn_norm, T, C, c->norm_eps);
         float *const gu_out[2] = { P->hb, P->hb2 };
         const herd_weight *const gu[2] = { &L->w1, &L->w3 };
         matmul_forward_n(gu_out, P->xb, gu, 2, T, scr);
+        if (lora) {
+            lora_apply(P, n_seg, l, LORA_GATE, P->xb, P->hb);
+            lora_apply(P, n_seg, l, LORA_UP, P->xb, P->hb2);
+        }
         swiglu_forward(P->hb, P->hb, P->hb2, T, F);
         matmul_forward(P->xb2, P->hb, &L->w2, T, scr);
+        if (lora) lora_apply(P, n_seg, l, LORA_DOWN, P->hb, P->xb2);
         add_forward(P->x, P->xb2, (int64_t)T * C);
     }
     round_logits(P, n_seg);

@@ -54,7 +54,7 @@ void herd_kv_pool_free(herd_kv_pool *p) {
     if (!p) return;
     free(p->x); free(p->xb); free(p->xb2); free(p->q); free(p->att); free(p->k); free(p->v);
     free(p->hb); free(p->hb2); free(p->xo); free(p->logits); free(p->att_scratch);
-    free(p->mm_scratch); free(p->segs);
+    free(p->mm_scratch); free(p->segs); free(p->lora_x); free(p->lora_d); free(p->lora_t);
     kv_pool_free(p->kv);
     free(p);
 }
@@ -107,7 +107,8 @@ static herd_status pool_new(herd_kv_pool **out, const herd_model *m, herd_sessio
     P->xo = alloc_floats((size_t)n_out * C);
     P->logits = alloc_floats((size_t)n_out * c->vocab_size);
     P->att_scratch = alloc_floats(kv_attend_scratch_size(rows, c->n_heads, c->head_dim) + 1);
-    P->mm_scratch = aligned_alloc(64, (max_scratch(m, rows > n_out ? rows : n_out) + 127) / 64 * 64);
+    P->mm_bytes = (max_scratch(m, rows > n_out ? rows : n_out) + 127) / 64 * 64;
+    P->mm_scratch = aligned_alloc(64, P->mm_bytes);
     P->segs = calloc(R, sizeof *P->segs);
     if (!P->x || !P->xb || !P->xb2 || !P->q || !P->att || !P->k || !P->v || !P->hb || !P->hb2 ||
         !P->xo || !P->logits || !P->att_scratch || !P->mm_scratch || !P->segs) {
@@ -199,6 +200,9 @@ herd_status herd_session_share_prefix(herd_session *dst, const herd_session *src
     if (dst == src) return herd_errf(err, HERD_ERR_ARG, "share_prefix: a session with itself");
     if (dst->pool != src->pool)
         return herd_errf(err, HERD_ERR_ARG, "share_prefix: the sessions are on different KV pools");
+    if (dst->lora != src->lora)
+        return herd_errf(err, HERD_ERR_ARG, "share_prefix: the sessions carry different LoRA adapters, "
+                         "so their caches hold different keys and values");
     if (n_pos < 0 || n_pos > src->pos || n_pos > dst->n_ctx)
         return herd_errf(err, HERD_ERR_RANGE, "share_prefix of %d positions; the source holds %d, "
                          "the destination's context is %d", n_pos, src->pos, dst->n_ctx);

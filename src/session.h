@@ -43,7 +43,12 @@ struct herd_kv_pool {
     float *logits;           /* (max_out, V) */
     float *att_scratch;      /* kv_attend_scratch_size(R, NH, HS) */
     void *mm_scratch;
+    size_t mm_bytes;         /* mm_scratch's size */
     fwd_seg *segs;           /* (R) */
+    /* adapters (lora.c), allocated when a session first takes one */
+    int lora_rank;           /* the largest rank the buffers below hold */
+    float *lora_x, *lora_d;  /* (R, max(C, NH*HS, F)) gathered inputs; deltas */
+    float *lora_t;           /* (R, lora_rank) */
 };
 
 struct herd_session {
@@ -53,6 +58,7 @@ struct herd_session {
     int n_ctx, pos;          /* pos: positions evaluated */
     kv_seq kv;               /* its pages; kv.n_pos == pos outside forward_batch */
     float *logits;           /* (V) the last evaluated token's */
+    const herd_lora *lora;   /* the adapter its forward applies, or NULL */
     int mark;                /* batch.c: set while the session is in a batch */
 };
 

@@ -203,6 +203,8 @@ typedef struct {
     int temp_set, top_p_set, top_k_set;
     int json;                  /* --json: the output is a JSON object */
     const char *json_schema;   /* --json-schema FILE: JSON that the schema accepts */
+    const char *lora;          /* --lora PATH: an adapter applied to the model */
+    float lora_scale;          /* --lora-scale S (default 1) */
 } gen_opts;
 
 static void gen_defaults(gen_opts *o) {
@@ -212,6 +214,7 @@ static void gen_defaults(gen_opts *o) {
     o->kv_type = KV_DEFAULT;
     o->sp = herd_sampler_default_params();
     o->sp.seed = (uint64_t)time(NULL);
+    o->lora_scale = 1;
 }
 
 /* Parses a flag shared by generate and chat; returns 1 when it was one. */
@@ -231,6 +234,8 @@ static int gen_flag(args *a, gen_opts *o) {
     else if (!strcmp(s, "--seed")) o->sp.seed = (uint64_t)parse_long(a, s, next_value(a, s), 0, LONG_MAX);
     else if (!strcmp(s, "--json")) o->json = 1;
     else if (!strcmp(s, "--json-schema")) o->json_schema = next_value(a, s);
+    else if (!strcmp(s, "--lora")) o->lora = next_value(a, s);
+    else if (!strcmp(s, "--lora-scale")) o->lora_scale = (float)parse_double(a, s, next_value(a, s), -1e6, 1e6);
     else return 0;
     return 1;
 }
@@ -252,6 +257,19 @@ static herd_json_grammar *load_grammar(const gen_opts *o, const herd_model *m, h
     *vocab = v;
     return g;
 }
+
+/* --lora PATH [--lora-scale S]: the adapter s carries from now on (NULL: none). */
+static herd_lora *attach_lora(const char *path, float scale, const herd_model *m, herd_session *s) {
+    if (!path) return NULL;
+    herd_lora *l;
+    herd_error err;
+    if (herd_lora_load(&l, m, path, scale, &err) || herd_session_set_lora(s, l, &err)) die("--lora: %s", err.msg);
+    return l;
+}
+#define HELP_LORA \
+    "  --lora PATH         apply a LoRA adapter: a PEFT directory (adapter_config.json +\n" \
+    "                      adapter_model.safetensors) or a llama.cpp GGUF adapter\n" \
+    "  --lora-scale S      multiply the adapter's alpha / r by S (default 1)\n"
 
 /* Model defaults (generation_config.json) for what the user did not set. */
 static void apply_model_defaults(gen_opts *o, const herd_model *m) {
@@ -333,6 +351,7 @@ static const char *HELP_GENERATE =
     "  -t THREADS          threads (default: all cores)\n"
     "  -c CTX              context size (default min(model maximum, 8192))\n"
     HELP_KV
+    HELP_LORA
     "  --ids               print the generated ids (one line) instead of text\n";
 
 static int cmd_generate(int argc, char **argv) {
@@ -368,6 +387,7 @@ static int cmd_generate(int argc, char **argv) {
     sp.kv_type = o.kv_type;
     herd_session *s;
     if (herd_session_new(&s, m, sp, &err)) die("%s", err.msg);
+    herd_lora *lora = attach_lora(o.lora, o.lora_scale, m, s);
     if (n > (size_t)herd_session_n_ctx(s))
         die("the prompt has %zu tokens but the context holds %d; pass a larger -c or a shorter "
             "prompt", n, herd_session_n_ctx(s));
@@ -387,6 +407,7 @@ static int cmd_generate(int argc, char **argv) {
     free(ids);
     herd_sampler_free(smp);
     herd_session_free(s);
+    herd_lora_free(lora);
     herd_model_free(m);
     return 0;
 }
@@ -401,6 +422,7 @@ static const char *HELP_PERPLEXITY =
     "  -c CTX            window size for -f (default 512)\n"
     "  -t THREADS        threads (default: all cores)\n"
     "  --kv TYPE         KV cache type: f16 (default), f32 or q8_0\n"
+    "  --lora PATH       score with a LoRA adapter applied (--lora-scale S: its scale x S)\n"
     "The last lines are 'nll: X' and 'ppl: Y'.\n";
 
 /* nll of ids[1..n-1] in one window, evaluated from position 0. */
@@ -425,8 +447,9 @@ static double window_nll(herd_session *s, const herd_model *m, const int32_t *id
 
 static int cmd_perplexity(int argc, char **argv) {
     args a = { "perplexity", argc, 0, argv };
-    const char *model = DEFAULT_MODEL, *prompt_ids = NULL, *file = NULL;
+    const char *model = DEFAULT_MODEL, *prompt_ids = NULL, *file = NULL, *lora_path = NULL;
     int n_ctx = 512, n_threads = 0, kv_type = KV_DEFAULT;
+    float lora_scale = 1;
     for (a.i = 1; a.i < argc; a.i++) {
         const char *s = argv[a.i];
         if (is_help(s)) { fputs(HELP_PERPLEXITY, stdout); return 0; }
@@ -436,6 +459,8 @@ static int cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(s, "-c")) n_ctx = (int)parse_long(&a, s, next_value(&a, s), 2, 1 << 22);
         else if (!strcmp(s, "-t")) n_threads = (int)parse_long(&a, s, next_value(&a, s), 1, 1024);
         else if (!strcmp(s, "--kv")) kv_type = parse_kv(&a, s, next_value(&a, s));
+        else if (!strcmp(s, "--lora")) lora_path = next_value(&a, s);
+        else if (!strcmp(s, "--lora-scale")) lora_scale = (float)parse_double(&a, s, next_value(&a, s), -1e6, 1e6);
         else usage_error(a.cmd, "unknown argument '%s'", s);
     }
     if (!prompt_ids == !file) usage_error(a.cmd, "give exactly one of --prompt-ids or -f FILE");
@@ -459,6 +484,7 @@ static int cmd_perplexity(int argc, char **argv) {
     sp.kv_type = kv_type;
     herd_session *s;
     if (herd_session_new(&s, m, sp, &err)) die("%s", err.msg);
+    herd_lora *lora = attach_lora(lora_path, lora_scale, m, s);
     size_t V = (size_t)herd_model_config(m)->vocab_size;
     float *logits = malloc((size_t)n_ctx * V * sizeof(float));
     int32_t *win = malloc((size_t)n_ctx * sizeof *win);
@@ -485,6 +511,7 @@ static int cmd_perplexity(int argc, char **argv) {
     free(win);
     free(ids);
     herd_session_free(s);
+    herd_lora_free(lora);
     herd_model_free(m);
     return 0;
 }
@@ -499,7 +526,7 @@ static const char *HELP_CHAT =
     "  -p MESSAGE    one user message\n"
     "  -n N          max tokens per reply (default 512)\n"
     "  other options as 'herd generate' (--temp, --top-p, --top-k, --min-p, --seed, -t, -c, --kv,\n"
-    "                --json, --json-schema FILE: each reply is such JSON)\n";
+    "                --json, --json-schema FILE: each reply is such JSON, --lora PATH, --lora-scale S)\n";
 
 static int cmd_chat(int argc, char **argv) {
     args a = { "chat", argc, 0, argv };
@@ -527,6 +554,7 @@ static int cmd_chat(int argc, char **argv) {
     sp.kv_type = o.kv_type;
     herd_session *s;
     if (herd_session_new(&s, m, sp, &err)) die("%s", err.msg);
+    herd_lora *lora = attach_lora(o.lora, o.lora_scale, m, s);
     herd_sampler *smp;
     if (herd_sampler_new(&smp, o.sp, herd_model_config(m)->vocab_size, &err)) die("%s", err.msg);
     int n_ctx = herd_session_n_ctx(s);
@@ -609,6 +637,7 @@ static int cmd_chat(int argc, char **argv) {
     herd_json_vocab_free(jv);
     herd_sampler_free(smp);
     herd_session_free(s);
+    herd_lora_free(lora);
     herd_model_free(m);
     return 0;
 }

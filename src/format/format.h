@@ -141,6 +141,25 @@ herd_status hf_config_write_dtype(const herd_config *c, const char *path, const 
                                   herd_error *err);
 herd_status hf_generation_config_write(const herd_config *c, const char *path, herd_error *err); /* generation_config.json */
 
+/* ---- LoRA adapters (lora_format.c) ------------------------------------------ */
+
+/* PEFT's adapter_config.json: what herd needs of it. */
+typedef struct {
+    int r;          /* 0: not given */
+    float alpha;    /* lora_alpha (PEFT's default 8) */
+    int rslora;     /* use_rslora: scale alpha / sqrt(r) instead of alpha / r */
+    int rank_pattern; /* some modules have their own r (each pair's shape says which) */
+} lora_config;
+/* Parses adapter_config.json (len bytes); refuses the variants herd cannot apply
+ * (DoRA, alpha_pattern, modules_to_save, biases, fan_in_fan_out) by name. */
+herd_status lora_config_parse(lora_config *c, const char *json, size_t len, const char *where,
+                              herd_error *err);
+/* A LoRA tensor's name: PEFT's "[...]layers.N.self_attn.q_proj.lora_A.weight"
+ * (gguf 0) or llama.cpp's "blk.N.attn_q.weight.lora_a" (gguf 1). Returns 1 and
+ * the layer, the projection (0..6: q k v o gate up down) and whether it is B (the
+ * output side); 0 for any other name. */
+int lora_name_parse(const char *name, int gguf, int *layer, int *target, int *is_b);
+
 /* ---- atomic file writing (fileio.c), shared by the writers above ------------ */
 
 typedef struct {

@@ -1,0 +1,384 @@
+/* lora.c - LoRA adapters at inference: a session that carries one computes each
+ * adapted projection as y = W x + s B (A x), W the base model's weight in its own
+ * type (quantized or not: QLoRA's arithmetic) and A (r, IC), B (OC, r) in F32.
+ * Nothing is merged, so one loaded model serves its plain form and any number of
+ * adapters at once, sequences of different adapters in the same batch.
+ *
+ * Files: a PEFT directory (adapter_config.json + adapter_model.safetensors, what
+ * peft, torchtune and unsloth save), or its .safetensors file with the config
+ * beside it; or a llama.cpp GGUF adapter (general.type "adapter", adapter.type
+ * "lora", adapter.lora.alpha). Scale s = scale * alpha / r (rsLoRA: alpha /
+ * sqrt(r)); a GGUF adapter without an alpha has s = scale, as llama.cpp reads it.
+ * PEFT's q / k rows are in HF's rotate-half order and a GGUF adapter's in the
+ * interleaved order of GGUF models; B's q / k rows are permuted when the base
+ * model has the other order (a PEFT adapter on a GGUF model is the common case).
+ *
+ * Batch invariance: a row's delta is two matmuls of that row alone (the kernels
+ * give a row bitwise the same result whatever the other rows), added to the
+ * base projection's output; so a sequence's logits are the same alone or beside
+ * sequences with other adapters or none.
+ * Not here: parsing the config and the names (format/lora_format.c).
+ */
+#include "lora.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "session.h"
+
+#define MAX_RANK 4096
+
+static void target_dims(const herd_config *c, int t, int64_t *oc, int64_t *ic) {
+    const int64_t C = c->dim, F = c->ffn_dim, QD = (int64_t)c->n_heads * c->head_dim,
+                  KVD = (int64_t)c->n_kv_heads * c->head_dim;
+    static const char shape[LORA_N][2] = { { 'q', 'c' }, { 'k', 'c' }, { 'k', 'c' }, { 'c', 'q' },
+                                           { 'f', 'c' }, { 'f', 'c' }, { 'c', 'f' } };
+    int64_t *const d[2] = { oc, ic };
+    for (int i = 0; i < 2; i++)
+        *d[i] = shape[t][i] == 'q' ? QD : shape[t][i] == 'k' ? KVD : shape[t][i] == 'f' ? F : C;
+}
+
+static const char *const TARGET_NAME[LORA_N] = { "q_proj", "k_proj", "v_proj", "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj" };
+
+void herd_lora_free(herd_lora *l) {
+    if (!l) return;
+    if (l->p)
+        for (int i = 0; i < l->m->config.n_layers * LORA_N; i++) {
+            lora_pair *p = &l->p[i];
+            matmul_unpack(&p->a);
+            matmul_unpack(&p->b);
+            free((void *)p->a.data);
+            free((void *)p->b.data);
+        }
+    free(l->p);
+    free(l);
+}
+
+int herd_lora_rank(const herd_lora *l) { return l->rank; }
+int herd_lora_n_adapted(const herd_lora *l) { return l->n_pairs; }
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* A tensor's rows as F32 (n_rows x n_cols), into a 64-byte aligned copy. */
+static float *to_f32(const herd_tensor *t, int64_t rows, int64_t cols) {
+    size_t n = (size_t)rows * (size_t)cols;
+    float *v = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    if (!v) return NULL;
+    const size_t rb = herd_type_row_size(t->type, cols);
+    for (int64_t r = 0; r < rows; r++) dequant_row_ref(v + r * cols, (const uint8_t *)t->data + r * rb, t->type, cols);
+    return v;
+}
+
+/* b's rows of q / k with `heads` heads of HS, from one RoPE order to the other:
+ * to_interleaved: row h*HS + 2i + j <- h*HS + j*HS/2 + i (HF -> GGUF), else the
+ * inverse. */
+static int permute_rows(float *b, int64_t oc, int64_t r, int heads, int to_interleaved) {
+    const int64_t HS = oc / heads, half = HS / 2;
+    float *tmp = malloc((size_t)oc * (size_t)r * sizeof *tmp);
+    if (!tmp) return 0;
+    memcpy(tmp, b, (size_t)oc * (size_t)r * sizeof *tmp);
+    for (int h = 0; h < heads; h++)
+        for (int64_t i = 0; i < half; i++)
+            for (int j = 0; j < 2; j++) {
+                const int64_t inter = h * HS + 2 * i + j, rot = h * HS + j * half + i;
+                const int64_t dst = to_interleaved ? inter : rot, src = to_interleaved ? rot : inter;
+                memcpy(b + dst * r, tmp + src * r, (size_t)r * sizeof *b);
+            }
+    free(tmp);
+    return 1;
+}
+
+typedef struct {
+    const herd_tensor *a, *b;
+} found_pair;
+
+/* Checks and copies one pair (layer l, projection t) into the adapter. */
+static herd_status take_pair(herd_lora *L, const found_pair *f, int l, int t, const char *path, int gguf,
+                             const lora_config *cfg, herd_error *err) {
+    const herd_model *m = L->m;
+    const herd_config *c = &m->config;
+    int64_t oc, ic;
+    target_dims(c, t, &oc, &ic);
+    if (!f->a || !f->b)
+        return herd_errf(err, HERD_ERR_FORMAT, "%s: layer %d %s has its %s matrix but not its %s", path, l,
+                         TARGET_NAME[t], f->a ? "A" : "B", f->a ? "B" : "A");
+    const herd_tensor *ts[2] = { f->a, f->b };
+    for (int i = 0; i < 2; i++) {
+        const herd_tensor *x = ts[i];
+        int nd = x->n_dims;
+        while (nd > 2 && x->ne[nd - 1] == 1) nd--;
+        if (nd != 2)
+            return herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' has %d dimensions; a LoRA matrix has 2",
+                             path, x->name, x->n_dims);
+        if (x->type != HERD_F32 && x->type != HERD_F16 && x->type != HERD_BF16)
+            return herd_errf(err, HERD_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s; LoRA matrices "
+                             "must be F32, F16 or BF16", path, x->name, herd_type_name(x->type));
+    }
+    const int64_t r = f->a->ne[1];
+    if (f->a->ne[0] != ic || r < 1 || r > MAX_RANK || r > ic)
+        return herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld]; layer %d %s "
+                         "takes %lld inputs, so A must be [r, %lld] with 1 <= r <= %lld", path, f->a->name,
+                         (long long)f->a->ne[1], (long long)f->a->ne[0], l, TARGET_NAME[t], (long long)ic,
+                         (long long)ic, (long long)(ic < MAX_RANK ? ic : MAX_RANK));
+    if (f->b->ne[0] != r || f->b->ne[1] != oc)
+        return herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld]; with A's rank "
+                         "%lld and layer %d %s's %lld outputs, B must be [%lld, %lld]", path, f->b->name,
+                         (long long)f->b->ne[1], (long long)f->b->ne[0], (long long)r, l, TARGET_NAME[t],
+                         (long long)oc, (long long)oc, (long long)r);
+    if (!gguf && cfg->r && r != cfg->r && !cfg->rank_pattern)
+        return herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' has rank %lld but adapter_config.json "
+                         "says r = %d", path, f->a->name, (long long)r, cfg->r);
+    lora_pair *p = &L->p[l * LORA_N + t];
+    float *a = to_f32(f->a, r, ic), *b = to_f32(f->b, oc, r);
+    p->a = (herd_weight){ HERD_F32, a, ic, r, NULL };
+    p->b = (herd_weight){ HERD_F32, b, r, oc, NULL };
+    if (!a || !b) return herd_errf(err, HERD_ERR_NOMEM, "out of memory reading %s", path);
+    float s = L->scale;
+    if (gguf) s = cfg->alpha != 0 ? L->scale * cfg->alpha / (float)r : L->scale;
+    else s = L->scale * cfg->alpha / (cfg->rslora ? sqrtf((float)r) : (float)r);
+    for (int64_t i = 0; i < oc * r; i++) b[i] *= s;
+    if ((t == LORA_Q || t == LORA_K) && gguf != m->rope_interleaved &&
+        !permute_rows(b, oc, r, t == LORA_Q ? c->n_heads : c->n_kv_heads, m->rope_interleaved))
+        return herd_errf(err, HERD_ERR_NOMEM, "out of memory reading %s", path);
+    matmul_pack(&p->a, NULL, NULL);
+    matmul_pack(&p->b, NULL, NULL);
+    if (r > L->rank) L->rank = (int)r;
+    L->n_pairs++;
+    return HERD_OK;
+}
+
+/* Every tensor of the file placed by name; pairs taken once all are seen. */
+static herd_status take_all(herd_lora *L, const herd_tensor *ts, size_t n, const char *path, int gguf,
+                            const lora_config *cfg, herd_error *err) {
+    const herd_config *c = &L->m->config;
+    found_pair *f = calloc((size_t)c->n_layers * LORA_N, sizeof *f);
+    if (!f) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
+    herd_status st = HERD_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        const char *nm = ts[i].name;
+        int l, t, is_b;
+        if (!lora_name_parse(nm, gguf, &l, &t, &is_b)) {
+            if (strstr(nm, "lora_magnitude_vector"))
+                st = herd_errf(err, HERD_ERR_UNSUPPORTED, "%s: tensor '%s' is DoRA's; herd applies plain LoRA",
+                               path, nm);
+            else if (strstr(nm, "lm_head") || strstr(nm, "embed_tokens") || strstr(nm, "token_embd") ||
+                     strstr(nm, "output"))
+                st = herd_errf(err, HERD_ERR_UNSUPPORTED, "%s: tensor '%s' adapts the embeddings or the "
+                               "output layer; herd applies adapters to the attention and MLP projections "
+                               "(q, k, v, o, gate, up, down)", path, nm);
+            else
+                st = herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' is not a LoRA matrix of a Llama "
+                               "projection (expected names like %s)", path, nm,
+                               gguf ? "blk.0.attn_q.weight.lora_a"
+                                    : "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+            break;
+        }
+        if (l >= c->n_layers) {
+            st = herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' is for layer %d; the model has %d layers "
+                           "(an adapter for another model?)", path, nm, l, c->n_layers);
+            break;
+        }
+        const herd_tensor **slot = is_b ? &f[l * LORA_N + t].b : &f[l * LORA_N + t].a;
+        if (*slot) st = herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' appears twice", path, nm);
+        *slot = &ts[i];
+    }
+    for (int i = 0; i < c->n_layers * LORA_N && !st; i++)
+        if (f[i].a || f[i].b) st = take_pair(L, &f[i], i / LORA_N, i % LORA_N, path, gguf, cfg, err);
+    if (!st && L->n_pairs == 0)
+        st = herd_errf(err, HERD_ERR_FORMAT, "%s: no LoRA matrices in the file", path);
+    free(f);
+    return st;
+}
+
+static herd_status load_gguf(herd_lora *L, const char *path, herd_error *err) {
+    gguf_file g;
+    herd_status st = gguf_open(&g, path, err);
+    if (st) return st;
+    gguf_str s;
+    herd_error e2 = { 0 };
+    lora_config cfg = { 0, 0, 0, 0 };
+    if (gguf_get_str(&g, "general.type", &s, &e2) || s.len != 7 || memcmp(s.ptr, "adapter", 7))
+        st = herd_errf(err, HERD_ERR_FORMAT, "%s: general.type is not \"adapter\"; this GGUF is a model, "
+                       "not a LoRA adapter (pass it with -m)", path);
+    else if (gguf_get_str(&g, "adapter.type", &s, &e2) || s.len != 4 || memcmp(s.ptr, "lora", 4))
+        st = herd_errf(err, HERD_ERR_UNSUPPORTED, "%s: adapter.type is not \"lora\"", path);
+    else if (gguf_get_str(&g, "general.architecture", &s, &e2) || s.len != 5 || memcmp(s.ptr, "llama", 5))
+        st = herd_errf(err, HERD_ERR_UNSUPPORTED, "%s: the adapter's general.architecture is not \"llama\"", path);
+    if (!st && gguf_find(&g, "adapter.lora.alpha")) {
+        st = gguf_get_f32(&g, "adapter.lora.alpha", &cfg.alpha, err);
+        if (!st && !(fabsf(cfg.alpha) <= 1e6f))
+            st = herd_errf(err, HERD_ERR_FORMAT, "%s: adapter.lora.alpha %g is out of range", path, cfg.alpha);
+    }
+    L->alpha = cfg.alpha;
+    if (!st) st = take_all(L, g.tensors, g.n_tensors, path, 1, &cfg, err);
+    gguf_close(&g);
+    return st;
+}
+
+static herd_status load_peft(herd_lora *L, const char *st_path, const char *cfg_path, herd_error *err) {
+    char *json = NULL;
+    size_t len = 0;
+    if (!herd_file_exists(cfg_path))
+        return herd_errf(err, HERD_ERR_IO, "%s: missing; a PEFT adapter is a directory with "
+                         "adapter_config.json and adapter_model.safetensors", cfg_path);
+    herd_status st = herd_read_file(cfg_path, &json, &len, err);
+    if (st) return st;
+    lora_config cfg;
+    st = lora_config_parse(&cfg, json, len, cfg_path, err);
+    free(json);
+    if (st) return st;
+    L->alpha = cfg.alpha;
+    st_set s;
+    st = st_open(&s, st_path, err);
+    if (st) return st;
+    st = take_all(L, s.tensors, s.n_tensors, st_path, 0, &cfg, err);
+    st_close(&s);
+    return st;
+}
+
+herd_status herd_lora_load(herd_lora **out, const herd_model *m, const char *path, float scale,
+                           herd_error *err) {
+    *out = NULL;
+    if (!m || !path) return herd_errf(err, HERD_ERR_ARG, "herd_lora_load: NULL argument");
+    if (!(fabsf(scale) <= 1e6f))
+        return herd_errf(err, HERD_ERR_ARG, "LoRA scale %g is out of range (magnitude at most 1e6)", scale);
+    herd_lora *L = calloc(1, sizeof *L);
+    if (L) L->p = calloc((size_t)m->config.n_layers * LORA_N, sizeof *L->p);
+    if (!L || !L->p) {
+        free(L);
+        return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
+    }
+    L->m = m;
+    L->scale = scale;
+    struct stat sb;
+    herd_status st;
+    if (stat(path, &sb) != 0) {
+        st = herd_errf(err, HERD_ERR_IO, "%s: no such file or directory (a LoRA adapter: a PEFT "
+                       "directory, its .safetensors file, or a GGUF adapter)", path);
+    } else if (S_ISDIR(sb.st_mode)) {
+        char *sp = join(path, "adapter_model.safetensors"), *cp = join(path, "adapter_config.json");
+        if (!sp || !cp) st = herd_errf(err, HERD_ERR_NOMEM, "out of memory");
+        else if (!herd_file_exists(sp)) {
+            char *bin = join(path, "adapter_model.bin");
+            st = herd_errf(err, HERD_ERR_IO, "%s: no adapter_model.safetensors%s", path,
+                           bin && herd_file_exists(bin) ? " (adapter_model.bin is a pickle herd does "
+                           "not read; save the adapter with safe_serialization=True)" : "");
+            free(bin);
+        } else st = load_peft(L, sp, cp, err);
+        free(sp);
+        free(cp);
+    } else if (ends_with(path, ".gguf")) {
+        st = load_gguf(L, path, err);
+    } else if (ends_with(path, ".safetensors")) {
+        char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
+        char *cp = NULL;
+        if (dir) {
+            if (slash) *slash = 0;
+            cp = join(slash ? dir : ".", "adapter_config.json");
+        }
+        st = cp ? load_peft(L, path, cp, err) : herd_errf(err, HERD_ERR_NOMEM, "out of memory");
+        free(dir);
+        free(cp);
+    } else {
+        st = herd_errf(err, HERD_ERR_ARG, "%s: not a LoRA adapter; expected a PEFT directory, a "
+                       ".safetensors file with adapter_config.json beside it, or a .gguf adapter", path);
+    }
+    if (st) {
+        herd_lora_free(L);
+        return st;
+    }
+    *out = L;
+    return HERD_OK;
+}
+
+herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err) {
+    if (r <= P->lora_rank) return HERD_OK;
+    const herd_config *c = &P->m->config;
+    const size_t R = (size_t)P->max_rows, QD = (size_t)c->n_heads * c->head_dim;
+    size_t wide = (size_t)c->dim > QD ? (size_t)c->dim : QD;
+    if ((size_t)c->ffn_dim > wide) wide = (size_t)c->ffn_dim;
+    size_t mm = P->mm_bytes;
+    const size_t ics[4] = { (size_t)c->dim, QD, (size_t)c->ffn_dim, (size_t)r };
+    for (int i = 0; i < 4; i++) {
+        size_t n = (matmul_scratch_size(HERD_F32, (int)R, (int64_t)ics[i]) + 127) / 64 * 64;
+        if (n > mm) mm = n;
+    }
+    float *t = aligned_alloc(64, (R * (size_t)r * sizeof(float) + 63) / 64 * 64);
+    if (!t) return herd_errf(err, HERD_ERR_NOMEM, "out of memory for a rank-%d adapter's workspace", r);
+    if (!P->lora_x) {
+        P->lora_x = aligned_alloc(64, R * wide * sizeof(float));
+        P->lora_d = aligned_alloc(64, R * wide * sizeof(float));
+    }
+    void *scr = mm > P->mm_bytes ? aligned_alloc(64, mm) : NULL;
+    if (!P->lora_x || !P->lora_d || (mm > P->mm_bytes && !scr)) {
+        free(t);
+        free(scr);
+        return herd_errf(err, HERD_ERR_NOMEM, "out of memory for a rank-%d adapter's workspace", r);
+    }
+    if (scr) {
+        free(P->mm_scratch);
+        P->mm_scratch = scr;
+        P->mm_bytes = mm;
+    }
+    free(P->lora_t);
+    P->lora_t = t;
+    P->lora_rank = r;
+    return HERD_OK;
+}
+
+void lora_apply(herd_kv_pool *P, int n_seg, int l, int target, const float *x, float *out) {
+    for (int i = 0; i < n_seg; i++) {
+        const herd_lora *L = P->segs[i].s->lora;
+        if (!L || !L->p[l * LORA_N + target].a.data) continue;
+        int seen = 0;
+        for (int k = 0; k < i && !seen; k++) seen = P->segs[k].s->lora == L;
+        if (seen) continue;
+        const lora_pair *p = &L->p[l * LORA_N + target];
+        const int64_t ic = p->a.ic, oc = p->b.oc;
+        int n = 0;
+        for (int k = i; k < n_seg; k++) { /* this adapter's rows, gathered */
+            const fwd_seg *g = &P->segs[k];
+            if (g->s->lora != L) continue;
+            memcpy(P->lora_x + (size_t)n * ic, x + (size_t)g->row0 * ic, (size_t)g->n * ic * sizeof(float));
+            n += g->n;
+        }
+        matmul_forward(P->lora_t, P->lora_x, &p->a, n, P->mm_scratch);
+        matmul_forward(P->lora_d, P->lora_t, &p->b, n, P->mm_scratch);
+        n = 0;
+        for (int k = i; k < n_seg; k++) {
+            const fwd_seg *g = &P->segs[k];
+            if (g->s->lora != L) continue;
+            add_forward(out + (size_t)g->row0 * oc, P->lora_d + (size_t)n * oc, (int64_t)g->n * oc);
+            n += g->n;
+        }
+    }
+}
+
+herd_status herd_session_set_lora(herd_session *s, const herd_lora *l, herd_error *err) {
+    if (l && l->m != s->m)
+        return herd_errf(err, HERD_ERR_ARG, "the adapter was loaded for another model");
+    if (l) {
+        herd_status st = lora_pool_reserve(s->pool, l->rank, err);
+        if (st) return st;
+    }
+    if (l != s->lora) {
+        herd_session_reset(s);
+        s->lora = l;
+    }
+    return HERD_OK;
+}
+
+const herd_lora *herd_session_lora(const herd_session *s) { return s->lora; }

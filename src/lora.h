@@ -1,0 +1,37 @@
+/* lora.h - a LoRA adapter's insides, shared by lora.c (loading, the delta) and
+ * batch.c / forward.c (applying it to the sessions that carry it). Not public:
+ * herd.h has the handle. */
+#ifndef HERD_LORA_H
+#define HERD_LORA_H
+
+#include "model.h"
+
+/* The projections an adapter may change, in each layer. */
+enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_N };
+
+/* One adapted projection: y += b (a x). a (r, IC), b (OC, r), both F32, with the
+ * adapter's scale folded into b and b's q / k rows in the base model's RoPE
+ * order. a.data NULL: this projection is not adapted. */
+typedef struct {
+    herd_weight a, b;
+} lora_pair;
+
+struct herd_lora {
+    const herd_model *m;
+    lora_pair *p;      /* (n_layers * LORA_N), [l * LORA_N + target] */
+    int rank;          /* the largest r of its pairs */
+    int n_pairs;       /* adapted projections */
+    float alpha;       /* as stored (0: none stored) */
+    float scale;       /* the caller's multiplier */
+};
+
+/* Round workspace for adapters of rank up to r (pool->lora_*): grown here, not in
+ * the forward. */
+herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err);
+/* out (T, OC) += the delta of projection target of layer l for every row whose
+ * segment's session carries an adapter that adapts it; x (T, IC) is the
+ * projection's input. Rows of one adapter are gathered, so each adapter costs two
+ * matmuls a projection whatever the number of its sequences. */
+void lora_apply(herd_kv_pool *P, int n_seg, int l, int target, const float *x, float *out);
+
+#endif
