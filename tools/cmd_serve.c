@@ -11,6 +11,7 @@
 static const char *HELP_SERVE =
     "usage: herd serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY]\n"
     "                  [--parallel N] [-c CTX] [-t THREADS] [--kv-pages N] [--kv T]\n"
+    "                  [--lora NAME=PATH ...]\n"
     "OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions and\n"
     "/v1/responses (streaming with stream: true; structured output with response_format\n"
     "or text.format json_schema), POST /v1/embeddings, GET /v1/models, POST /tokenize\n"
@@ -42,7 +43,11 @@ static const char *HELP_SERVE =
     "  --linger MS       after a sequence finishes, hold the next step up to MS ms\n"
     "                    for the next request while others decode, so a client's\n"
     "                    follow-up joins at once instead of after a step (default 5;\n"
-    "                    0: never wait)\n";
+    "                    0: never wait)\n"
+    "  --lora NAME=PATH  serve a LoRA adapter (a PEFT directory or a GGUF adapter) as\n"
+    "                    model NAME beside the model itself (up to 16; /v1/models\n"
+    "                    lists them): a request naming it gets the adapted model,\n"
+    "                    in the same batches as the others, prefixes cached per adapter\n";
 
 static int usage(const char *fmt, const char *arg) {
     fputs("herd: ", stderr);
@@ -76,6 +81,7 @@ int cmd_serve(int argc, char **argv) {
     p.model_path = DEFAULT_MODEL;
     p.api_key = getenv("HERD_API_KEY");
     if (p.api_key && !*p.api_key) p.api_key = NULL;
+    static char names[SRV_MAX_LORA][201]; /* --lora NAME=PATH: the names */
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x;
@@ -84,7 +90,7 @@ int cmd_serve(int argc, char **argv) {
         int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") || !strcmp(s, "--cors") || !strcmp(s, "--alias") ||
                     !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
                     !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type") || !strcmp(s, "--kv") ||
-                    !strcmp(s, "--linger");
+                    !strcmp(s, "--linger") || !strcmp(s, "--lora");
         if (!takes) return usage(s[0] == '-' ? "unknown flag '%s'" : "unexpected argument '%s'", s);
         if (!v) return usage("%s needs a value", s);
         i++;
@@ -109,6 +115,20 @@ int cmd_serve(int argc, char **argv) {
             else if (!strcmp(v, "F16") || !strcmp(v, "f16")) p.kv_type = HERD_F16;
             else if (!strcmp(v, "Q8_0") || !strcmp(v, "q8_0")) p.kv_type = HERD_Q8_0;
             else return usage("--kv expects f32, f16 or q8_0, got '%s'", v);
+        }
+        else if (!strcmp(s, "--lora")) {
+            const char *eq = strchr(v, '='), *bad = strpbrk(v, " \t\r\n\"\\");
+            if (!eq || eq == v || !eq[1] || eq - v > 200 || (bad && bad < eq))
+                return usage("--lora expects NAME=PATH (NAME: the model id requests use, without spaces or "
+                             "quotes), got '%s'", v);
+            if (p.n_lora == SRV_MAX_LORA) return usage("at most 16 --lora adapters%s", "");
+            const size_t n = (size_t)(eq - v);
+            for (int k = 0; k < p.n_lora; k++)
+                if (strlen(p.lora_names[k]) == n && !strncmp(p.lora_names[k], v, n)) return usage("--lora %s: the name is given twice", v);
+            memcpy(names[p.n_lora], v, n);
+            names[p.n_lora][n] = 0;
+            p.lora_names[p.n_lora] = names[p.n_lora];
+            p.lora_paths[p.n_lora++] = eq + 1;
         }
         else if (!strcmp(s, "--linger")) { if (parse_int(s, v, 0, 1000, &x)) return 2; p.linger_ms = (double)x; }
         else if (!strcmp(s, "--queue")) { if (parse_int(s, v, 0, 1 << 20, &x)) return 2; p.queue_max = (int)x; }

@@ -32,6 +32,7 @@ typedef struct {
     herd_json_vocab *json_vocab; /* the grammars' side of the vocabulary, made once */
     srv_sched *sched;
     srv_api api;
+    herd_lora *loras[SRV_MAX_LORA]; /* --lora adapters, named by p.lora_names */
     char model_id[256];
     long created;
     volatile int stopping;
@@ -200,12 +201,15 @@ static enum MHD_Result completions(server *sv, struct MHD_Connection *c, int kin
     return rc;
 }
 
-static cJSON *model_json(server *sv) {
+/* The model (lora -1) or adapter lora; an adapter names its base as "parent"
+ * (as vLLM lists LoRA modules). */
+static cJSON *model_json(server *sv, int lora) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", sv->model_id);
+    cJSON_AddStringToObject(o, "id", lora < 0 ? sv->model_id : sv->p.lora_names[lora]);
     cJSON_AddStringToObject(o, "object", "model");
     cJSON_AddNumberToObject(o, "created", (double)sv->created);
     cJSON_AddStringToObject(o, "owned_by", "herd");
+    if (lora >= 0) cJSON_AddStringToObject(o, "parent", sv->model_id);
     return o;
 }
 
@@ -222,16 +226,18 @@ static enum MHD_Result models(server *sv, struct MHD_Connection *c, const char *
     if (!strcmp(url, "/v1/models")) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "object", "list");
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), model_json(sv));
+        cJSON *data = cJSON_AddArrayToObject(o, "data");
+        for (int i = -1; i < sv->p.n_lora; i++) cJSON_AddItemToArray(data, model_json(sv, i));
         return send_cjson(sv, c, 200, o);
     }
     const char *id = url + strlen("/v1/models/");
-    if (strcmp(id, sv->model_id)) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "The model '%.200s' does not exist; this server serves '%s'.", id, sv->model_id);
-        return send_error(sv, c, 404, msg, "invalid_request_error", "model", "model_not_found");
-    }
-    return send_cjson(sv, c, 200, model_json(sv));
+    if (!strcmp(id, sv->model_id)) return send_cjson(sv, c, 200, model_json(sv, -1));
+    for (int i = 0; i < sv->p.n_lora; i++)
+        if (!strcmp(id, sv->p.lora_names[i])) return send_cjson(sv, c, 200, model_json(sv, i));
+    char msg[600];
+    snprintf(msg, sizeof msg, "The model '%.200s' does not exist; this server serves '%.256s'%s.", id, sv->model_id,
+             sv->p.n_lora ? " and its LoRA adapters" : "");
+    return send_error(sv, c, 404, msg, "invalid_request_error", "model", "model_not_found");
 }
 
 static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
@@ -481,6 +487,19 @@ int srv_run(const srv_params *p, herd_error *err) {
     }
     if (herd_model_load(&sv->m, p->model_path, err)) goto out;
     if (sched_new(&sv->sched, sv->m, p, err)) goto out;
+    for (int i = 0; i < p->n_lora; i++) {
+        herd_error e2;
+        if (herd_lora_load(&sv->loras[i], sv->m, p->lora_paths[i], 1, &e2) ||
+            sched_add_lora(sv->sched, sv->loras[i], &e2)) {
+            snprintf(err->msg, sizeof err->msg, "--lora %.200s: %.800s", p->lora_names[i], e2.msg);
+            goto out;
+        }
+        if (!strcmp(p->lora_names[i], sv->model_id)) {
+            snprintf(err->msg, sizeof err->msg, "--lora %s: the name is the model's own id; name the adapter "
+                     "differently", p->lora_names[i]);
+            goto out;
+        }
+    }
     /* Loading ran OpenMP on this thread, whose pool keeps its threads; the
      * scheduler thread's forwards get a pool of their own. With more OpenMP
      * threads than CPUs, libgomp stops spinning at barriers and sleeps at each
@@ -492,6 +511,9 @@ int srv_run(const srv_params *p, herd_error *err) {
     const herd_config *mc = herd_model_config(sv->m);
     if (herd_json_vocab_new(&sv->json_vocab, herd_model_tokenizer(sv->m), mc->eos_ids, mc->n_eos, err)) goto out;
     sv->api.json_vocab = sv->json_vocab;
+    sv->api.n_lora = p->n_lora;
+    sv->api.lora_ids = p->lora_names;
+    sv->api.loras = sv->loras;
 
     /* signals go to sigwait below, never to the worker threads created after this */
     sigset_t sigs, old;
@@ -518,6 +540,9 @@ int srv_run(const srv_params *p, herd_error *err) {
     fprintf(stderr, "herd serve: model '%s', %d slots x %d tokens; listening on http://%s%s%s:%d/\n",
             sv->model_id, p->n_parallel, sv->api.n_ctx, strchr(p->host, ':') ? "[" : "", p->host,
             strchr(p->host, ':') ? "]" : "", port);
+    for (int i = 0; i < p->n_lora; i++)
+        fprintf(stderr, "herd serve: adapter '%s' (%s): rank %d, %d projections\n", p->lora_names[i],
+                p->lora_paths[i], herd_lora_rank(sv->loras[i]), herd_lora_n_adapted(sv->loras[i]));
     fflush(stderr);
 
     int sig = 0;
@@ -542,6 +567,7 @@ int srv_run(const srv_params *p, herd_error *err) {
 out:
     if (d) MHD_stop_daemon(d);
     sched_free(sv->sched);
+    for (int i = 0; i < p->n_lora; i++) herd_lora_free(sv->loras[i]);
     herd_json_vocab_free(sv->json_vocab);
     herd_model_free(sv->m);
     pthread_mutex_destroy(&sv->mu);

@@ -337,9 +337,9 @@ static int completion_prompt(const srv_api *a, const char *name, const cJSON *ro
     return 0;
 }
 
-/* The body's "model" must be the served one (required: it must be there; else
- * absent or null is fine). */
-static int check_model(const srv_api *a, const cJSON *root, int required, perr *e) {
+/* The body's "model" must be the served one or one of its adapters (required: it
+ * must be there; else absent or null is fine); r (may be NULL) gets which. */
+static int check_model(const srv_api *a, const cJSON *root, int required, perr *e, srv_req *r) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!model && required)
         return fail(e, 400, "model", "missing_required_parameter", "Missing required parameter: 'model'.");
@@ -347,10 +347,15 @@ static int check_model(const srv_api *a, const cJSON *root, int required, perr *
     if (!cJSON_IsString(model))
         return fail(e, 400, "model", "invalid_type", "Invalid type for 'model': expected a string, but got %s "
                     "instead.", type_name(model));
-    if (strcmp(model->valuestring, a->model_id))
-        return fail(e, 404, "model", "model_not_found", "The model '%.100s' does not exist; this server "
-                    "serves '%s'.", model->valuestring, a->model_id);
-    return 0;
+    if (!strcmp(model->valuestring, a->model_id)) return 0;
+    for (int i = 0; i < a->n_lora; i++)
+        if (!strcmp(model->valuestring, a->lora_ids[i])) {
+            if (r) r->model_id = a->lora_ids[i], r->lora = a->loras[i];
+            return 0;
+        }
+    return fail(e, 404, "model", "model_not_found", "The model '%.100s' does not exist; this server "
+                "serves '%s'%s (GET /v1/models lists them).", model->valuestring, a->model_id,
+                a->n_lora ? " and its LoRA adapters" : "");
 }
 
 /* A request's grammar was made (st, err): a schema or choices herd cannot keep
@@ -504,7 +509,7 @@ static int embed_fields(const srv_api *a, const cJSON *root, srv_req *r, perr *e
 }
 
 static int parse_fields(const srv_api *a, int kind, const cJSON *root, srv_req *r, perr *e) {
-    if (check_model(a, root, 1, e)) return -1;
+    if (check_model(a, root, 1, e, r)) return -1;
     if (kind == REQ_EMBED) {
         if (embed_fields(a, root, r, e)) return -1;
         r->max_tokens = 0; /* the prompt alone (and a sampler that is never asked) */
@@ -643,7 +648,7 @@ srv_req *api_parse_request(const srv_api *a, int kind, const char *body, size_t 
     for (int i = 0; i < 24; i++) r->id[k + i] = hex[(i < 16 ? x >> (4 * i) : y >> (4 * (i - 16))) & 15];
     r->id[k + 24] = 0;
     r->created = (long)time(NULL);
-    r->model_id = a->model_id;
+    if (!r->model_id) r->model_id = a->model_id;
     *status = 200;
     return r;
 }
@@ -676,7 +681,7 @@ char *api_tokenize(const srv_api *a, const char *body, size_t len, int *status) 
     json_body(body, len, &root, &e);
     srv_req *r = NULL;
     int add_special = 1;
-    if (!e.status && !check_model(a, root, 0, &e) && !get_bool(root, "add_special_tokens", &add_special, &e)) {
+    if (!e.status && !check_model(a, root, 0, &e, NULL) && !get_bool(root, "add_special_tokens", &add_special, &e)) {
         r = req_new();
         if (cJSON_GetObjectItemCaseSensitive(root, "messages")) {
             chat_prompt(a, root, r, &e); /* as a chat request's prompt: header for the answer included */
@@ -713,7 +718,7 @@ char *api_detokenize(const srv_api *a, const char *body, size_t len, int *status
     cJSON *root;
     json_body(body, len, &root, &e);
     srv_buf text = { 0 };
-    if (!e.status && !check_model(a, root, 0, &e)) {
+    if (!e.status && !check_model(a, root, 0, &e, NULL)) {
         const herd_tokenizer *t = herd_model_tokenizer(a->model);
         const int V = herd_tokenizer_n_vocab(t) < herd_model_config(a->model)->vocab_size
                     ? herd_tokenizer_n_vocab(t) : herd_model_config(a->model)->vocab_size;

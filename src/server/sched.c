@@ -123,6 +123,13 @@ static double now_s(void) {
 
 int sched_n_ctx(const srv_sched *s) { return s->n_ctx; }
 
+int sched_add_lora(srv_sched *s, const herd_lora *l, herd_error *err) {
+    slot *sl = &s->slots[0]; /* set and taken off again: the pool keeps the workspace */
+    if (herd_session_set_lora(sl->s, l, err) || herd_session_set_lora(sl->s, NULL, err)) return -1;
+    sl->n_cache = 0;
+    return 0;
+}
+
 const double srv_lat_bounds[SRV_LAT_BUCKETS - 1] = { 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 10 };
 
 /* Under the stats lock. */
@@ -313,8 +320,10 @@ static int common_ids(const int32_t *a, const int32_t *b, int n) {
     return k;
 }
 
-/* r's prompt tokens cached in sl (its last token is always computed: its logits). */
+/* r's prompt tokens cached in sl (its last token is always computed: its
+ * logits); none when sl's cache was computed with another adapter. */
 static int common_prefix(const slot *sl, const srv_req *r) {
+    if (herd_session_lora(sl->s) != r->lora) return 0;
     return common_ids(sl->cache, r->prompt, sl->n_cache < r->n_prompt - 1 ? sl->n_cache : r->n_prompt - 1);
 }
 
@@ -327,7 +336,7 @@ static void find_leader(srv_sched *s, slot *sl) {
     sl->wait = -1;
     for (int i = 0; i < s->n_slots; i++) {
         const slot *o = &s->slots[i];
-        if (o == sl || !o->r || o->decoding || o->wait >= 0) continue;
+        if (o == sl || !o->r || o->decoding || o->wait >= 0 || o->r->lora != r->lora) continue;
         const int lim = o->r->n_prompt < r->n_prompt - 1 ? o->r->n_prompt : r->n_prompt - 1;
         const int k = common_ids(o->r->prompt, r->prompt, lim);
         if (k > best_k && o->n_done < k) best_k = k, sl->wait = i;
@@ -376,7 +385,9 @@ static int admit(srv_sched *s, srv_req *r) {
     if (best < 0) return 0;
     slot *sl = &s->slots[best];
     if (whole(r)) best_common = 0;
-    herd_session_rewind(sl->s, best_common);
+    herd_error err;
+    if (herd_session_set_lora(sl->s, r->lora, &err)) abort(); /* the workspace is ready: sched_add_lora */
+    herd_session_rewind(sl->s, best_common); /* (a change of adapter emptied it: best_common is 0) */
     sl->n_cache = sl->n_done = best_common;
     sl->decoding = 0;
     sl->r = r;
@@ -388,7 +399,6 @@ static int admit(srv_sched *s, srv_req *r) {
     herd_detok_init(&sl->dt);
     out_init(&sl->out, r);
     sl->out.n_cached = best_common;
-    herd_error err;
     if (scored(r) && !(sl->echo_lg = malloc((size_t)PREFILL_CHUNK * (size_t)s->V * sizeof *sl->echo_lg))) {
         pthread_mutex_lock(&s->stats_mu);
         s->st.running++;

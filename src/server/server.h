@@ -36,6 +36,8 @@
 
 #include "herd.h"
 
+#define SRV_MAX_LORA 16       /* adapters one server serves */
+
 typedef struct {
     const char *model_path;
     const char *alias;      /* the model id clients send and /v1/models lists; NULL: the path's base name */
@@ -53,6 +55,9 @@ typedef struct {
     size_t max_body;        /* bytes; larger bodies get 413 */
     double linger_ms;       /* after a sequence finishes, wait up to this long for the next request before the next step */
     int quiet;              /* no request log and no load summaries on stderr */
+    int n_lora;             /* LoRA adapters served beside the model (--lora NAME=PATH) */
+    const char *lora_names[SRV_MAX_LORA]; /* their model ids */
+    const char *lora_paths[SRV_MAX_LORA];
 } srv_params;
 
 /* Loads the model, serves until SIGINT/SIGTERM, drains in-flight requests and
@@ -123,7 +128,8 @@ typedef struct srv_req {
     struct srv_req *front;   /* n > 1: the request the HTTP side answers from (NULL: itself) */
     char id[48];
     long created;
-    const char *model_id;
+    const char *model_id;    /* the model the body named: the served one or an adapter's name */
+    const herd_lora *lora;   /* that adapter (NULL: the model itself) */
     struct srv_req *next;    /* queue link (under the queue's mutex) */
     double t_submit;         /* queued (scheduler clock), for the latency histograms */
     int first_seen;          /* the scheduler has counted its first token */
@@ -161,6 +167,9 @@ typedef struct {
     const char *model_id;
     int n_ctx;
     const herd_json_vocab *json_vocab; /* for response_format and forced tool calls' grammars */
+    int n_lora;                        /* adapters a request may name as its model */
+    const char *const *lora_ids;
+    herd_lora *const *loras;
 } srv_api;
 
 /* An OpenAI error body: {"error": {"message", "type", "param", "code"}}. */
@@ -303,6 +312,9 @@ void sched_drain(srv_sched *s);
 void sched_free(srv_sched *s);
 void sched_stats(srv_sched *s, srv_stats *st);
 int sched_n_ctx(const srv_sched *s);
+/* Readies the KV pool's workspace for an adapter requests may name (before
+ * sched_start): the steps then allocate nothing for it. */
+int sched_add_lora(srv_sched *s, const herd_lora *l, herd_error *err);
 
 /* ---- web.c -------------------------------------------------------------------- */
 
