@@ -91,9 +91,11 @@ static const char *const HF_MOD[7] = { "self_attn.q_proj", "self_attn.k_proj", "
                                        "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
 static const char *const GG_MOD[7] = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" };
 
-/* "<digits>." at *p: the layer (at most 6 digits), p moved past the dot. */
+/* "<digits>." at *p: the layer (at most 6 digits, no leading zero), p moved
+ * past the dot. */
 static int layer_at(const char **p, int *layer) {
     const char *s = *p;
+    if (s[0] == '0' && s[1] >= '0' && s[1] <= '9') return 0;
     int n = 0, v = 0;
     while (*s >= '0' && *s <= '9' && n < 7) v = v * 10 + (*s++ - '0'), n++;
     if (n == 0 || n > 6 || *s != '.') return 0;
