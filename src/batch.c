@@ -102,8 +102,9 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
         float *const qkv_out[3] = { P->q, P->k, P->v };
         const herd_weight *const qkv[3] = { &L->wq, &L->wk, &L->wv };
         matmul_forward_n(qkv_out, P->xb, qkv, 3, T, scr);
-        if (lora)
-            for (int t = 0; t < 3; t++) lora_apply(P, n_seg, l, LORA_Q + t, P->xb, qkv_out[t]);
+        static const int QKV[3] = { LORA_Q, LORA_K, LORA_V }, GU[2] = { LORA_GATE, LORA_UP },
+                         O[1] = { LORA_O }, DOWN[1] = { LORA_DOWN };
+        if (lora) lora_apply(P, n_seg, l, QKV, 3, P->xb, qkv_out);
         /* segments of a few rows (decode) go to the threads one each, in one
          * parallel region (their own calls then run on one thread); longer ones
          * (prompt chunks) use every thread inside kv_attend */
@@ -117,20 +118,17 @@ static void forward_round(herd_kv_pool *P, int n_seg, int T) {
         for (int i = 0; i < n_seg; i++)
             if (P->segs[i].n > SMALL_SEG || n_small <= 1) attend(P, &P->segs[i], l);
         matmul_forward(P->xb2, P->att, &L->wo, T, scr);
-        if (lora) lora_apply(P, n_seg, l, LORA_O, P->att, P->xb2);
+        if (lora) lora_apply(P, n_seg, l, O, 1, P->att, &P->xb2);
         add_forward(P->x, P->xb2, (int64_t)T * C);
         /* feed_forward */
         rmsnorm_forward(P->xb, P->x, L->ffn_norm, T, C, c->norm_eps);
         float *const gu_out[2] = { P->hb, P->hb2 };
         const herd_weight *const gu[2] = { &L->w1, &L->w3 };
         matmul_forward_n(gu_out, P->xb, gu, 2, T, scr);
-        if (lora) {
-            lora_apply(P, n_seg, l, LORA_GATE, P->xb, P->hb);
-            lora_apply(P, n_seg, l, LORA_UP, P->xb, P->hb2);
-        }
+        if (lora) lora_apply(P, n_seg, l, GU, 2, P->xb, gu_out);
         swiglu_forward(P->hb, P->hb, P->hb2, T, F);
         matmul_forward(P->xb2, P->hb, &L->w2, T, scr);
-        if (lora) lora_apply(P, n_seg, l, LORA_DOWN, P->hb, P->xb2);
+        if (lora) lora_apply(P, n_seg, l, DOWN, 1, P->hb, &P->xb2);
         add_forward(P->x, P->xb2, (int64_t)T * C);
     }
     round_logits(P, n_seg);

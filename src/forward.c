@@ -54,7 +54,7 @@ void herd_kv_pool_free(herd_kv_pool *p) {
     if (!p) return;
     free(p->x); free(p->xb); free(p->xb2); free(p->q); free(p->att); free(p->k); free(p->v);
     free(p->hb); free(p->hb2); free(p->xo); free(p->logits); free(p->att_scratch);
-    free(p->mm_scratch); free(p->segs); free(p->lora_x); free(p->lora_d); free(p->lora_t);
+    free(p->mm_scratch); free(p->segs); free(p->lora_rows); free(p->lora_t);
     kv_pool_free(p->kv);
     free(p);
 }

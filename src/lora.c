@@ -13,10 +13,11 @@
  * interleaved order of GGUF models; B's q / k rows are permuted when the base
  * model has the other order (a PEFT adapter on a GGUF model is the common case).
  *
- * Batch invariance: a row's delta is two matmuls of that row alone (the kernels
- * give a row bitwise the same result whatever the other rows), added to the
- * base projection's output; so a sequence's logits are the same alone or beside
- * sequences with other adapters or none.
+ * The delta is added to the base projection's output by lora_forward (kernels),
+ * which computes a row's delta from that row alone in a fixed order, so a
+ * sequence's logits are bitwise the same alone or beside sequences with other
+ * adapters or none (batch invariance). A and B stay F32 (exact for F32, F16 and
+ * BF16 files); an adapter's rows in a round share one pass over its matrices.
  * Not here: parsing the config and the names (format/lora_format.c).
  */
 #include "lora.h"
@@ -47,11 +48,8 @@ void herd_lora_free(herd_lora *l) {
     if (!l) return;
     if (l->p)
         for (int i = 0; i < l->m->config.n_layers * LORA_N; i++) {
-            lora_pair *p = &l->p[i];
-            matmul_unpack(&p->a);
-            matmul_unpack(&p->b);
-            free((void *)p->a.data);
-            free((void *)p->b.data);
+            free(l->p[i].a);
+            free(l->p[i].bt);
         }
     free(l->p);
     free(l);
@@ -142,19 +140,24 @@ static herd_status take_pair(herd_lora *L, const found_pair *f, int l, int t, co
         return herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' has rank %lld but adapter_config.json "
                          "says r = %d", path, f->a->name, (long long)r, cfg->r);
     lora_pair *p = &L->p[l * LORA_N + t];
-    float *a = to_f32(f->a, r, ic), *b = to_f32(f->b, oc, r);
-    p->a = (herd_weight){ HERD_F32, a, ic, r, NULL };
-    p->b = (herd_weight){ HERD_F32, b, r, oc, NULL };
-    if (!a || !b) return herd_errf(err, HERD_ERR_NOMEM, "out of memory reading %s", path);
+    float *a = to_f32(f->a, r, ic), *b = to_f32(f->b, oc, r), *bt = malloc((size_t)(oc * r) * sizeof *bt);
+    *p = (lora_pair){ a, bt, ic, oc, (int)r };
+    if (!a || !b || !bt) {
+        free(b);
+        return herd_errf(err, HERD_ERR_NOMEM, "out of memory reading %s", path);
+    }
     float s = L->scale;
     if (gguf) s = cfg->alpha != 0 ? L->scale * cfg->alpha / (float)r : L->scale;
     else s = L->scale * cfg->alpha / (cfg->rslora ? sqrtf((float)r) : (float)r);
     for (int64_t i = 0; i < oc * r; i++) b[i] *= s;
     if ((t == LORA_Q || t == LORA_K) && gguf != m->rope_interleaved &&
-        !permute_rows(b, oc, r, t == LORA_Q ? c->n_heads : c->n_kv_heads, m->rope_interleaved))
+        !permute_rows(b, oc, r, t == LORA_Q ? c->n_heads : c->n_kv_heads, m->rope_interleaved)) {
+        free(b);
         return herd_errf(err, HERD_ERR_NOMEM, "out of memory reading %s", path);
-    matmul_pack(&p->a, NULL, NULL);
-    matmul_pack(&p->b, NULL, NULL);
+    }
+    for (int64_t o = 0; o < oc; o++)
+        for (int64_t j = 0; j < r; j++) bt[j * oc + o] = b[o * r + j];
+    free(b);
     if (r > L->rank) L->rank = (int)r;
     L->n_pairs++;
     return HERD_OK;
@@ -306,32 +309,12 @@ herd_status herd_lora_load(herd_lora **out, const herd_model *m, const char *pat
 
 herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err) {
     if (r <= P->lora_rank) return HERD_OK;
-    const herd_config *c = &P->m->config;
-    const size_t R = (size_t)P->max_rows, QD = (size_t)c->n_heads * c->head_dim;
-    size_t wide = (size_t)c->dim > QD ? (size_t)c->dim : QD;
-    if ((size_t)c->ffn_dim > wide) wide = (size_t)c->ffn_dim;
-    size_t mm = P->mm_bytes;
-    const size_t ics[4] = { (size_t)c->dim, QD, (size_t)c->ffn_dim, (size_t)r };
-    for (int i = 0; i < 4; i++) {
-        size_t n = (matmul_scratch_size(HERD_F32, (int)R, (int64_t)ics[i]) + 127) / 64 * 64;
-        if (n > mm) mm = n;
-    }
-    float *t = aligned_alloc(64, (R * (size_t)r * sizeof(float) + 63) / 64 * 64);
-    if (!t) return herd_errf(err, HERD_ERR_NOMEM, "out of memory for a rank-%d adapter's workspace", r);
-    if (!P->lora_x) {
-        P->lora_x = aligned_alloc(64, R * wide * sizeof(float));
-        P->lora_d = aligned_alloc(64, R * wide * sizeof(float));
-    }
-    void *scr = mm > P->mm_bytes ? aligned_alloc(64, mm) : NULL;
-    if (!P->lora_x || !P->lora_d || (mm > P->mm_bytes && !scr)) {
+    const size_t R = (size_t)P->max_rows;
+    float *t = malloc(R * LORA_N * (size_t)r * sizeof *t);
+    if (!P->lora_rows) P->lora_rows = malloc(R * sizeof *P->lora_rows);
+    if (!t || !P->lora_rows) {
         free(t);
-        free(scr);
         return herd_errf(err, HERD_ERR_NOMEM, "out of memory for a rank-%d adapter's workspace", r);
-    }
-    if (scr) {
-        free(P->mm_scratch);
-        P->mm_scratch = scr;
-        P->mm_bytes = mm;
     }
     free(P->lora_t);
     P->lora_t = t;
@@ -339,31 +322,30 @@ herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err) {
     return HERD_OK;
 }
 
-void lora_apply(herd_kv_pool *P, int n_seg, int l, int target, const float *x, float *out) {
+void lora_apply(herd_kv_pool *P, int n_seg, int l, const int *targets, int n, const float *x, float *const *outs) {
     for (int i = 0; i < n_seg; i++) {
         const herd_lora *L = P->segs[i].s->lora;
-        if (!L || !L->p[l * LORA_N + target].a.data) continue;
+        if (!L) continue;
         int seen = 0;
         for (int k = 0; k < i && !seen; k++) seen = P->segs[k].s->lora == L;
         if (seen) continue;
-        const lora_pair *p = &L->p[l * LORA_N + target];
-        const int64_t ic = p->a.ic, oc = p->b.oc;
-        int n = 0;
-        for (int k = i; k < n_seg; k++) { /* this adapter's rows, gathered */
-            const fwd_seg *g = &P->segs[k];
-            if (g->s->lora != L) continue;
-            memcpy(P->lora_x + (size_t)n * ic, x + (size_t)g->row0 * ic, (size_t)g->n * ic * sizeof(float));
-            n += g->n;
+        lora_proj pr[LORA_N];
+        int np = 0;
+        int64_t ic = 0;
+        for (int k = 0; k < n; k++) {
+            const lora_pair *p = &L->p[l * LORA_N + targets[k]];
+            if (!p->a) continue;
+            pr[np++] = (lora_proj){ p->a, p->bt, outs[k], p->oc, p->r };
+            ic = p->ic;
         }
-        matmul_forward(P->lora_t, P->lora_x, &p->a, n, P->mm_scratch);
-        matmul_forward(P->lora_d, P->lora_t, &p->b, n, P->mm_scratch);
-        n = 0;
-        for (int k = i; k < n_seg; k++) {
+        if (!np) continue;
+        int T = 0;
+        for (int k = i; k < n_seg; k++) { /* this adapter's rows */
             const fwd_seg *g = &P->segs[k];
-            if (g->s->lora != L) continue;
-            add_forward(out + (size_t)g->row0 * oc, P->lora_d + (size_t)n * oc, (int64_t)g->n * oc);
-            n += g->n;
+            if (g->s->lora == L)
+                for (int q = 0; q < g->n; q++) P->lora_rows[T++] = g->row0 + q;
         }
+        lora_forward(pr, np, x, P->lora_rows, T, ic, P->lora_t);
     }
 }
 

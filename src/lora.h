@@ -9,11 +9,13 @@
 /* The projections an adapter may change, in each layer. */
 enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_N };
 
-/* One adapted projection: y += b (a x). a (r, IC), b (OC, r), both F32, with the
- * adapter's scale folded into b and b's q / k rows in the base model's RoPE
- * order. a.data NULL: this projection is not adapted. */
+/* One adapted projection: y += B (A x). a = A (r, IC), bt = B^T (r, OC), F32, with
+ * the adapter's scale folded into bt and B's q / k rows in the base model's RoPE
+ * order. a NULL: this projection is not adapted. */
 typedef struct {
-    herd_weight a, b;
+    float *a, *bt;
+    int64_t ic, oc;
+    int r;
 } lora_pair;
 
 struct herd_lora {
@@ -28,10 +30,9 @@ struct herd_lora {
 /* Round workspace for adapters of rank up to r (pool->lora_*): grown here, not in
  * the forward. */
 herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err);
-/* out (T, OC) += the delta of projection target of layer l for every row whose
- * segment's session carries an adapter that adapts it; x (T, IC) is the
- * projection's input. Rows of one adapter are gathered, so each adapter costs two
- * matmuls a projection whatever the number of its sequences. */
-void lora_apply(herd_kv_pool *P, int n_seg, int l, int target, const float *x, float *out);
+/* For the n projections targets[] of layer l, which all read x (T, IC): outs[k]
+ * (T, OC) += the delta of every row whose segment's session carries an adapter
+ * that adapts targets[k]. One lora_forward per adapter for all its rows. */
+void lora_apply(herd_kv_pool *P, int n_seg, int l, const int *targets, int n, const float *x, float *const *outs);
 
 #endif

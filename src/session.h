@@ -46,9 +46,9 @@ struct herd_kv_pool {
     size_t mm_bytes;         /* mm_scratch's size */
     fwd_seg *segs;           /* (R) */
     /* adapters (lora.c), allocated when a session first takes one */
-    int lora_rank;           /* the largest rank the buffers below hold */
-    float *lora_x, *lora_d;  /* (R, max(C, NH*HS, F)) gathered inputs; deltas */
-    float *lora_t;           /* (R, lora_rank) */
+    int lora_rank;           /* the largest rank lora_t holds */
+    int32_t *lora_rows;      /* (R) one adapter's rows in a round */
+    float *lora_t;           /* (R, LORA_N * lora_rank) their A x */
 };
 
 struct herd_session {

@@ -675,19 +675,20 @@ static double median(double *v, int n) {
 }
 
 static const char *HELP_BENCH =
-    "usage: herd bench -m MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [-r REPS] [--kv TYPE] [--json]\n"
+    "usage: herd bench -m MODEL [-p 512] [-n 128] [-d 0] [-t THREADS] [-r REPS] [--kv TYPE] [--lora PATH] [--json]\n"
     "Prompt processing (pp: P tokens in one batch) and generation (tg: N tokens one\n"
     "at a time), each from an empty cache (or -d's), in tokens/s, median of REPS (5),\n"
     "after one warm-up, as llama-bench measures them. -p 0 or -n 0 skips that test.\n"
     "-d D: the cache holds D tokens before each test (filled once, not timed), as\n"
     "llama-bench -d: the speed at depth D, where attention reads a longer cache.\n"
-    "--kv f16 (default), f32 or q8_0: the KV cache type.\n"
+    "--kv f16 (default), f32 or q8_0: the KV cache type. --lora PATH: with an adapter applied.\n"
     "With --json the last line is one JSON object with pp_tokens_per_s and tg_tokens_per_s.\n";
 
 static int cmd_bench(int argc, char **argv) {
     args a = { "bench", argc, 0, argv };
     const char *model = DEFAULT_MODEL;
     int pp = 512, tg = 128, depth = 0, threads = 0, reps = 5, json = 0, kv_type = KV_DEFAULT;
+    const char *lora_path = NULL;
     for (a.i = 1; a.i < argc; a.i++) {
         const char *s = argv[a.i];
         if (is_help(s)) { fputs(HELP_BENCH, stdout); return 0; }
@@ -698,6 +699,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(s, "-t")) threads = (int)parse_long(&a, s, next_value(&a, s), 1, 1024);
         else if (!strcmp(s, "-r")) reps = (int)parse_long(&a, s, next_value(&a, s), 1, 1000);
         else if (!strcmp(s, "--json")) json = 1;
+        else if (!strcmp(s, "--lora")) lora_path = next_value(&a, s);
         else if (!strcmp(s, "--kv")) kv_type = parse_kv(&a, s, next_value(&a, s));
         else usage_error(a.cmd, "unknown argument '%s'", s);
     }
@@ -712,6 +714,7 @@ static int cmd_bench(int argc, char **argv) {
     sp.kv_type = kv_type;
     herd_session *s;
     if (herd_session_new(&s, m, sp, &err)) die("%s", err.msg);
+    herd_lora *lora = attach_lora(lora_path, 1, m, s);
     int V = herd_model_config(m)->vocab_size, n = depth + (pp > tg ? pp : tg);
     int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
     double *t_pp = calloc((size_t)reps, sizeof(double)), *t_tg = calloc((size_t)reps, sizeof(double));
@@ -757,6 +760,7 @@ static int cmd_bench(int argc, char **argv) {
     free(t_pp);
     free(t_tg);
     herd_session_free(s);
+    herd_lora_free(lora);
     herd_model_free(m);
     return 0;
 }

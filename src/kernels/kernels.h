@@ -158,6 +158,21 @@ void f32_to_f16_row(uint16_t *out, const float *x, int64_t n);
 void add_forward(float *x, const float *y, int64_t n);
 
 /* out (T, F) = silu(gate) * up. out may alias gate. */
+/* LoRA deltas of n projections that read the same input: for each p[k],
+ * out row rows[i] (OC) += (A x_i) B^T, where x_i is row rows[i] of x (IC; rows
+ * NULL: row i), A (r, IC) and bt = B^T (r, OC), F32 row-major. t: scratch of
+ * T * (sum of the r) floats. Each t_j = A_j . x_i is one dot in a fixed order
+ * and each output adds t_j bt_j[o] for j = 0 .. r-1 in turn, so a row's result
+ * depends on that row alone: not on T, the other rows or the threads (batch
+ * invariance). The fast version runs both phases across threads. */
+typedef struct {
+    const float *a, *bt;
+    float *out;
+    int64_t oc;
+    int r;
+} lora_proj;
+void lora_forward_ref(const lora_proj *p, int n, const float *x, const int32_t *rows, int T, int64_t ic, float *t);
+void lora_forward(const lora_proj *p, int n, const float *x, const int32_t *rows, int T, int64_t ic, float *t);
 void swiglu_forward_ref(float *out, const float *gate, const float *up, int T, int F);
 void swiglu_forward(float *out, const float *gate, const float *up, int T, int F);
 

@@ -281,6 +281,47 @@ void add_forward(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i += chunk) ops->axpy(x + i, 1.0f, y + i, (int)(n - i < chunk ? n - i : chunk));
 }
 
+/* Phase 1: unit u = (projection, row, j) -> t; phase 2: unit = (projection,
+ * row, LORA_CHUNK outputs), j in order inside. Chunks start at multiples of
+ * LORA_CHUNK, so which outputs fall in axpy's vector body or its tail depends on
+ * OC alone. */
+#define LORA_CHUNK 512
+void lora_forward(const lora_proj *p, int n, const float *x, const int32_t *rows, int T, int64_t ic, float *t) {
+    const ops_isa *ops = ops_pick();
+    int64_t R = 0, n2 = 0, work = 0;
+    int64_t off[n + 1], off2[n + 1]; /* each projection's first unit in phases 1 and 2 */
+    for (int k = 0; k < n; k++) {
+        off[k] = R * T, off2[k] = n2;
+        R += p[k].r;
+        n2 += (int64_t)T * ((p[k].oc + LORA_CHUNK - 1) / LORA_CHUNK);
+        work += (int64_t)p[k].r * (ic + p[k].oc);
+    }
+    off[n] = R * T, off2[n] = n2;
+    const int par = (double)work * T >= 65536.0 && kern_parallel(2);
+#pragma omp parallel if (par)
+    {
+#pragma omp for schedule(static)
+        for (int64_t u = 0; u < off[n]; u++) {
+            int k = 0;
+            while (u >= off[k + 1]) k++;
+            const int64_t v = u - off[k], i = v / p[k].r, j = v % p[k].r;
+            const int64_t row = rows ? rows[i] : i;
+            t[off[k] + i * p[k].r + j] = ops->dot(p[k].a + j * ic, x + row * ic, (int)ic);
+        }
+#pragma omp for schedule(static)
+        for (int64_t u = 0; u < n2; u++) {
+            int k = 0;
+            while (u >= off2[k + 1]) k++;
+            const int64_t nc = (p[k].oc + LORA_CHUNK - 1) / LORA_CHUNK, v = u - off2[k], i = v / nc;
+            const int64_t c0 = (v % nc) * LORA_CHUNK, len = p[k].oc - c0 < LORA_CHUNK ? p[k].oc - c0 : LORA_CHUNK;
+            const int64_t row = rows ? rows[i] : i;
+            float *o = p[k].out + row * p[k].oc + c0;
+            const float *ti = t + off[k] + i * p[k].r;
+            for (int j = 0; j < p[k].r; j++) ops->axpy(o, ti[j], p[k].bt + j * p[k].oc + c0, (int)len);
+        }
+    }
+}
+
 void swiglu_forward(float *out, const float *gate, const float *up, int T, int F) {
     const ops_isa *ops = ops_pick();
     const int64_t n = (int64_t)T * F, chunk = 4096;

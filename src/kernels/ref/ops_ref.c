@@ -159,3 +159,19 @@ void rope_freqs_llama3(float *freqs, int HS, float theta, int scaling, float fac
         }
     }
 }
+
+void lora_forward_ref(const lora_proj *p, int n, const float *x, const int32_t *rows, int T, int64_t ic, float *t) {
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < T; i++) {
+            const int64_t row = rows ? rows[i] : i;
+            const float *xr = x + row * ic;
+            for (int j = 0; j < p[k].r; j++) {
+                float s = 0;
+                for (int64_t c = 0; c < ic; c++) s += p[k].a[j * ic + c] * xr[c];
+                t[j] = s;
+            }
+            float *o = p[k].out + row * p[k].oc;
+            for (int j = 0; j < p[k].r; j++)
+                for (int64_t c = 0; c < p[k].oc; c++) o[c] += t[j] * p[k].bt[j * p[k].oc + c];
+        }
+}
