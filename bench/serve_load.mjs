@@ -31,7 +31,9 @@ function prompt(i) { // a common prefix of PROMPT_WORDS words, then the request'
     return s + `. Request ${i}, part ${i * 7 % 11}:`;
 }
 
-const model = (await (await fetch(url + '/v1/models')).json()).data[0].id;
+// the model and any LoRA adapters the server lists: request i names models[i % n]
+// (with adapters: the base and each adapter in turn)
+const models = (await (await fetch(url + '/v1/models')).json()).data.map(d => d.id);
 
 // MAX_TOKENS on average, spread over [MAX_TOKENS/2, 3*MAX_TOKENS/2] so the clients
 // drift apart and later requests arrive while the others are decoding
@@ -44,7 +46,7 @@ const target = new URL(url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
 function one(i) {
     const t0 = performance.now();
-    const body = JSON.stringify({ model, prompt: prompt(i), max_tokens: tokensOf(i), temperature: 0,
+    const body = JSON.stringify({ model: models[i % models.length], prompt: prompt(i), max_tokens: tokensOf(i), temperature: 0,
                                   stream: true, stream_options: { include_usage: true } });
     return new Promise((resolve, reject) => {
         const req = http.request({ host: target.hostname, port: target.port, path: '/v1/completions', method: 'POST', agent,

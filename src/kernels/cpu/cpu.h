@@ -239,6 +239,10 @@ typedef struct {
     float (*dot_f16)(const float *a, const uint16_t *b, int n);      /* b (n) f16 */
     void (*axpy_f16)(float *y, float a, const uint16_t *x, int n);   /* x (n) f16 */
     void (*to_f16)(uint16_t *out, const float *x, int64_t n);        /* rounded to nearest even */
+    /* LoRA (lora_forward): t[j] = a_j . x for the r rows a_j of n (each summed as
+     * dot sums it); y (n) += sum over j in order of t[j] bt_j, bt's r rows ld apart */
+    void (*dots)(float *t, const float *a, const float *x, int r, int n);
+    void (*axpys)(float *y, const float *t, const float *bt, int r, int n, int64_t ld);
 } ops_isa;
 
 extern const ops_isa ops_isa_scalar, ops_isa_avx2;

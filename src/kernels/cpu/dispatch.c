@@ -281,43 +281,45 @@ void add_forward(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i += chunk) ops->axpy(x + i, 1.0f, y + i, (int)(n - i < chunk ? n - i : chunk));
 }
 
-/* Phase 1: unit u = (projection, row, j) -> t; phase 2: unit = (projection,
- * row, LORA_CHUNK outputs), j in order inside. Chunks start at multiples of
- * LORA_CHUNK, so which outputs fall in axpy's vector body or its tail depends on
- * OC alone. */
+/* Phase 1: unit = (projection, 4 rows of A) over every row of x -> 4 of t a
+ * row; phase 2: unit = (projection, LORA_CHUNK outputs) over every row. A unit's
+ * slice of A or B^T (4 x IC, r x LORA_CHUNK floats) stays in cache while the
+ * rows go by. Chunks start at multiples of LORA_CHUNK, so which outputs fall in a
+ * vector body or a tail depends on OC alone; dots sums each t_j alike whatever
+ * the blocking: a row's result is the same whatever T. */
 #define LORA_CHUNK 512
 void lora_forward(const lora_proj *p, int n, const float *x, const int32_t *rows, int T, int64_t ic, float *t) {
     const ops_isa *ops = ops_pick();
-    int64_t R = 0, n2 = 0, work = 0;
-    int64_t off[n + 1], off2[n + 1]; /* each projection's first unit in phases 1 and 2 */
+    int64_t R = 0, n1 = 0, n2 = 0, work = 0;
+    int64_t toff[n], off1[n + 1], off2[n + 1]; /* each projection's t, and its first unit in phases 1 and 2 */
     for (int k = 0; k < n; k++) {
-        off[k] = R * T, off2[k] = n2;
+        toff[k] = R * T, off1[k] = n1, off2[k] = n2;
         R += p[k].r;
-        n2 += (int64_t)T * ((p[k].oc + LORA_CHUNK - 1) / LORA_CHUNK);
+        n1 += (p[k].r + 3) / 4;
+        n2 += (p[k].oc + LORA_CHUNK - 1) / LORA_CHUNK;
         work += (int64_t)p[k].r * (ic + p[k].oc);
     }
-    off[n] = R * T, off2[n] = n2;
+    off1[n] = n1, off2[n] = n2;
     const int par = (double)work * T >= 65536.0 && kern_parallel(2);
 #pragma omp parallel if (par)
     {
 #pragma omp for schedule(static)
-        for (int64_t u = 0; u < off[n]; u++) {
+        for (int64_t u = 0; u < n1; u++) {
             int k = 0;
-            while (u >= off[k + 1]) k++;
-            const int64_t v = u - off[k], i = v / p[k].r, j = v % p[k].r;
-            const int64_t row = rows ? rows[i] : i;
-            t[off[k] + i * p[k].r + j] = ops->dot(p[k].a + j * ic, x + row * ic, (int)ic);
+            while (u >= off1[k + 1]) k++;
+            const int64_t j0 = (u - off1[k]) * 4;
+            const int nj = (int)(p[k].r - j0 < 4 ? p[k].r - j0 : 4);
+            for (int64_t i = 0; i < T; i++)
+                ops->dots(t + toff[k] + i * p[k].r + j0, p[k].a + j0 * ic, x + (rows ? rows[i] : i) * ic, nj, (int)ic);
         }
 #pragma omp for schedule(static)
         for (int64_t u = 0; u < n2; u++) {
             int k = 0;
             while (u >= off2[k + 1]) k++;
-            const int64_t nc = (p[k].oc + LORA_CHUNK - 1) / LORA_CHUNK, v = u - off2[k], i = v / nc;
-            const int64_t c0 = (v % nc) * LORA_CHUNK, len = p[k].oc - c0 < LORA_CHUNK ? p[k].oc - c0 : LORA_CHUNK;
-            const int64_t row = rows ? rows[i] : i;
-            float *o = p[k].out + row * p[k].oc + c0;
-            const float *ti = t + off[k] + i * p[k].r;
-            for (int j = 0; j < p[k].r; j++) ops->axpy(o, ti[j], p[k].bt + j * p[k].oc + c0, (int)len);
+            const int64_t c0 = (u - off2[k]) * LORA_CHUNK, len = p[k].oc - c0 < LORA_CHUNK ? p[k].oc - c0 : LORA_CHUNK;
+            for (int64_t i = 0; i < T; i++)
+                ops->axpys(p[k].out + (rows ? rows[i] : i) * p[k].oc + c0, t + toff[k] + i * p[k].r, p[k].bt + c0,
+                           p[k].r, (int)len, p[k].oc);
         }
     }
 }

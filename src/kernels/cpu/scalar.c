@@ -276,5 +276,17 @@ static void sc_axpy_f16(float *y, float a, const uint16_t *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * herd_f16_to_f32(x[i]);
 }
 
+static void sc_dots(float *t, const float *a, const float *x, int r, int n) {
+    for (int j = 0; j < r; j++) t[j] = sc_dot(a + (size_t)j * n, x, n);
+}
+
+static void sc_axpys(float *y, const float *t, const float *bt, int r, int n, int64_t ld) {
+    for (int i = 0; i < n; i++) {
+        float v = y[i];
+        for (int j = 0; j < r; j++) v += t[j] * bt[j * ld + i];
+        y[i] = v;
+    }
+}
+
 const ops_isa ops_isa_scalar = { sc_rmsnorm_row, sc_swiglu_row, sc_dot, sc_axpy,
-                                 sc_dot_f16, sc_axpy_f16, f32_to_f16_row_ref };
+                                 sc_dot_f16, sc_axpy_f16, f32_to_f16_row_ref, sc_dots, sc_axpys };
