@@ -376,13 +376,17 @@ const char *herd_ftype_name(int ftype);     /* "Q4_K_M", ... or "?" */
 typedef struct {
     int ftype;  /* herd_ftype */
     FILE *log;  /* one line per matrix (name, shape, types); NULL: quiet */
+    const char *lora;  /* a LoRA adapter (herd_lora_load's paths) merged in: W + s B A; NULL: none */
+    float lora_scale;  /* its scale multiplier (1) */
 } herd_quantize_params;
 herd_quantize_params herd_quantize_default_params(void); /* Q4_K_M, quiet */
 
 /* Rewrites the model at in_path (HF directory or GGUF, any type herd loads) as a
  * GGUF at out_path with every matrix requantized to p->ftype (llama.cpp's type rules;
  * rows not a multiple of the block size fall back to Q8_0), norms float32, the same
- * hyper-parameters and tokenizer. Written atomically; out_path may equal in_path. */
+ * hyper-parameters and tokenizer. Written atomically; out_path may equal in_path.
+ * With p->lora, each adapted matrix is written merged (W + s B A, in float32 before
+ * it is requantized), as PEFT's merge_and_unload and llama.cpp's export-lora do. */
 herd_status herd_quantize(const char *in_path, const char *out_path, const herd_quantize_params *p,
                           herd_error *err);
 

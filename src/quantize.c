@@ -27,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lora.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -56,7 +57,7 @@ const char *herd_ftype_name(int ftype) {
 }
 
 herd_quantize_params herd_quantize_default_params(void) {
-    herd_quantize_params p = { HERD_FTYPE_Q4_K_M, NULL };
+    herd_quantize_params p = { HERD_FTYPE_Q4_K_M, NULL, NULL, 1 };
     return p;
 }
 
@@ -144,9 +145,11 @@ static int pick_type(int ftype, role r, int layer, int n_layers, int tied, int64
 /* ---- conversion ------------------------------------------------------------------ */
 
 /* dst (rows, row_bytes of type) from a source weight; perm_heads > 0: q/k rows of
- * an HF source with that many heads, permuted to GGUF's interleaved order. */
+ * an HF source with that many heads, permuted to GGUF's interleaved order.
+ * lp (may be NULL): a LoRA pair merged into each source row before it is written
+ * (row o += sum_j B[o][j] A_j, B already in the source's row order). */
 static herd_status convert(uint8_t *dst, const herd_weight *w, int type, int perm_heads,
-                           herd_error *err) {
+                           const lora_pair *lp, herd_error *err) {
     const int64_t rows = w->oc, cols = w->ic;
     const size_t src_bytes = herd_type_row_size(w->type, cols), dst_bytes = herd_type_row_size(type, cols);
     const int64_t HS = perm_heads > 0 ? rows / perm_heads : 0;
@@ -167,6 +170,11 @@ static herd_status convert(uint8_t *dst, const herd_weight *w, int type, int per
                 src = h * HS + (k % 2) * (HS / 2) + k / 2;
             }
             dequant_row_ref(x, (const uint8_t *)w->data + (size_t)src * src_bytes, w->type, cols);
+            if (lp && lp->a)
+                for (int j = 0; j < lp->r; j++) {
+                    const float b = lp->bt[(size_t)j * lp->oc + src], *a = lp->a + (size_t)j * cols;
+                    for (int64_t i = 0; i < cols; i++) x[i] += b * a[i];
+                }
             uint8_t *out = dst + (size_t)r * dst_bytes;
             switch (type) {
             case HERD_F32: memcpy(out, x, dst_bytes); break;
@@ -185,17 +193,18 @@ static herd_status convert(uint8_t *dst, const herd_weight *w, int type, int per
 }
 
 static herd_status add_matrix(gguf_writer *w, const char *name, const herd_weight *wt, int type,
-                              int perm_heads, FILE *log, herd_error *err) {
+                              int perm_heads, const lora_pair *lp, FILE *log, herd_error *err) {
     size_t n = herd_type_row_size(type, wt->ic) * (size_t)wt->oc;
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) return herd_errf(err, HERD_ERR_NOMEM, "out of memory for '%s' (%zu bytes)", name, n);
-    herd_status st = convert(buf, wt, type, perm_heads, err);
+    herd_status st = convert(buf, wt, type, perm_heads, lp, err);
     int64_t ne[2] = { wt->ic, wt->oc };
     if (!st) st = gguf_writer_add_tensor(w, name, type, 2, ne, buf, err);
     free(buf);
     if (!st && log)
-        fprintf(log, "herd: %-28s [%6lld, %6lld] %-5s -> %s\n", name, (long long)wt->oc,
-                (long long)wt->ic, herd_type_name(wt->type), herd_type_name(type));
+        fprintf(log, "herd: %-28s [%6lld, %6lld] %-5s -> %s%s\n", name, (long long)wt->oc,
+                (long long)wt->ic, herd_type_name(wt->type), herd_type_name(type),
+                lp && lp->a ? " (LoRA merged)" : "");
     return st;
 }
 
@@ -219,8 +228,8 @@ static void source_name(const herd_model *m, char *out, size_t cap) {
     snprintf(out, cap, "%.*s", (int)(n - b), m->path + b);
 }
 
-static herd_status write_model(const herd_model *m, const char *out_path, int ftype, FILE *log,
-                               herd_error *err) {
+static herd_status write_model(const herd_model *m, const char *out_path, int ftype, const herd_lora *lora,
+                               FILE *log, herd_error *err) {
     const herd_config *c = &m->config;
     gguf_writer *w = gguf_writer_new();
     if (!w) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
@@ -240,10 +249,11 @@ static herd_status write_model(const herd_model *m, const char *out_path, int ft
     free(div);
     const int L = c->n_layers, tied = c->tie_embeddings, interleave = !m->rope_interleaved;
     const herd_weight *e = &m->tok_embd;
-    if (!st) st = add_matrix(w, "token_embd.weight", e, pick_type(ftype, ROLE_EMBD, 0, L, tied, e->ic), 0, log, err);
+    if (!st) st = add_matrix(w, "token_embd.weight", e, pick_type(ftype, ROLE_EMBD, 0, L, tied, e->ic), 0, NULL, log, err);
     char nm[128];
     for (int l = 0; l < L && !st; l++) {
         const herd_layer *ly = &m->layers[l];
+        /* in LORA_Q .. LORA_DOWN order */
         struct { const char *g; const herd_weight *w; role r; int perm; } ms[] = {
             { "attn_q", &ly->wq, ROLE_Q, interleave ? c->n_heads : 0 },
             { "attn_k", &ly->wk, ROLE_K, interleave ? c->n_kv_heads : 0 },
@@ -258,7 +268,7 @@ static herd_status write_model(const herd_model *m, const char *out_path, int ft
         for (size_t i = 0; i < sizeof ms / sizeof ms[0] && !st; i++) {
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, ms[i].g);
             int t = pick_type(ftype, ms[i].r, l, L, tied, ms[i].w->ic);
-            st = add_matrix(w, nm, ms[i].w, t, ms[i].perm, log, err);
+            st = add_matrix(w, nm, ms[i].w, t, ms[i].perm, lora ? &lora->p[l * LORA_N + (int)i] : NULL, log, err);
         }
         snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);
         if (!st) st = add_vector(w, nm, ly->ffn_norm, c->dim, err);
@@ -266,7 +276,7 @@ static herd_status write_model(const herd_model *m, const char *out_path, int ft
     if (!st) st = add_vector(w, "output_norm.weight", m->out_norm, c->dim, err);
     if (!st && !tied)
         st = add_matrix(w, "output.weight", &m->output,
-                        pick_type(ftype, ROLE_OUTPUT, 0, L, tied, m->output.ic), 0, log, err);
+                        pick_type(ftype, ROLE_OUTPUT, 0, L, tied, m->output.ic), 0, NULL, log, err);
     if (!st) st = gguf_writer_write(w, out_path, err);
     gguf_writer_free(w);
     return st;
@@ -282,8 +292,17 @@ herd_status herd_quantize(const char *in_path, const char *out_path, const herd_
     herd_model *m;
     herd_status st = model_load(&m, in_path, err);
     if (st) return st;
+    herd_lora *lora = NULL;
+    if (p->lora) {
+        st = herd_lora_load(&lora, m, p->lora, p->lora_scale, err);
+        if (st) {
+            herd_model_free(m);
+            return st;
+        }
+    }
     /* OUT may be IN: tensors are copied into the writer, which renames over the path */
-    st = write_model(m, out_path, p->ftype, p->log, err);
+    st = write_model(m, out_path, p->ftype, lora, p->log, err);
+    herd_lora_free(lora);
     herd_model_free(m);
     return st;
 }

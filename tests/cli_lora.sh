@@ -43,6 +43,13 @@ expect_err "a model as adapter" "is a model, not a LoRA adapter" $HERD generate 
 $HERD init -o "$T/w" --seed 3 --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 160 >/dev/null 2>&1
 expect_err "an adapter for another model" "takes 64 inputs" $HERD generate -m "$T/w" -p hi -n 2 --lora "$T/ad1"
 
+# herd quantize --lora: the adapter merged into a model of its own
+$HERD quantize -q "$T/m.gguf" "$T/merged.gguf" Q8_0 --lora "$T/ad1" 2>"$T/q.err"
+check "quantize --lora writes a merged model: $(cat "$T/q.err")" grep -q "LoRA merged" "$T/q.err"
+$HERD generate -m "$T/merged.gguf" -p "$P" -n 16 --temp 0 > "$T/gm"
+check "the merged model answers, not as the base: $(head -c 60 "$T/gm")" bash -c "[ -s $T/gm ] && ! cmp -s $T/g0 $T/gm"
+expect_err "quantize --lora of another model's adapter" "takes 64 inputs" $HERD quantize -q "$T/w" "$T/x.gguf" Q8_0 --lora "$T/ad1"
+
 # ---- server
 expect_err "--lora without a name" "expects NAME=PATH" $HERD serve --port 0 -m $M --lora "$T/ad1"
 expect_err "--lora name twice" "given twice" $HERD serve --port 0 -m $M --lora a="$T/ad1" --lora a="$T/ad2"

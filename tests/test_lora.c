@@ -224,6 +224,30 @@ static void check_case(const fixture *f, const fx_case *c, herd_model *gg, herd_
     greedy(hf, h_peft, f, ids[3], lg[3], NULL);
     greedy(hf, h_gguf, f, ids[4], lg[4], NULL);
     CHECKF(same_floats(lg[3], lg[4], (size_t)N * V), "%s: GGUF adapter != PEFT adapter on an HF base", c->name);
+
+    /* merged by herd quantize (F32), from the GGUF and from the HF form: the references again */
+    for (int src = 0; src < 2; src++) {
+        char mpath[512], base[512];
+        snprintf(mpath, sizeof mpath, "%s/%s_merged%d.gguf", tmp, c->name, src);
+        snprintf(base, sizeof base, src ? "%s/hf" : "%s/F32.gguf", tmp); /* main's models */
+        herd_quantize_params qp = herd_quantize_default_params();
+        qp.ftype = HERD_FTYPE_F32;
+        qp.lora = src ? gpath : dir;
+        herd_model *mm = NULL;
+        if (herd_quantize(base, mpath, &qp, &err) ||
+            herd_model_load(&mm, mpath, &err)) {
+            CHECKF(0, "%s: merge: %s", c->name, err.msg);
+            continue;
+        }
+        int mids[MAXN];
+        double mlp[MAXN], mw = 0;
+        greedy(mm, NULL, f, mids, NULL, mlp);
+        for (int t = 0; t < N; t++) mw = fmax(mw, fabs(mlp[t] - c->lp_np[t]));
+        CHECKF(!memcmp(mids, c->greedy_np, (size_t)N * sizeof(int)) && mw < 1e-3,
+               "%s: merged from %s: greedy %s numpy's, log-probs within %.3g", c->name, src ? "HF" : "GGUF",
+               memcmp(mids, c->greedy_np, (size_t)N * sizeof(int)) ? "!=" : "=", mw);
+        herd_model_free(mm);
+    }
 out:
     herd_lora_free(l_peft), herd_lora_free(l_gguf), herd_lora_free(l_bf);
     herd_lora_free(h_peft), herd_lora_free(h_gguf);

@@ -845,7 +845,7 @@ static int cmd_init(int argc, char **argv) {
 /* ---- quantize -------------------------------------------------------------- */
 
 static const char *HELP_QUANTIZE =
-    "usage: herd quantize [-q] IN OUT TYPE\n"
+    "usage: herd quantize [-q] IN OUT TYPE [--lora ADAPTER [--lora-scale S]]\n"
     "Rewrites the model IN (HF directory or .gguf) as the GGUF file OUT with its\n"
     "matrices in TYPE; norms stay F32, metadata and tokenizer are kept.\n"
     "  TYPE  F32 | F16 | BF16 | Q8_0 | Q4_0 | Q6_K   every matrix of that type\n"
@@ -854,29 +854,34 @@ static const char *HELP_QUANTIZE =
     "                 and every third layer between\n"
     "        Q5_K_M   the same mixture on Q5_K\n"
     "  Rows whose length is not a multiple of the block (256 for K types) use Q8_0.\n"
-    "  -q    no per-tensor lines on stderr\n";
+    "  -q    no per-tensor lines on stderr\n"
+    "  --lora ADAPTER  merge a LoRA adapter (PEFT directory or GGUF adapter) into the\n"
+    "        matrices it adapts (W + s B A in F32, then TYPE): a fine-tune as a model\n"
+    "  --lora-scale S  multiply the adapter's alpha / r by S (default 1)\n";
 
 static int cmd_quantize(int argc, char **argv) {
     args a = { "quantize", argc, 0, argv };
     const char *pos[3];
     int n_pos = 0, quiet = 0;
+    herd_quantize_params p = herd_quantize_default_params();
     for (a.i = 1; a.i < argc; a.i++) {
         const char *s = argv[a.i];
         if (is_help(s)) { fputs(HELP_QUANTIZE, stdout); return 0; }
         else if (!strcmp(s, "-q")) quiet = 1;
+        else if (!strcmp(s, "--lora")) p.lora = next_value(&a, s);
+        else if (!strcmp(s, "--lora-scale")) p.lora_scale = (float)parse_double(&a, s, next_value(&a, s), -1e6, 1e6);
         else if (s[0] == '-' && s[1]) usage_error(a.cmd, "unknown flag '%s'", s);
         else if (n_pos < 3) pos[n_pos++] = s;
         else usage_error(a.cmd, "too many arguments; expected IN OUT TYPE");
     }
     if (n_pos != 3) usage_error(a.cmd, "expected IN OUT TYPE");
-    herd_quantize_params p = herd_quantize_default_params();
     p.ftype = herd_ftype_from_name(pos[2]);
     if (p.ftype < 0)
         usage_error(a.cmd, "unknown TYPE '%s'; use F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M or Q6_K", pos[2]);
     p.log = quiet ? NULL : stderr;
     herd_error err;
-    if (herd_quantize(pos[0], pos[1], &p, &err)) die("%s", err.msg);
-    fprintf(stderr, "herd: wrote %s (%s)\n", pos[1], herd_ftype_name(p.ftype));
+    if (herd_quantize(pos[0], pos[1], &p, &err)) die("%s%s", p.lora && strstr(err.msg, p.lora) ? "--lora: " : "", err.msg);
+    fprintf(stderr, "herd: wrote %s (%s%s)\n", pos[1], herd_ftype_name(p.ftype), p.lora ? ", LoRA merged" : "");
     return 0;
 }
 
