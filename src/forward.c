@@ -107,8 +107,7 @@ static herd_status pool_new(herd_kv_pool **out, const herd_model *m, herd_sessio
     P->xo = alloc_floats((size_t)n_out * C);
     P->logits = alloc_floats((size_t)n_out * c->vocab_size);
     P->att_scratch = alloc_floats(kv_attend_scratch_size(rows, c->n_heads, c->head_dim) + 1);
-    P->mm_bytes = (max_scratch(m, rows > n_out ? rows : n_out) + 127) / 64 * 64;
-    P->mm_scratch = aligned_alloc(64, P->mm_bytes);
+    P->mm_scratch = aligned_alloc(64, (max_scratch(m, rows > n_out ? rows : n_out) + 127) / 64 * 64);
     P->segs = calloc(R, sizeof *P->segs);
     if (!P->x || !P->xb || !P->xb2 || !P->q || !P->att || !P->k || !P->v || !P->hb || !P->hb2 ||
         !P->xo || !P->logits || !P->att_scratch || !P->mm_scratch || !P->segs) {

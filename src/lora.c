@@ -146,9 +146,8 @@ static herd_status take_pair(herd_lora *L, const found_pair *f, int l, int t, co
         free(b);
         return herd_errf(err, HERD_ERR_NOMEM, "out of memory reading %s", path);
     }
-    float s = L->scale;
-    if (gguf) s = cfg->alpha != 0 ? L->scale * cfg->alpha / (float)r : L->scale;
-    else s = L->scale * cfg->alpha / (cfg->rslora ? sqrtf((float)r) : (float)r);
+    const float s = gguf ? (cfg->alpha != 0 ? L->scale * cfg->alpha / (float)r : L->scale)
+                         : L->scale * cfg->alpha / (cfg->rslora ? sqrtf((float)r) : (float)r);
     for (int64_t i = 0; i < oc * r; i++) b[i] *= s;
     if ((t == LORA_Q || t == LORA_K) && gguf != m->rope_interleaved &&
         !permute_rows(b, oc, r, t == LORA_Q ? c->n_heads : c->n_kv_heads, m->rope_interleaved)) {
@@ -225,7 +224,6 @@ static herd_status load_gguf(herd_lora *L, const char *path, herd_error *err) {
         if (!st && !(fabsf(cfg.alpha) <= 1e6f))
             st = herd_errf(err, HERD_ERR_FORMAT, "%s: adapter.lora.alpha %g is out of range", path, cfg.alpha);
     }
-    L->alpha = cfg.alpha;
     if (!st) st = take_all(L, g.tensors, g.n_tensors, path, 1, &cfg, err);
     gguf_close(&g);
     return st;
@@ -243,7 +241,6 @@ static herd_status load_peft(herd_lora *L, const char *st_path, const char *cfg_
     st = lora_config_parse(&cfg, json, len, cfg_path, err);
     free(json);
     if (st) return st;
-    L->alpha = cfg.alpha;
     st_set s;
     st = st_open(&s, st_path, err);
     if (st) return st;
@@ -307,7 +304,9 @@ herd_status herd_lora_load(herd_lora **out, const herd_model *m, const char *pat
     return HERD_OK;
 }
 
-herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err) {
+/* The pool's round workspace for adapters of rank up to r (lora_rows, lora_t):
+ * grown here, when a session takes an adapter, never in the forward. */
+static herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err) {
     if (r <= P->lora_rank) return HERD_OK;
     const size_t R = (size_t)P->max_rows;
     float *t = malloc(R * LORA_N * (size_t)r * sizeof *t);

@@ -23,13 +23,9 @@ struct herd_lora {
     lora_pair *p;      /* (n_layers * LORA_N), [l * LORA_N + target] */
     int rank;          /* the largest r of its pairs */
     int n_pairs;       /* adapted projections */
-    float alpha;       /* as stored (0: none stored) */
     float scale;       /* the caller's multiplier */
 };
 
-/* Round workspace for adapters of rank up to r (pool->lora_*): grown here, not in
- * the forward. */
-herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err);
 /* For the n projections targets[] of layer l, which all read x (T, IC): outs[k]
  * (T, OC) += the delta of every row whose segment's session carries an adapter
  * that adapts targets[k]. One lora_forward per adapter for all its rows. */

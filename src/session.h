@@ -43,7 +43,6 @@ struct herd_kv_pool {
     float *logits;           /* (max_out, V) */
     float *att_scratch;      /* kv_attend_scratch_size(R, NH, HS) */
     void *mm_scratch;
-    size_t mm_bytes;         /* mm_scratch's size */
     fwd_seg *segs;           /* (R) */
     /* adapters (lora.c), allocated when a session first takes one */
     int lora_rank;           /* the largest rank lora_t holds */

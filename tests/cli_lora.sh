@@ -101,6 +101,13 @@ check "streamed chunks name the adapter" bash -c "grep -q '\"model\":\"two\"' $T
 C $B/v1/embeddings -d '{"model":"one","input":"hello"}' > "$T/emb1"
 C $B/v1/embeddings -d '{"model":"m.gguf","input":"hello"}' > "$T/emb0"
 check "embeddings under an adapter differ from the model's" bash -c "jq -e '.model == \"one\"' $T/emb1 >/dev/null && [ \"\$(jq -c .data $T/emb1)\" != \"\$(jq -c .data $T/emb0)\" ]"
+# the official openai npm client: adapters are models to it
+if command -v node >/dev/null && [ -d tests/openai_client/node_modules/openai ]; then
+    if HERD_URL="$B/v1" HERD_MODEL=m.gguf HERD_ADAPTERS=one,two timeout 60 node tests/openai_client/lora.mjs > "$T/node.log" 2>&1; then ok
+    else bad "openai client with adapters: $(tail -5 "$T/node.log")"; fi
+else
+    echo "cli_lora: SKIP openai npm client (needs node and tests/openai_client/node_modules: npm ci there)"
+fi
 kill -TERM $main_pid; wait $main_pid 2>/dev/null
 check "SIGTERM: exit 0" [ $? -eq 0 ]
 summary

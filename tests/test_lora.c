@@ -372,42 +372,55 @@ static void check_batch(herd_model *m, const herd_config *cfg) {
     free(alone);
 }
 
-/* lora_forward against lora_forward_ref, and a row's result bitwise the same
- * whatever the other rows, their number and the threads. */
+/* lora_forward against lora_forward_ref on each ISA (AVX-512, AVX2, scalar, as
+ * far as the CPU goes), and a row's result bitwise the same whatever the other
+ * rows, their number and the threads. Sizes with every kind of tail: IC 203
+ * (32 + 16 + masked / 16 + 8 + scalar), r 5 and 3 (a block of 4 and a lone row),
+ * OC 1100 and 48 (chunks of 512, 128- and 64-wide bodies, 16- and 8-wide tails). */
 static void check_kernel(void) {
-    enum { IC = 200, T = 9 };
+    enum { IC = 203, T = 9 };
     const int64_t oc[2] = { 1100, 48 };
     const int r[2] = { 5, 3 };
     uint64_t s = 77;
-    float *a[2], *bt[2], *o[2], *o_ref[2], *o_one[2], x[T * IC], t[T * 8];
+    float *a[2], *bt[2], *o[2], *o_ref[2], *o_one[2], *o0[2], x[T * IC], t[T * 8];
     for (int k = 0; k < 2; k++) {
         a[k] = malloc(sizeof(float) * r[k] * IC), bt[k] = malloc(sizeof(float) * r[k] * oc[k]);
         o[k] = malloc(sizeof(float) * T * oc[k]), o_ref[k] = malloc(sizeof(float) * T * oc[k]);
-        o_one[k] = malloc(sizeof(float) * T * oc[k]);
+        o_one[k] = malloc(sizeof(float) * T * oc[k]), o0[k] = malloc(sizeof(float) * T * oc[k]);
         for (int64_t i = 0; i < r[k] * IC; i++) a[k][i] = tl_uniform(&s, 0.1f);
         for (int64_t i = 0; i < r[k] * oc[k]; i++) bt[k][i] = tl_uniform(&s, 0.1f);
-        for (int64_t i = 0; i < T * oc[k]; i++) o[k][i] = o_ref[k][i] = o_one[k][i] = tl_uniform(&s, 1);
+        for (int64_t i = 0; i < T * oc[k]; i++) o0[k][i] = tl_uniform(&s, 1);
     }
     for (int i = 0; i < T * IC; i++) x[i] = tl_uniform(&s, 1);
-    lora_proj p[2] = { { a[0], bt[0], o[0], oc[0], r[0] }, { a[1], bt[1], o[1], oc[1], r[1] } };
-    lora_proj pr[2] = { { a[0], bt[0], o_ref[0], oc[0], r[0] }, { a[1], bt[1], o_ref[1], oc[1], r[1] } };
-    lora_proj p1[2] = { { a[0], bt[0], o_one[0], oc[0], r[0] }, { a[1], bt[1], o_one[1], oc[1], r[1] } };
     const int32_t rows[T] = { 8, 0, 3, 5, 1, 7, 2, 6, 4 };
-    lora_forward(p, 2, x, rows, T, IC, t);
-    lora_forward_ref(pr, 2, x, NULL, T, IC, t);
-    double worst = 0;
-    for (int k = 0; k < 2; k++)
-        for (int64_t i = 0; i < T * oc[k]; i++) worst = fmax(worst, fabs((double)o[k][i] - o_ref[k][i]));
-    CHECKF(worst < 1e-4, "lora_forward vs its reference: %.3g", worst);
-    /* each row alone, in another order, on one thread: bitwise the same */
-    const int saved = omp_get_max_threads();
-    omp_set_num_threads(1);
-    for (int i = T - 1; i >= 0; i--) lora_forward(p1, 2, x, &rows[i], 1, IC, t);
-    omp_set_num_threads(saved);
-    int same = 1;
-    for (int k = 0; k < 2; k++) same &= !memcmp(o[k], o_one[k], sizeof(float) * T * oc[k]);
-    CHECKF(same, "a row's LoRA delta depends on the other rows or the threads");
-    for (int k = 0; k < 2; k++) free(a[k]), free(bt[k]), free(o[k]), free(o_ref[k]), free(o_one[k]);
+    for (int isa = HERD_ISA_AVX512; isa >= HERD_ISA_SCALAR; isa--) {
+        herd_cpu_force_isa(isa);
+        if (herd_cpu_isa() != isa) continue; /* the CPU lacks it */
+        for (int k = 0; k < 2; k++) {
+            memcpy(o[k], o0[k], sizeof(float) * T * oc[k]);
+            memcpy(o_ref[k], o0[k], sizeof(float) * T * oc[k]);
+            memcpy(o_one[k], o0[k], sizeof(float) * T * oc[k]);
+        }
+        lora_proj p[2] = { { a[0], bt[0], o[0], oc[0], r[0] }, { a[1], bt[1], o[1], oc[1], r[1] } };
+        lora_proj pr[2] = { { a[0], bt[0], o_ref[0], oc[0], r[0] }, { a[1], bt[1], o_ref[1], oc[1], r[1] } };
+        lora_proj p1[2] = { { a[0], bt[0], o_one[0], oc[0], r[0] }, { a[1], bt[1], o_one[1], oc[1], r[1] } };
+        lora_forward(p, 2, x, rows, T, IC, t);
+        lora_forward_ref(pr, 2, x, NULL, T, IC, t);
+        double worst = 0;
+        for (int k = 0; k < 2; k++)
+            for (int64_t i = 0; i < T * oc[k]; i++) worst = fmax(worst, fabs((double)o[k][i] - o_ref[k][i]));
+        CHECKF(worst < 1e-4, "isa %d: lora_forward vs its reference: %.3g", isa, worst);
+        /* each row alone, in another order, on one thread: bitwise the same */
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        for (int i = T - 1; i >= 0; i--) lora_forward(p1, 2, x, &rows[i], 1, IC, t);
+        omp_set_num_threads(saved);
+        int same = 1;
+        for (int k = 0; k < 2; k++) same &= !memcmp(o[k], o_one[k], sizeof(float) * T * oc[k]);
+        CHECKF(same, "isa %d: a row's LoRA delta depends on the other rows or the threads", isa);
+    }
+    herd_cpu_force_isa(-1);
+    for (int k = 0; k < 2; k++) free(a[k]), free(bt[k]), free(o[k]), free(o_ref[k]), free(o_one[k]), free(o0[k]);
 }
 
 /* ---- refusals -------------------------------------------------------------- */

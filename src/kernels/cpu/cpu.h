@@ -246,6 +246,9 @@ typedef struct {
 } ops_isa;
 
 extern const ops_isa ops_isa_scalar, ops_isa_avx2;
+/* ops_isa's dots / axpys on AVX-512 (lora_avx512.c), for lora_forward */
+void z_lora_dots(float *t, const float *a, const float *x, int r, int n);
+void z_lora_axpys(float *y, const float *t, const float *bt, int r, int n, int64_t ld);
 
 /* Scalar helpers shared by every ISA (scalar.c). */
 void mm_quantize_block_q8(int8_t *q, float *d, const float *x); /* q (32), x (32) */

@@ -290,6 +290,9 @@ void add_forward(float *x, const float *y, int64_t n) {
 #define LORA_CHUNK 512
 void lora_forward(const lora_proj *p, int n, const float *x, const int32_t *rows, int T, int64_t ic, float *t) {
     const ops_isa *ops = ops_pick();
+    const int z = herd_cpu_isa() >= HERD_ISA_AVX512;
+    void (*const dots)(float *, const float *, const float *, int, int) = z ? z_lora_dots : ops->dots;
+    void (*const axpys)(float *, const float *, const float *, int, int, int64_t) = z ? z_lora_axpys : ops->axpys;
     int64_t R = 0, n1 = 0, n2 = 0, work = 0;
     int64_t toff[n], off1[n + 1], off2[n + 1]; /* each projection's t, and its first unit in phases 1 and 2 */
     for (int k = 0; k < n; k++) {
@@ -310,7 +313,7 @@ void lora_forward(const lora_proj *p, int n, const float *x, const int32_t *rows
             const int64_t j0 = (u - off1[k]) * 4;
             const int nj = (int)(p[k].r - j0 < 4 ? p[k].r - j0 : 4);
             for (int64_t i = 0; i < T; i++)
-                ops->dots(t + toff[k] + i * p[k].r + j0, p[k].a + j0 * ic, x + (rows ? rows[i] : i) * ic, nj, (int)ic);
+                dots(t + toff[k] + i * p[k].r + j0, p[k].a + j0 * ic, x + (rows ? rows[i] : i) * ic, nj, (int)ic);
         }
 #pragma omp for schedule(static)
         for (int64_t u = 0; u < n2; u++) {
@@ -318,7 +321,7 @@ void lora_forward(const lora_proj *p, int n, const float *x, const int32_t *rows
             while (u >= off2[k + 1]) k++;
             const int64_t c0 = (u - off2[k]) * LORA_CHUNK, len = p[k].oc - c0 < LORA_CHUNK ? p[k].oc - c0 : LORA_CHUNK;
             for (int64_t i = 0; i < T; i++)
-                ops->axpys(p[k].out + (rows ? rows[i] : i) * p[k].oc + c0, t + toff[k] + i * p[k].r, p[k].bt + c0,
+                axpys(p[k].out + (rows ? rows[i] : i) * p[k].oc + c0, t + toff[k] + i * p[k].r, p[k].bt + c0,
                            p[k].r, (int)len, p[k].oc);
         }
     }
