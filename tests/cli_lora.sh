@@ -101,6 +101,15 @@ check "streamed chunks name the adapter" bash -c "grep -q '\"model\":\"two\"' $T
 C $B/v1/embeddings -d '{"model":"one","input":"hello"}' > "$T/emb1"
 C $B/v1/embeddings -d '{"model":"m.gguf","input":"hello"}' > "$T/emb0"
 check "embeddings under an adapter differ from the model's" bash -c "jq -e '.model == \"one\"' $T/emb1 >/dev/null && [ \"\$(jq -c .data $T/emb1)\" != \"\$(jq -c .data $T/emb0)\" ]"
+# /metrics by model: requests and tokens of the model and of each adapter
+C $B/metrics > "$T/metrics"
+check "metrics: requests by model: $(grep '^herd_model_requests_total' "$T/metrics" | tr '\n' ' ')" bash -c \
+    "grep -q '^herd_model_requests_total{model=\"m.gguf\"} [1-9]' $T/metrics && grep -q '^herd_model_requests_total{model=\"one\"} [1-9]' $T/metrics && grep -q '^herd_model_requests_total{model=\"two\"} [1-9]' $T/metrics"
+check "metrics: the per-model counts add up to the totals" bash -c "
+    r=\$(awk '/^herd_model_requests_total/ {s += \$2} END {print s}' $T/metrics); t=\$(awk '/^herd_requests_total / {print \$2}' $T/metrics)
+    g=\$(awk '/^herd_model_generated_tokens_total/ {s += \$2} END {print s}' $T/metrics); h=\$(awk '/^herd_generated_tokens_total / {print \$2}' $T/metrics)
+    [ \"\$r\" = \"\$t\" ] && [ \"\$g\" = \"\$h\" ] && [ \"\$g\" -gt 0 ]"
+
 # the official openai npm client: adapters are models to it
 if command -v node >/dev/null && [ -d tests/openai_client/node_modules/openai ]; then
     if HERD_URL="$B/v1" HERD_MODEL=m.gguf HERD_ADAPTERS=one,two timeout 60 node tests/openai_client/lora.mjs > "$T/node.log" 2>&1; then ok

@@ -320,6 +320,18 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         buf_printf(&b, "%s_sum %.6f\n%s_count %llu\n", hs[k].name, hs[k].h->sum, hs[k].name,
                    (unsigned long long)hs[k].h->count);
     }
+    /* by model: the served one and each --lora adapter */
+    const char *const mh[2][2] = { { "herd_model_requests_total", "Sequences accepted, by the model they named (an adapter's name or the model's)." },
+                                   { "herd_model_generated_tokens_total", "Tokens generated, by the model the request named." } };
+    for (int k = 0; k < 2; k++) {
+        buf_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", mh[k][0], mh[k][1], mh[k][0]);
+        for (int i = 0; i <= sv->p.n_lora; i++) {
+            buf_printf(&b, "%s{model=\"", mh[k][0]);
+            for (const char *q = i ? sv->p.lora_names[i - 1] : sv->model_id; *q; q++) /* a label value's escapes */
+                buf_str(&b, *q == '"' ? "\\\"" : *q == '\\' ? "\\\\" : *q == '\n' ? "\\n" : (char[2]){ *q, 0 });
+            buf_printf(&b, "\"} %llu\n", (unsigned long long)(k ? st.model_tokens[i] : st.model_requests[i]));
+        }
+    }
     static const char *const cls[6] = { "2xx", "400", "401", "404", "4xx_busy", "5xx" };
     buf_str(&b, "# HELP herd_http_responses_total HTTP responses by status class.\n"
                 "# TYPE herd_http_responses_total counter\n");

@@ -350,7 +350,7 @@ static int check_model(const srv_api *a, const cJSON *root, int required, perr *
     if (!strcmp(model->valuestring, a->model_id)) return 0;
     for (int i = 0; i < a->n_lora; i++)
         if (!strcmp(model->valuestring, a->lora_ids[i])) {
-            if (r) r->model_id = a->lora_ids[i], r->lora = a->loras[i];
+            if (r) r->model_id = a->lora_ids[i], r->lora = a->loras[i], r->model_index = i + 1;
             return 0;
         }
     return fail(e, 404, "model", "model_not_found", "The model '%.100s' does not exist; this server "

@@ -240,6 +240,7 @@ int sched_submit_n(srv_sched *s, srv_req **rs, int n) {
     if (!rc) { /* counted before the scheduler can admit them, so its counts agree */
         pthread_mutex_lock(&s->stats_mu);
         s->st.requests += (uint64_t)n;
+        s->st.model_requests[rs[0]->model_index] += (uint64_t)n; /* choices of one request */
         pthread_mutex_unlock(&s->stats_mu);
         pthread_cond_signal(&s->cv);
     }
@@ -569,6 +570,7 @@ static int emit(srv_sched *s, slot *sl) {
     sl->counts[id]++;
     pthread_mutex_lock(&s->stats_mu);
     s->st.generated_tokens++;
+    s->st.model_tokens[r->model_index]++;
     s->win_tokens++;
     pthread_mutex_unlock(&s->stats_mu);
     size_t n, before = o->text.n;

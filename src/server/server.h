@@ -130,6 +130,7 @@ typedef struct srv_req {
     long created;
     const char *model_id;    /* the model the body named: the served one or an adapter's name */
     const herd_lora *lora;   /* that adapter (NULL: the model itself) */
+    int model_index;         /* 0: the model, i + 1: adapter i (the per-model counters) */
     struct srv_req *next;    /* queue link (under the queue's mutex) */
     double t_submit;         /* queued (scheduler clock), for the latency histograms */
     int first_seen;          /* the scheduler has counted its first token */
@@ -281,6 +282,7 @@ typedef struct {
     uint64_t fill_rows;             /* decode rows carried by a short prefill's step */
     uint64_t grammar_tokens, grammar_masks; /* tokens sampled under a grammar; refused, so masked and resampled */
     uint64_t requeued;              /* prefills put back in the queue: the KV pool was full */
+    uint64_t model_requests[SRV_MAX_LORA + 1], model_tokens[SRV_MAX_LORA + 1]; /* by srv_req.model_index */
     int queue_depth, running, n_slots, step_sequences_max;
     long kv_tokens_in_use, kv_tokens_capacity;
     int kv_pages_in_use, kv_pages_total;
