@@ -557,6 +557,55 @@ static void check_refusals(herd_model *m, const herd_config *cfg) {
     refused(m, q, "is a model, not a LoRA adapter");
 }
 
+/* Damaged files: bytes of a good adapter (its safetensors file or its GGUF)
+ * overwritten, truncated or cut short, 300 times: each load succeeds or fails
+ * with a message; never a crash (the suite runs under ASan / UBSan too). */
+static void check_damage(const herd_model *m, const herd_config *cfg) {
+    char d[600], sp[700], gp[600];
+    snprintf(d, sizeof d, "%s/dmg", tmp);
+    snprintf(gp, sizeof gp, "%s/dmg.gguf", tmp);
+    snprintf(sp, sizeof sp, "%s/adapter_model.safetensors", d);
+    test_lora p = { 4, 8, 0x55, 41, 0, HERD_F32, 0.05f, 0 };
+    if (tl_write(d, gp, cfg, &p, &err)) { CHECKF(0, "%s", err.msg); return; }
+    uint64_t s = 99;
+    int failed = 0, loaded = 0, silent = 0;
+    for (int round = 0; round < 300; round++) {
+        const char *path = round % 2 ? gp : sp;
+        FILE *f = fopen(path, "rb");
+        if (!f) break;
+        fseek(f, 0, SEEK_END);
+        const long n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        unsigned char *buf = malloc((size_t)n), *orig = malloc((size_t)n);
+        if (!buf || !orig || fread(orig, 1, (size_t)n, f) != (size_t)n) { fclose(f); free(buf); free(orig); break; }
+        fclose(f);
+        memcpy(buf, orig, (size_t)n);
+        long len = n;
+        const int kind = (int)(tl_uniform(&s, 1) * 1.5f + 1.5f); /* 0: bytes, 1: header bytes, 2: cut */
+        if (kind == 2) len = (long)((tl_uniform(&s, 0.5f) + 0.5f) * (float)n);
+        else
+            for (int k = 0; k < 1 + round % 8; k++) {
+                const long span = kind == 1 && n > 512 ? 512 : n;
+                const long at = (long)((tl_uniform(&s, 0.5f) + 0.5f) * (float)span) % span;
+                buf[at] = (unsigned char)(s >> 13);
+            }
+        f = fopen(path, "wb");
+        if (f) fwrite(buf, 1, (size_t)len, f), fclose(f);
+        herd_lora *l = NULL;
+        err.msg[0] = 0;
+        const char *what = round % 2 ? gp : d;
+        if (herd_lora_load(&l, m, what, 1, &err) == HERD_OK) loaded++, herd_lora_free(l);
+        else failed++, silent += err.msg[0] == 0;
+        f = fopen(path, "wb"); /* restored for the next round */
+        if (f) fwrite(orig, 1, (size_t)n, f), fclose(f);
+        free(buf), free(orig);
+    }
+    CHECKF(failed + loaded == 300 && silent == 0, "damaged adapters: %d loaded, %d refused, %d without a message",
+           loaded, failed, silent);
+    CHECK(failed > 100); /* most damage is seen */
+    printf("damaged adapters: %d refused with a message, %d still loadable (bytes of weights)\n", failed, loaded);
+}
+
 int main(void) {
     fixture f;
     if (!load_fixture(&f)) {
@@ -583,6 +632,7 @@ int main(void) {
         check_scales(&f, mg, cfg);
         check_batch(mg, cfg);
         check_refusals(mg, cfg);
+        check_damage(mg, cfg);
         /* an adapter of one model on another */
         herd_lora *l = NULL;
         char d[600];
