@@ -2,7 +2,8 @@
 # The chat page at GET / in headless Chromium (Debian's chromium package), driven over
 # the DevTools protocol by tests/web/chat_page.mjs: the page loads the model id, sends
 # a message, streams the answer into the log; with --api-key and no key in the page,
-# it shows the server's 401 message as an error. Prints SKIP without chromium or node.
+# it shows the server's 401 message as an error; with --lora, the model menu lists the
+# adapter and a chat with it reaches it. Prints SKIP without chromium or node.
 HERD=${HERD:-build/herd}
 if ! command -v chromium >/dev/null || ! command -v node >/dev/null; then
     echo "cli_web: SKIP (needs chromium and node; scripts/install-deps.sh installs chromium)"; exit 0
@@ -39,5 +40,15 @@ serve "$T/s2.log" --api-key sekrit; p2=$(port_of "$T/s2.log")
 out=$(drive "http://127.0.0.1:$p2/" "Hello" 2>&1)
 if echo "$out" | grep -q '"error":true' && echo "$out" | grep -qi 'api key'; then ok
 else bad "page shows the 401 error: $(echo "$out" | head -c 300)"; fi
+
+# the model menu: the model, then a LoRA adapter; a chat picked for the adapter goes to it
+MK=${MK_LORA:-$(dirname "$HERD")/tests/mk_lora}
+if "$MK" "$T/m" "$T/ad" --seed 5 >/dev/null 2>&1; then
+    serve "$T/s3.log" --lora tuned="$T/ad"; p3=$(port_of "$T/s3.log")
+    out=$(drive "http://127.0.0.1:$p3/" "Hello" tuned 2>&1)
+    if echo "$out" | grep -q '"error":false,"model":"tuned","models":\["m","tuned (LoRA)"\]' &&
+       curl -s --max-time 5 "http://127.0.0.1:$p3/metrics" | grep -q '^herd_model_requests_total{model="tuned"} 1$'; then ok
+    else bad "page chats with a picked adapter: $(echo "$out" | head -c 300)"; fi
+else bad "mk_lora"; fi
 
 summary

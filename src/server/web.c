@@ -2,6 +2,8 @@
  * that keeps the conversation in the browser and streams each answer from
  * /v1/chat/completions (SSE over fetch). No assets, no build step, no storage
  * beyond the page (the API key, when the server wants one, stays in a field).
+ * The model menu lists /v1/models: the served model, then any LoRA adapters
+ * (herd serve --lora); a new chat starts when another is picked.
  */
 #include "server/server.h"
 
@@ -21,7 +23,7 @@ const char srv_web_page[] =
 "form{display:flex;gap:8px;padding:10px;border-top:1px solid #ccc;background:#fff}\n"
 "textarea{flex:1;height:3.2em;font:inherit}\n"
 "</style></head><body>\n"
-"<header><b>herd</b><span id=\"model\">...</span>\n"
+"<header><b>herd</b><select id=\"model\" title=\"model or LoRA adapter\"><option>...</option></select>\n"
 "<label>system <input id=\"sys\" placeholder=\"optional system prompt\"></label>\n"
 "<label>temperature <input id=\"temp\" type=\"number\" step=\"0.1\" min=\"0\" max=\"2\" value=\"0.6\" style=\"width:4em\"></label>\n"
 "<label>API key <input id=\"key\" type=\"password\"></label>\n"
@@ -35,9 +37,11 @@ const char srv_web_page[] =
 "let history=[],model=null,busy=false;\n"
 "function hdrs(){const h={'Content-Type':'application/json'};const k=$('key').value;if(k)h.Authorization='Bearer '+k;return h;}\n"
 "function add(role,text){const d=document.createElement('div');d.className='msg '+role;d.textContent=text;$('log').appendChild(d);$('log').scrollTop=1e9;return d;}\n"
+"function opts(list){const s=$('model');s.textContent='';for(const [v,t] of list){const o=document.createElement('option');o.value=v;o.textContent=t;s.appendChild(o);}}\n"
 "async function loadModel(){try{const r=await fetch('/v1/models',{headers:hdrs()});const j=await r.json();\n"
-"  if(j.data&&j.data.length){model=j.data[0].id;$('model').textContent=model;}else $('model').textContent=(j.error&&j.error.message)||'?';}\n"
-"  catch(e){$('model').textContent='offline';}}\n"
+"  if(j.data&&j.data.length){opts(j.data.map(m=>[m.id,m.parent?m.id+' (LoRA)':m.id]));model=j.data[0].id;}\n"
+"  else opts([['',(j.error&&j.error.message)||'?']]);}\n"
+"  catch(e){opts([['','offline']]);}}\n"
 "async function send(text){\n"
 "  if(busy||!text.trim())return;busy=true;$('send').disabled=true;\n"
 "  if(!model)await loadModel();\n"
@@ -62,5 +66,8 @@ const char srv_web_page[] =
 "$('f').onsubmit=e=>{e.preventDefault();const t=$('q').value;$('q').value='';send(t);};\n"
 "$('q').onkeydown=e=>{if(e.key==='Enter'&&!e.shiftKey){e.preventDefault();$('f').requestSubmit();}};\n"
 "$('clear').onclick=()=>{history=[];$('log').textContent='';};\n"
-"loadModel().then(()=>{if(location.hash.startsWith('#q='))send(decodeURIComponent(location.hash.slice(3)));});\n"
+"$('model').onchange=()=>{model=$('model').value;history=[];$('log').textContent='';};\n"
+"const hash=new URLSearchParams(location.hash.slice(1));\n"
+"loadModel().then(()=>{if(hash.get('m')){$('model').value=hash.get('m');model=$('model').value||model;}\n"
+"  if(hash.has('q'))send(hash.get('q'));});\n"
 "</script></body></html>\n";
