@@ -58,7 +58,7 @@ test: all
 # The parsers under fuzz need no kernels: link just them.
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_LIB := src/core/core.c src/core/config.c $(wildcard src/format/*.c) src/tokenizer.c src/tokenizer_io.c src/chat.c src/json_grammar.c
-FUZZ_API_LIB := src/server/api.c src/server/parse.c src/server/toolcall.c src/server/responses.c src/server/embed.c # fuzz_api: the model is a stand-in in the target
+FUZZ_API_LIB := src/server/api.c src/server/parse.c src/server/adapters.c src/server/toolcall.c src/server/responses.c src/server/embed.c # fuzz_api: the model is a stand-in in the target
 fuzz:
 	@mkdir -p build-fuzz
 	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); x=; [ $$n = fuzz_api ] && x="$(FUZZ_API_LIB)"; \

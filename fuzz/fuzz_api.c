@@ -28,6 +28,10 @@ static herd_config cfg;
 /* parse.c reaches the model only through these two */
 const herd_config *herd_model_config(const herd_model *m) { (void)m; return &cfg; }
 const herd_tokenizer *herd_model_tokenizer(const herd_model *m) { (void)m; return tok; }
+/* adapters.c (linked for req_release) frees adapters; this target serves none */
+void herd_lora_free(herd_lora *l) {
+    if (l) __builtin_trap();
+}
 
 /* An OpenAI error body with a 4xx status. */
 static void check_error(int status, const char *body) {

@@ -117,6 +117,65 @@ if command -v node >/dev/null && [ -d tests/openai_client/node_modules/openai ];
 else
     echo "cli_lora: SKIP openai npm client (needs node and tests/openai_client/node_modules: npm ci there)"
 fi
+code() { curl -s -o "$T/body" -w '%{http_code}' --max-time 30 "$@"; }
+check "without --lora-runtime there is no load endpoint" bash -c "[ \$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 $B/v1/load_lora_adapter -d '{}') = 404 ]"
 kill -TERM $main_pid; wait $main_pid 2>/dev/null
 check "SIGTERM: exit 0" [ $? -eq 0 ]
+
+# ---- adapters loaded and unloaded while the server runs (--lora-runtime, vLLM's endpoints)
+start_server rt -t 1 -m $M --parallel 2 -c 4096 --lora-runtime || { summary; exit 1; }
+R=$URL
+load() { code $R/v1/load_lora_adapter -d "{\"lora_name\":\"$1\",\"lora_path\":\"$2\"}"; }
+unload() { code $R/v1/unload_lora_adapter -d "{\"lora_name\":\"$1\"}"; }
+rcomp() { C $R/v1/completions -d "{\"model\":\"$1\",\"prompt\":\"$P\",\"max_tokens\":16,\"temperature\":0}"; }
+check "no adapters at first" jqe '[.data[].id] == ["m.gguf"]' <(C $R/v1/models)
+check "load: 200 $(cat "$T/body" 2>/dev/null)" [ "$(load rt "$T/ad1")" = 200 ]
+check "load says so" grep -q "Success: LoRA adapter 'rt' added successfully." "$T/body"
+check "listed after loading" jqe '[.data[] | [.id, .parent]] == [["m.gguf", null], ["rt", "m.gguf"]]' <(C $R/v1/models)
+rcomp rt > "$T/rt1"
+check "a loaded adapter answers as herd generate --lora: $(jq -r '.choices[0].text' "$T/rt1" | head -c 60)" \
+    bash -c "[ \"\$(jq -r '.choices[0].text' $T/rt1)\" = \"\$(cat $T/g1)\" ]"
+check "loading a loaded name: 400" [ "$(load rt "$T/ad2")" = 400 ]
+check "... saying so: $(head -c 200 "$T/body")" jqe '.error.message | test("already loaded")' "$T/body"
+check "loading a bad path: 400" [ "$(load bad "$T/nope")" = 400 ]
+check "... naming the problem: $(head -c 200 "$T/body")" jqe '.error.param == "lora_path" and (.error.message | test("no such file"))' "$T/body"
+check "loading under the model's name: 400" [ "$(load m.gguf "$T/ad1")" = 400 ]
+check "no lora_path: 400" [ "$(code $R/v1/load_lora_adapter -d '{"lora_name":"x"}')" = 400 ]
+check "a bad name: 400" [ "$(code $R/v1/load_lora_adapter -d '{"lora_name":"a b","lora_path":"/x"}')" = 400 ]
+check "not JSON: 400" [ "$(code $R/v1/load_lora_adapter -d '{')" = 400 ]
+check "GET: 405" [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 $R/v1/unload_lora_adapter)" = 405 ]
+# unloaded while a long answer streams: that answer ends normally, new requests get a 404
+C -N $R/v1/completions -d "{\"model\":\"rt\",\"prompt\":\"$P\",\"max_tokens\":3500,\"ignore_eos\":true,\"temperature\":0,\"stream\":true}" > "$T/long" &
+lp=$!
+for _ in $(seq 100); do [ -s "$T/long" ] && break; sleep 0.05; done
+check "the long answer is still streaming when the adapter is unloaded" kill -0 $lp
+check "unload: 200" [ "$(unload rt)" = 200 ]
+check "an unloaded adapter stays in memory while a request uses it" bash -c "curl -s --max-time 5 $R/metrics | grep -qx 'herd_lora_adapters_in_memory 1'"
+check "... says so" grep -q "Success: LoRA adapter 'rt' removed successfully." "$T/body"
+check "an unloaded adapter: 404 model_not_found" bash -c "C() { curl -s --max-time 10 \"\$@\"; }; C $R/v1/completions -d '{\"model\":\"rt\",\"prompt\":\"x\",\"max_tokens\":2}' | jq -e '.error.code == \"model_not_found\"' >/dev/null"
+check "unloading it again: 404" [ "$(unload rt)" = 404 ]
+wait $lp
+check "the streaming answer under the unloaded adapter finished: $(tail -c 200 "$T/long")" bash -c "grep -q '\"finish_reason\":\"length\"' $T/long && tail -2 $T/long | head -1 | grep -qx 'data: \[DONE\]'"
+check "no longer listed" jqe '[.data[].id] == ["m.gguf"]' <(C $R/v1/models)
+for _ in $(seq 50); do C $R/metrics | grep -qx 'herd_lora_adapters_in_memory 0' && break; sleep 0.1; done
+check "... and freed once its last request ended and the slot let go" bash -c "curl -s --max-time 5 $R/metrics | grep -qx 'herd_lora_adapters_in_memory 0'"
+# the same name, another adapter: its own answers (no cache of the first one reused)
+check "reloading the name with another adapter: 200" [ "$(load rt "$T/ad2.gguf")" = 200 ]
+rcomp rt > "$T/rt2"
+check "... answers as that adapter: $(jq -r '.choices[0].text' "$T/rt2" | head -c 60)" \
+    bash -c "[ \"\$(jq -r '.choices[0].text' $T/rt2)\" = \"\$(cat $T/g2)\" ]"
+# the table holds 16: a 17th is refused, unloading makes room
+for i in $(seq 2 16); do load "a$i" "$T/ad1" >/dev/null; done
+check "16 adapters listed" jqe '.data | length == 17' <(C $R/v1/models)
+check "a 17th: 400" [ "$(load a17 "$T/ad1")" = 400 ]
+check "... saying why: $(head -c 200 "$T/body")" jqe '.error.message | test("the most a server holds")' "$T/body"
+for i in $(seq 2 16); do unload "a$i" >/dev/null; done
+check "unloading made room" [ "$(load a17 "$T/ad1")" = 200 ]
+rcomp a17 > "$T/rt3"
+check "... and it answers: $(jq -r '.choices[0].text' "$T/rt3" | head -c 60)" bash -c "[ \"\$(jq -r '.choices[0].text' $T/rt3)\" = \"\$(cat $T/g1)\" ]"
+C $R/metrics > "$T/m2"
+check "metrics list the adapters served now: $(grep '^herd_model_requests_total' "$T/m2" | tr '\n' ' ')" bash -c \
+    "[ \$(grep -c '^herd_model_requests_total' $T/m2) = 3 ] && grep -q '^herd_model_requests_total{model=\"a17\"} 1$' $T/m2 && grep -q '^herd_model_requests_total{model=\"rt\"} 1$' $T/m2"
+kill -TERM $rt_pid; wait $rt_pid 2>/dev/null
+check "SIGTERM with runtime adapters: exit 0" [ $? -eq 0 ]
 summary

@@ -290,7 +290,7 @@ int main(void) {
         CHECKF(0, "model: %s", err.msg);
         TEST_MAIN_END("test_sched");
     }
-    const srv_api api = { m, "m", 1024, NULL, 0, NULL, NULL }; /* no response_format here */
+    const srv_api api = { m, "m", 1024, NULL, NULL }; /* no response_format here */
 
     /* two long shared prefixes (hundreds of tokens: more than one prefill chunk) */
     static char pa[MAXP / 2], pb[MAXP / 2], prompts[NREQ][MAXP];

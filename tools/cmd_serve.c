@@ -11,7 +11,7 @@
 static const char *HELP_SERVE =
     "usage: herd serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY]\n"
     "                  [--parallel N] [-c CTX] [-t THREADS] [--kv-pages N] [--kv T]\n"
-    "                  [--lora NAME=PATH ...]\n"
+    "                  [--lora NAME=PATH ...] [--lora-runtime]\n"
     "OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions and\n"
     "/v1/responses (streaming with stream: true; structured output with response_format\n"
     "or text.format json_schema), POST /v1/embeddings, GET /v1/models, POST /tokenize\n"
@@ -47,7 +47,11 @@ static const char *HELP_SERVE =
     "  --lora NAME=PATH  serve a LoRA adapter (a PEFT directory or a GGUF adapter) as\n"
     "                    model NAME beside the model itself (up to 16; /v1/models\n"
     "                    lists them): a request naming it gets the adapted model,\n"
-    "                    in the same batches as the others, prefixes cached per adapter\n";
+    "                    in the same batches as the others, prefixes cached per adapter\n"
+    "  --lora-runtime    also serve POST /v1/load_lora_adapter {\"lora_name\", \"lora_path\"}\n"
+    "                    and /v1/unload_lora_adapter {\"lora_name\"} (vLLM's): adapters\n"
+    "                    come and go while the server runs (a path on this machine: keep\n"
+    "                    it behind --api-key)\n";
 
 static int usage(const char *fmt, const char *arg) {
     fputs("herd: ", stderr);
@@ -87,6 +91,7 @@ int cmd_serve(int argc, char **argv) {
         long x;
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) { fputs(HELP_SERVE, stdout); return 0; }
         if (!strcmp(s, "--quiet")) { p.quiet = 1; continue; }
+        if (!strcmp(s, "--lora-runtime")) { p.lora_runtime = 1; continue; }
         int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") || !strcmp(s, "--cors") || !strcmp(s, "--alias") ||
                     !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
                     !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type") || !strcmp(s, "--kv") ||

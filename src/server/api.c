@@ -102,6 +102,7 @@ void req_release(srv_req *r) {
     if (!r->front) { /* choices share their front's */
         herd_json_grammar_free(r->grammar);
         free(r->bias);
+        if (r->model_index > 0) adapters_unref(r->adapters, r->model_index - 1);
     }
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     buf_free(&r->out);

@@ -32,7 +32,8 @@ typedef struct {
     herd_json_vocab *json_vocab; /* the grammars' side of the vocabulary, made once */
     srv_sched *sched;
     srv_api api;
-    herd_lora *loras[SRV_MAX_LORA]; /* --lora adapters, named by p.lora_names */
+    srv_adapters adapters;     /* the LoRA adapters served by name (--lora, /v1/load_lora_adapter) */
+    int adapters_ready;
     char model_id[256];
     long created;
     volatile int stopping;
@@ -201,15 +202,15 @@ static enum MHD_Result completions(server *sv, struct MHD_Connection *c, int kin
     return rc;
 }
 
-/* The model (lora -1) or adapter lora; an adapter names its base as "parent"
- * (as vLLM lists LoRA modules). */
-static cJSON *model_json(server *sv, int lora) {
+/* The model (adapter NULL) or an adapter, which names its base as "parent" (as
+ * vLLM lists LoRA modules). */
+static cJSON *model_json(server *sv, const char *adapter) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", lora < 0 ? sv->model_id : sv->p.lora_names[lora]);
+    cJSON_AddStringToObject(o, "id", adapter ? adapter : sv->model_id);
     cJSON_AddStringToObject(o, "object", "model");
     cJSON_AddNumberToObject(o, "created", (double)sv->created);
     cJSON_AddStringToObject(o, "owned_by", "herd");
-    if (lora >= 0) cJSON_AddStringToObject(o, "parent", sv->model_id);
+    if (adapter) cJSON_AddStringToObject(o, "parent", sv->model_id);
     return o;
 }
 
@@ -227,17 +228,80 @@ static enum MHD_Result models(server *sv, struct MHD_Connection *c, const char *
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "object", "list");
         cJSON *data = cJSON_AddArrayToObject(o, "data");
-        for (int i = -1; i < sv->p.n_lora; i++) cJSON_AddItemToArray(data, model_json(sv, i));
+        char names[SRV_MAX_LORA][SRV_NAME_MAX + 1];
+        const int n = adapters_list(&sv->adapters, names, NULL);
+        cJSON_AddItemToArray(data, model_json(sv, NULL));
+        for (int i = 0; i < n; i++) cJSON_AddItemToArray(data, model_json(sv, names[i]));
         return send_cjson(sv, c, 200, o);
     }
     const char *id = url + strlen("/v1/models/");
-    if (!strcmp(id, sv->model_id)) return send_cjson(sv, c, 200, model_json(sv, -1));
-    for (int i = 0; i < sv->p.n_lora; i++)
-        if (!strcmp(id, sv->p.lora_names[i])) return send_cjson(sv, c, 200, model_json(sv, i));
+    if (!strcmp(id, sv->model_id)) return send_cjson(sv, c, 200, model_json(sv, NULL));
+    const char *name;
+    const int i = adapters_ref(&sv->adapters, id, NULL, &name);
+    if (i >= 0) {
+        cJSON *o = model_json(sv, name);
+        adapters_unref(&sv->adapters, i);
+        return send_cjson(sv, c, 200, o);
+    }
     char msg[600];
     snprintf(msg, sizeof msg, "The model '%.200s' does not exist; this server serves '%.256s'%s.", id, sv->model_id,
-             sv->p.n_lora ? " and its LoRA adapters" : "");
+             sv->p.n_lora || sv->p.lora_runtime ? " and its LoRA adapters" : "");
     return send_error(sv, c, 404, msg, "invalid_request_error", "model", "model_not_found");
+}
+
+/* POST /v1/load_lora_adapter {"lora_name", "lora_path"} and /v1/unload_lora_adapter
+ * {"lora_name"} (vLLM's, with --lora-runtime): the adapter is read on this
+ * connection's thread; the scheduler meets it when a request names it. */
+static enum MHD_Result lora_admin(server *sv, struct MHD_Connection *c, int load, const conn_ctx *cc) {
+    cJSON *root = cJSON_ParseWithLength(cc->body.p ? cc->body.p : "", cc->body.n);
+    const cJSON *jn = cJSON_GetObjectItemCaseSensitive(root, "lora_name");
+    const cJSON *jp = cJSON_GetObjectItemCaseSensitive(root, "lora_path");
+    const char *name = cJSON_IsString(jn) ? jn->valuestring : NULL, *path = cJSON_IsString(jp) ? jp->valuestring : NULL;
+    char msg[1200];
+    enum MHD_Result rc;
+    if (!cJSON_IsObject(root)) {
+        rc = send_error(sv, c, 400, "We could not parse the JSON body of your request: expected an object.",
+                        "invalid_request_error", NULL, "invalid_json");
+    } else if (!name || !*name || strlen(name) > SRV_NAME_MAX || strpbrk(name, " \t\r\n\"\\")) {
+        rc = send_error(sv, c, 400, "Invalid 'lora_name': expected a name of 1-200 characters without spaces or "
+                        "quotes.", "invalid_request_error", "lora_name", "invalid_value");
+    } else if (!load) {
+        const int i = adapters_remove(&sv->adapters, name);
+        if (i < 0) {
+            snprintf(msg, sizeof msg, "The LoRA adapter '%.200s' is not loaded.", name);
+            rc = send_error(sv, c, 404, msg, "invalid_request_error", "lora_name", "model_not_found");
+        } else {
+            sched_adapter_unloaded(sv->sched);
+            snprintf(msg, sizeof msg, "Success: LoRA adapter '%.200s' removed successfully.", name);
+            rc = send_body(sv, c, 200, "text/plain; charset=utf-8", msg, strlen(msg), NULL);
+            if (!sv->p.quiet) fprintf(stderr, "herd serve: adapter '%s' unloaded\n", name);
+        }
+    } else if (!path || !*path) {
+        rc = send_error(sv, c, 400, "Missing required parameter: 'lora_path'.", "invalid_request_error", "lora_path",
+                        "missing_required_parameter");
+    } else if (!strcmp(name, sv->model_id)) {
+        rc = send_error(sv, c, 400, "Invalid 'lora_name': it is the served model's own id.", "invalid_request_error",
+                        "lora_name", "invalid_value");
+    } else {
+        herd_lora *l;
+        herd_error e;
+        int i = -1;
+        if (herd_lora_load(&l, sv->m, path, 1, &e) == HERD_OK && (i = adapters_add(&sv->adapters, name, l, &e)) < 0)
+            herd_lora_free(l);
+        if (i < 0) {
+            snprintf(msg, sizeof msg, "Cannot load the LoRA adapter '%.200s': %.900s", name, e.msg);
+            rc = send_error(sv, c, 400, msg, "invalid_request_error", "lora_path", "invalid_value");
+        } else {
+            sched_adapter_loaded(sv->sched, i);
+            if (!sv->p.quiet)
+                fprintf(stderr, "herd serve: adapter '%s' (%s) loaded: rank %d, %d projections\n", name, path,
+                        herd_lora_rank(l), herd_lora_n_adapted(l));
+            snprintf(msg, sizeof msg, "Success: LoRA adapter '%.200s' added successfully.", name);
+            rc = send_body(sv, c, 200, "text/plain; charset=utf-8", msg, strlen(msg), NULL);
+        }
+    }
+    cJSON_Delete(root);
+    return rc;
 }
 
 static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
@@ -320,16 +384,23 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         buf_printf(&b, "%s_sum %.6f\n%s_count %llu\n", hs[k].name, hs[k].h->sum, hs[k].name,
                    (unsigned long long)hs[k].h->count);
     }
-    /* by model: the served one and each --lora adapter */
+    buf_printf(&b, "# HELP herd_lora_adapters_in_memory LoRA adapters held: served, or unloaded and still in use.\n"
+                   "# TYPE herd_lora_adapters_in_memory gauge\nherd_lora_adapters_in_memory %d\n",
+               adapters_in_memory(&sv->adapters));
+    /* by model: the served one and each adapter served now */
+    char names[SRV_MAX_LORA][SRV_NAME_MAX + 1];
+    int idx[SRV_MAX_LORA];
+    const int n_ad = adapters_list(&sv->adapters, names, idx);
     const char *const mh[2][2] = { { "herd_model_requests_total", "Sequences accepted, by the model they named (an adapter's name or the model's)." },
                                    { "herd_model_generated_tokens_total", "Tokens generated, by the model the request named." } };
     for (int k = 0; k < 2; k++) {
         buf_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", mh[k][0], mh[k][1], mh[k][0]);
-        for (int i = 0; i <= sv->p.n_lora; i++) {
+        for (int i = -1; i < n_ad; i++) {
+            const int at = i < 0 ? 0 : idx[i] + 1;
             buf_printf(&b, "%s{model=\"", mh[k][0]);
-            for (const char *q = i ? sv->p.lora_names[i - 1] : sv->model_id; *q; q++) /* a label value's escapes */
+            for (const char *q = i < 0 ? sv->model_id : names[i]; *q; q++) /* a label value's escapes */
                 buf_str(&b, *q == '"' ? "\\\"" : *q == '\\' ? "\\\\" : *q == '\n' ? "\\n" : (char[2]){ *q, 0 });
-            buf_printf(&b, "\"} %llu\n", (unsigned long long)(k ? st.model_tokens[i] : st.model_requests[i]));
+            buf_printf(&b, "\"} %llu\n", (unsigned long long)(k ? st.model_tokens[at] : st.model_requests[at]));
         }
     }
     static const char *const cls[6] = { "2xx", "400", "401", "404", "4xx_busy", "5xx" };
@@ -414,7 +485,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     int chat = !strcmp(url, "/v1/chat/completions"), compl = !strcmp(url, "/v1/completions");
     int resp = !strcmp(url, "/v1/responses"), emb = !strcmp(url, "/v1/embeddings");
     int mdl = !strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11);
-    if ((chat || compl || resp || emb || tok || detok) && !post) return send_error(sv, c, 405, "Use POST for this endpoint.",
+    int ld = sv->p.lora_runtime && !strcmp(url, "/v1/load_lora_adapter");
+    int uld = sv->p.lora_runtime && !strcmp(url, "/v1/unload_lora_adapter");
+    if ((chat || compl || resp || emb || tok || detok || ld || uld) && !post) return send_error(sv, c, 405, "Use POST for this endpoint.",
                                                     "invalid_request_error", NULL, "method_not_allowed");
     if (mdl && !get) return send_error(sv, c, 405, "Use GET for this endpoint.", "invalid_request_error", NULL,
                                        "method_not_allowed");
@@ -433,6 +506,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return rc;
     }
     if (mdl) return models(sv, c, url);
+    if (ld || uld) return lora_admin(sv, c, ld, cc);
     char msg[300];
     snprintf(msg, sizeof msg, "Unknown request URL: %.8s %.200s.", method, url);
     return send_error(sv, c, 404, msg, "invalid_request_error", NULL, "unknown_url");
@@ -499,16 +573,26 @@ int srv_run(const srv_params *p, herd_error *err) {
     }
     if (herd_model_load(&sv->m, p->model_path, err)) goto out;
     if (sched_new(&sv->sched, sv->m, p, err)) goto out;
+    adapters_init(&sv->adapters, sv->m);
+    sv->adapters_ready = 1;
+    sched_use_adapters(sv->sched, &sv->adapters);
     for (int i = 0; i < p->n_lora; i++) {
         herd_error e2;
-        if (herd_lora_load(&sv->loras[i], sv->m, p->lora_paths[i], 1, &e2) ||
-            sched_add_lora(sv->sched, sv->loras[i], &e2)) {
-            snprintf(err->msg, sizeof err->msg, "--lora %.200s: %.800s", p->lora_names[i], e2.msg);
-            goto out;
-        }
+        herd_lora *l;
         if (!strcmp(p->lora_names[i], sv->model_id)) {
             snprintf(err->msg, sizeof err->msg, "--lora %s: the name is the model's own id; name the adapter "
                      "differently", p->lora_names[i]);
+            goto out;
+        }
+        if (herd_lora_load(&l, sv->m, p->lora_paths[i], 1, &e2)) {
+            snprintf(err->msg, sizeof err->msg, "--lora %.200s: %.800s", p->lora_names[i], e2.msg);
+            goto out;
+        }
+        fprintf(stderr, "herd serve: adapter '%s' (%s): rank %d, %d projections\n", p->lora_names[i],
+                p->lora_paths[i], herd_lora_rank(l), herd_lora_n_adapted(l));
+        if (adapters_add(&sv->adapters, p->lora_names[i], l, &e2) < 0) { /* (names checked unique) */
+            herd_lora_free(l);
+            snprintf(err->msg, sizeof err->msg, "--lora %.200s: %.800s", p->lora_names[i], e2.msg);
             goto out;
         }
     }
@@ -523,9 +607,7 @@ int srv_run(const srv_params *p, herd_error *err) {
     const herd_config *mc = herd_model_config(sv->m);
     if (herd_json_vocab_new(&sv->json_vocab, herd_model_tokenizer(sv->m), mc->eos_ids, mc->n_eos, err)) goto out;
     sv->api.json_vocab = sv->json_vocab;
-    sv->api.n_lora = p->n_lora;
-    sv->api.lora_ids = p->lora_names;
-    sv->api.loras = sv->loras;
+    sv->api.adapters = p->n_lora || p->lora_runtime ? &sv->adapters : NULL;
 
     /* signals go to sigwait below, never to the worker threads created after this */
     sigset_t sigs, old;
@@ -552,9 +634,6 @@ int srv_run(const srv_params *p, herd_error *err) {
     fprintf(stderr, "herd serve: model '%s', %d slots x %d tokens; listening on http://%s%s%s:%d/\n",
             sv->model_id, p->n_parallel, sv->api.n_ctx, strchr(p->host, ':') ? "[" : "", p->host,
             strchr(p->host, ':') ? "]" : "", port);
-    for (int i = 0; i < p->n_lora; i++)
-        fprintf(stderr, "herd serve: adapter '%s' (%s): rank %d, %d projections\n", p->lora_names[i],
-                p->lora_paths[i], herd_lora_rank(sv->loras[i]), herd_lora_n_adapted(sv->loras[i]));
     fflush(stderr);
 
     int sig = 0;
@@ -578,8 +657,8 @@ int srv_run(const srv_params *p, herd_error *err) {
     rc = 0;
 out:
     if (d) MHD_stop_daemon(d);
-    sched_free(sv->sched);
-    for (int i = 0; i < p->n_lora; i++) herd_lora_free(sv->loras[i]);
+    sched_free(sv->sched); /* (its sessions first: they may carry adapters) */
+    if (sv->adapters_ready) adapters_free(&sv->adapters);
     herd_json_vocab_free(sv->json_vocab);
     herd_model_free(sv->m);
     pthread_mutex_destroy(&sv->mu);

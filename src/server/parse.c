@@ -348,14 +348,15 @@ static int check_model(const srv_api *a, const cJSON *root, int required, perr *
         return fail(e, 400, "model", "invalid_type", "Invalid type for 'model': expected a string, but got %s "
                     "instead.", type_name(model));
     if (!strcmp(model->valuestring, a->model_id)) return 0;
-    for (int i = 0; i < a->n_lora; i++)
-        if (!strcmp(model->valuestring, a->lora_ids[i])) {
-            if (r) r->model_id = a->lora_ids[i], r->lora = a->loras[i], r->model_index = i + 1;
-            return 0;
-        }
+    if (a->adapters) { /* a request holds its adapter until it is freed (req_release) */
+        const int i = adapters_ref(a->adapters, model->valuestring, r ? &r->lora : NULL, r ? &r->model_id : NULL);
+        if (i >= 0 && !r) adapters_unref(a->adapters, i);
+        if (i >= 0 && r) r->model_index = i + 1, r->adapters = a->adapters;
+        if (i >= 0) return 0;
+    }
     return fail(e, 404, "model", "model_not_found", "The model '%.100s' does not exist; this server "
                 "serves '%s'%s (GET /v1/models lists them).", model->valuestring, a->model_id,
-                a->n_lora ? " and its LoRA adapters" : "");
+                a->adapters ? " and its LoRA adapters" : "");
 }
 
 /* A request's grammar was made (st, err): a schema or choices herd cannot keep

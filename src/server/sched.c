@@ -64,6 +64,7 @@ typedef struct {
     int wait;           /* -1, or the slot whose prefill this prompt's prefix waits for */
     uint64_t wait_ticket; /* that slot's admission when the wait began */
     int wait_k;         /* prompt tokens the two share */
+    int lora_idx;       /* the adapter table entry its session carries (referenced), or -1 */
     int32_t next;       /* sampled, not yet evaluated */
     int decoding;
     herd_sampler *smp;
@@ -101,6 +102,8 @@ struct srv_sched {
     pthread_cond_t cv;
     srv_req *head, *tail;
     int n_queued, draining;
+    int detach;              /* an adapter was unloaded: idle slots let go of it (under mu) */
+    srv_adapters *adapters;  /* NULL: no adapters */
     pthread_mutex_t stats_mu;
     srv_stats st;
     double win_start, t_start;
@@ -123,11 +126,43 @@ static double now_s(void) {
 
 int sched_n_ctx(const srv_sched *s) { return s->n_ctx; }
 
-int sched_add_lora(srv_sched *s, const herd_lora *l, herd_error *err) {
-    slot *sl = &s->slots[0]; /* set and taken off again: the pool keeps the workspace */
-    if (herd_session_set_lora(sl->s, l, err) || herd_session_set_lora(sl->s, NULL, err)) return -1;
+void sched_use_adapters(srv_sched *s, srv_adapters *A) { s->adapters = A; }
+
+void sched_adapter_unloaded(srv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->detach = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_adapter_loaded(srv_sched *s, int i) {
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.model_requests[i + 1] = s->st.model_tokens[i + 1] = 0;
+    pthread_mutex_unlock(&s->stats_mu);
+}
+
+/* Slot sl's session takes adapter entry want (-1: none; r references it): the
+ * slot holds a reference while its session carries it. A change resets the
+ * session (its cache belonged to the other). Fails only for the workspace of a
+ * higher rank than any before (out of memory). */
+static int slot_take_adapter(srv_sched *s, slot *sl, int want, const herd_lora *l, herd_error *err) {
+    if (sl->lora_idx == want) return 0;
+    if (herd_session_set_lora(sl->s, l, err)) return -1;
     sl->n_cache = 0;
+    if (want >= 0) adapters_ref_index(s->adapters, want);
+    if (sl->lora_idx >= 0) adapters_unref(s->adapters, sl->lora_idx);
+    sl->lora_idx = want;
     return 0;
+}
+
+/* Idle slots let go of adapters no longer served (the last reference frees one). */
+static void detach_adapters(srv_sched *s) {
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        herd_error err;
+        if (!sl->r && sl->lora_idx >= 0 && !adapters_live(s->adapters, sl->lora_idx))
+            slot_take_adapter(s, sl, -1, NULL, &err); /* (to none: cannot fail) */
+    }
 }
 
 const double srv_lat_bounds[SRV_LAT_BUCKETS - 1] = { 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 10 };
@@ -171,6 +206,7 @@ int sched_new(srv_sched **out, const herd_model *m, const srv_params *p, herd_er
     for (int i = 0; i < n_slots; i++) {
         slot *sl = &s->slots[i];
         sl->wait = -1;
+        sl->lora_idx = -1;
         if (herd_session_new_on_pool(&sl->s, s->pool, err)) {
             sched_free(s);
             return -1;
@@ -387,7 +423,11 @@ static int admit(srv_sched *s, srv_req *r) {
     slot *sl = &s->slots[best];
     if (whole(r)) best_common = 0;
     herd_error err;
-    if (herd_session_set_lora(sl->s, r->lora, &err)) abort(); /* the workspace is ready: sched_add_lora */
+    if (slot_take_adapter(s, sl, r->model_index - 1, r->lora, &err)) {
+        out_fail(r, err.msg);
+        req_release(r);
+        return 1;
+    }
     herd_session_rewind(sl->s, best_common); /* (a change of adapter emptied it: best_common is 0) */
     sl->n_cache = sl->n_done = best_common;
     sl->decoding = 0;
@@ -855,10 +895,16 @@ static void *loop(void *arg) {
     for (;;) {
         int running = 0;
         for (int i = 0; i < s->n_slots; i++) running += s->slots[i].r != NULL;
+        if (s->adapters) detach_adapters(s); /* (slots that finished with an unloaded one too) */
         pthread_mutex_lock(&s->mu);
-        if (!s->head && !running && !s->draining) { /* idle: the summary if one is due, then wait */
+        if (!s->head && !running && !s->draining && !s->detach) { /* idle: the summary if one is due, then wait */
             log_window(s, now_s(), 0);
-            while (!s->head && !running && !s->draining) pthread_cond_wait(&s->cv, &s->mu);
+            while (!s->head && !running && !s->draining && !s->detach) pthread_cond_wait(&s->cv, &s->mu);
+        }
+        if (s->detach) { /* woken to let go of an unloaded adapter: again from the top */
+            s->detach = 0;
+            pthread_mutex_unlock(&s->mu);
+            continue;
         }
         /* A client whose response just ended often sends its next request at once
          * (an agent's next turn, a batch job's next item): it then arrives a few ms

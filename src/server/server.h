@@ -36,7 +36,8 @@
 
 #include "herd.h"
 
-#define SRV_MAX_LORA 16       /* adapters one server serves */
+#define SRV_MAX_LORA 16       /* adapters one server holds at once */
+#define SRV_NAME_MAX 200      /* an adapter's name (its model id), bytes */
 
 typedef struct {
     const char *model_path;
@@ -58,6 +59,7 @@ typedef struct {
     int n_lora;             /* LoRA adapters served beside the model (--lora NAME=PATH) */
     const char *lora_names[SRV_MAX_LORA]; /* their model ids */
     const char *lora_paths[SRV_MAX_LORA];
+    int lora_runtime;       /* POST /v1/load_lora_adapter and /v1/unload_lora_adapter are served */
 } srv_params;
 
 /* Loads the model, serves until SIGINT/SIGTERM, drains in-flight requests and
@@ -130,7 +132,9 @@ typedef struct srv_req {
     long created;
     const char *model_id;    /* the model the body named: the served one or an adapter's name */
     const herd_lora *lora;   /* that adapter (NULL: the model itself) */
-    int model_index;         /* 0: the model, i + 1: adapter i (the per-model counters) */
+    int model_index;         /* 0: the model, i + 1: adapter table entry i, referenced by the
+                              * front until it is freed (and the per-model counters' index) */
+    struct srv_adapters *adapters; /* that table (model_index > 0) */
     struct srv_req *next;    /* queue link (under the queue's mutex) */
     double t_submit;         /* queued (scheduler clock), for the latency histograms */
     int first_seen;          /* the scheduler has counted its first token */
@@ -161,6 +165,36 @@ void req_emit(srv_req *r, const char *s, size_t n, int done);
 /* 1 once the client went away (a choice: its front's client). */
 int req_cancelled(srv_req *r);
 
+/* ---- adapters.c: the LoRA adapters served by name ------------------------------ */
+
+typedef struct {
+    char name[SRV_NAME_MAX + 1];
+    herd_lora *l;
+    int refs;     /* the table's while live, each request naming it, each slot carrying it */
+    int live;     /* nameable and listed (not unloaded) */
+} srv_adapter;
+typedef struct srv_adapters {
+    pthread_mutex_t mu;
+    const herd_model *m;
+    srv_adapter a[SRV_MAX_LORA];
+} srv_adapters;
+void adapters_init(srv_adapters *A, const herd_model *m);
+void adapters_free(srv_adapters *A); /* at shutdown: every adapter, whatever its references */
+/* The live adapter called name, referenced (its adapter and its stable name in *l
+ * and *id, each may be NULL): its index, or -1. */
+int adapters_ref(srv_adapters *A, const char *name, const herd_lora **l, const char **id);
+void adapters_ref_index(srv_adapters *A, int i);   /* one more reference to a referenced entry */
+void adapters_unref(srv_adapters *A, int i);       /* the last one frees the adapter */
+int adapters_live(srv_adapters *A, int i);
+/* Serves l as name (the table takes it): its index, or -1 with err (the name is
+ * taken, or the table is full). */
+int adapters_add(srv_adapters *A, const char *name, herd_lora *l, herd_error *err);
+/* Stops serving name (freed once its last user lets go): its index, or -1. */
+int adapters_remove(srv_adapters *A, const char *name);
+/* The live adapters' names (and indexes), in table order; returns how many. */
+int adapters_list(srv_adapters *A, char (*names)[SRV_NAME_MAX + 1], int *index);
+int adapters_in_memory(srv_adapters *A); /* served, or unloaded but still in use */
+
 /* ---- parse.c and api.c ------------------------------------------------------------ */
 
 typedef struct {
@@ -168,9 +202,7 @@ typedef struct {
     const char *model_id;
     int n_ctx;
     const herd_json_vocab *json_vocab; /* for response_format and forced tool calls' grammars */
-    int n_lora;                        /* adapters a request may name as its model */
-    const char *const *lora_ids;
-    herd_lora *const *loras;
+    struct srv_adapters *adapters;     /* adapters a request may name as its model (NULL: none) */
 } srv_api;
 
 /* An OpenAI error body: {"error": {"message", "type", "param", "code"}}. */
@@ -314,9 +346,14 @@ void sched_drain(srv_sched *s);
 void sched_free(srv_sched *s);
 void sched_stats(srv_sched *s, srv_stats *st);
 int sched_n_ctx(const srv_sched *s);
-/* Readies the KV pool's workspace for an adapter requests may name (before
- * sched_start): the steps then allocate nothing for it. */
-int sched_add_lora(srv_sched *s, const herd_lora *l, herd_error *err);
+/* The adapter table requests name adapters from (before sched_start): a slot
+ * whose session carries one holds a reference, and lets go of it once the
+ * adapter is unloaded and the slot idle. */
+void sched_use_adapters(srv_sched *s, srv_adapters *A);
+/* An adapter was unloaded: idle slots let go of it (the scheduler wakes for it);
+ * one was loaded into entry i: its per-model counters start from zero. */
+void sched_adapter_unloaded(srv_sched *s);
+void sched_adapter_loaded(srv_sched *s, int i);
 
 /* ---- web.c -------------------------------------------------------------------- */
 
