@@ -322,12 +322,17 @@ static herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err) {
 }
 
 void lora_apply(herd_kv_pool *P, int n_seg, int l, const int *targets, int n, const float *x, float *const *outs) {
+    enum { KNOWN = 32 };
+    const herd_lora *known[KNOWN]; /* adapters done this call (beyond KNOWN: a scan of the segments before) */
+    int n_known = 0;
     for (int i = 0; i < n_seg; i++) {
         const herd_lora *L = P->segs[i].s->lora;
         if (!L) continue;
         int seen = 0;
-        for (int k = 0; k < i && !seen; k++) seen = P->segs[k].s->lora == L;
+        for (int k = 0; k < n_known && !seen; k++) seen = known[k] == L;
+        for (int k = 0; k < i && !seen && n_known == KNOWN; k++) seen = P->segs[k].s->lora == L;
         if (seen) continue;
+        if (n_known < KNOWN) known[n_known++] = L;
         lora_proj pr[LORA_N];
         int np = 0;
         int64_t ic = 0;
