@@ -228,6 +228,10 @@ int herd_lora_n_adapted(const herd_lora *l);   /* projections it changes (layers
  * other weights). */
 herd_status herd_session_set_lora(herd_session *s, const herd_lora *l, herd_error *err);
 const herd_lora *herd_session_lora(const herd_session *s);
+/* Writes the adapter as llama.cpp's GGUF LoRA adapter (F32, q / k rows in GGUF's
+ * order, its scale folded into B and no alpha, which llama.cpp reads as scale 1):
+ * for llama.cpp, Ollama and herd. */
+herd_status herd_lora_save_gguf(const herd_lora *l, const char *path, herd_error *err);
 
 /* ---- sampling ------------------------------------------------------------- */
 

@@ -368,3 +368,45 @@ herd_status herd_session_set_lora(herd_session *s, const herd_lora *l, herd_erro
 }
 
 const herd_lora *herd_session_lora(const herd_session *s) { return s->lora; }
+
+herd_status herd_lora_save_gguf(const herd_lora *l, const char *path, herd_error *err) {
+    static const char *const GG[LORA_N] = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" };
+    const herd_config *c = &l->m->config;
+    gguf_writer *w = gguf_writer_new();
+    if (!w) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
+    gguf_writer_add_str(w, "general.architecture", "llama");
+    gguf_writer_add_str(w, "general.type", "adapter");
+    gguf_writer_add_str(w, "adapter.type", "lora");
+    /* the scale is folded into B: no alpha, which llama.cpp (and herd) read as scale 1 */
+    herd_status st = HERD_OK;
+    float **keep = calloc((size_t)c->n_layers * LORA_N, sizeof *keep);
+    if (!keep) st = herd_errf(err, HERD_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < c->n_layers * LORA_N && !st; i++) {
+        const lora_pair *p = &l->p[i];
+        if (!p->a) continue;
+        const int t = i % LORA_N;
+        float *b = malloc((size_t)(p->oc * p->r) * sizeof *b); /* B (OC, r) from B^T */
+        if (!(keep[i] = b)) {
+            st = herd_errf(err, HERD_ERR_NOMEM, "out of memory");
+            break;
+        }
+        for (int64_t o = 0; o < p->oc; o++)
+            for (int j = 0; j < p->r; j++) b[o * p->r + j] = p->bt[(int64_t)j * p->oc + o];
+        if ((t == LORA_Q || t == LORA_K) && !l->m->rope_interleaved && /* GGUF's q / k row order */
+            !permute_rows(b, p->oc, p->r, t == LORA_Q ? c->n_heads : c->n_kv_heads, 1)) {
+            st = herd_errf(err, HERD_ERR_NOMEM, "out of memory");
+            break;
+        }
+        char nm[96];
+        int64_t na[2] = { p->ic, p->r }, nb[2] = { p->r, p->oc };
+        snprintf(nm, sizeof nm, "blk.%d.%s.weight.lora_a", i / LORA_N, GG[t]);
+        st = gguf_writer_add_tensor(w, nm, HERD_F32, 2, na, p->a, err);
+        snprintf(nm, sizeof nm, "blk.%d.%s.weight.lora_b", i / LORA_N, GG[t]);
+        if (!st) st = gguf_writer_add_tensor(w, nm, HERD_F32, 2, nb, b, err);
+    }
+    if (!st) st = gguf_writer_write(w, path, err);
+    gguf_writer_free(w);
+    for (int i = 0; keep && i < c->n_layers * LORA_N; i++) free(keep[i]);
+    free(keep);
+    return st;
+}

@@ -50,6 +50,15 @@ $HERD generate -m "$T/merged.gguf" -p "$P" -n 16 --temp 0 > "$T/gm"
 check "the merged model answers, not as the base: $(head -c 60 "$T/gm")" bash -c "[ -s $T/gm ] && ! cmp -s $T/g0 $T/gm"
 expect_err "quantize --lora of another model's adapter" "takes 64 inputs" $HERD quantize -q "$T/w" "$T/x.gguf" Q8_0 --lora "$T/ad1"
 
+# herd lora convert: the adapter as llama.cpp's GGUF adapter, which answers the same
+$HERD lora convert -m "$M" "$T/ad1" "$T/ad1.gguf" 2>"$T/cv.err"
+check "lora convert: $(cat "$T/cv.err")" grep -q "wrote .*ad1.gguf (LoRA adapter, rank 8, 14 projections)" "$T/cv.err"
+$HERD generate -m $M -p "$P" -n 16 --temp 0 --lora "$T/ad1.gguf" > "$T/gcv"
+check "the converted adapter answers as the PEFT one" cmp -s "$T/g1" "$T/gcv"
+expect_err "lora convert without -m" "\-m MODEL is required" $HERD lora convert "$T/ad1" "$T/x.gguf"
+expect_err "lora convert for another model" "takes 64 inputs" $HERD lora convert -m "$T/w" "$T/ad1" "$T/x.gguf"
+expect_err "lora: unknown subcommand" "expected: herd lora convert" $HERD lora merge -m $M "$T/ad1" "$T/x.gguf"
+
 # ---- server
 expect_err "--lora without a name" "expects NAME=PATH" $HERD serve --port 0 -m $M --lora "$T/ad1"
 expect_err "--lora name twice" "given twice" $HERD serve --port 0 -m $M --lora a="$T/ad1" --lora a="$T/ad2"

@@ -37,7 +37,8 @@ static herd_error err;
 
 typedef struct {
     char name[32], mk[256];
-    int greedy_np[MAXN], greedy_ll[MAXN];
+    unsigned long long fnv;              /* of the GGUF adapter herd wrote when llama.cpp ran it */
+    int greedy_np[MAXN], greedy_ll[MAXN], greedy_llh[MAXN];
     double lp_np[MAXN], lp_ll[MAXN];
 } fx_case;
 
@@ -87,6 +88,8 @@ static int load_fixture(fixture *f) {
         } else if (c && !strcmp(line, "mk_lora")) snprintf(c->mk, sizeof c->mk, "%s", v);
         else if (c && !strcmp(line, "greedy_np")) read_ints(v, c->greedy_np);
         else if (c && !strcmp(line, "greedy_llamacpp")) read_ints(v, c->greedy_ll);
+        else if (c && !strcmp(line, "greedy_llamacpp_herd_gguf")) read_ints(v, c->greedy_llh);
+        else if (c && !strcmp(line, "herd_gguf_fnv1a")) c->fnv = strtoull(v, NULL, 16);
         else if (c && !strcmp(line, "logprob_np")) read_doubles(v, c->lp_np);
         else if (c && !strcmp(line, "logprob_llamacpp")) read_doubles(v, c->lp_ll);
     }
@@ -175,6 +178,15 @@ static herd_lora *load(const herd_model *m, const char *path, float scale) {
 
 static int same_floats(const float *a, const float *b, size_t n) { return !memcmp(a, b, n * sizeof *a); }
 
+static unsigned long long fnv1a_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned long long h = 0xcbf29ce484222325ull;
+    for (int ch; (ch = fgetc(f)) != EOF;) h = (h ^ (unsigned)ch) * 0x100000001b3ull;
+    fclose(f);
+    return h;
+}
+
 /* ---- the checks ----------------------------------------------------------- */
 
 static void check_case(const fixture *f, const fx_case *c, herd_model *gg, herd_model *hf, const herd_config *cfg) {
@@ -224,6 +236,24 @@ static void check_case(const fixture *f, const fx_case *c, herd_model *gg, herd_
     greedy(hf, h_peft, f, ids[3], lg[3], NULL);
     greedy(hf, h_gguf, f, ids[4], lg[4], NULL);
     CHECKF(same_floats(lg[3], lg[4], (size_t)N * V), "%s: GGUF adapter != PEFT adapter on an HF base", c->name);
+
+    /* written as a GGUF adapter (herd lora convert) from the GGUF and the HF base: the very
+     * file llama.cpp was run on (its hash), and loaded back it is the PEFT adapter bitwise */
+    for (int src = 0; src < 2; src++) {
+        char cpath[512];
+        snprintf(cpath, sizeof cpath, "%s/%s_conv%d.gguf", tmp, c->name, src);
+        herd_lora *back = NULL;
+        if (herd_lora_save_gguf(src ? h_peft : l_peft, cpath, &err) || herd_lora_load(&back, gg, cpath, 1, &err)) {
+            CHECKF(0, "%s: save_gguf: %s", c->name, err.msg);
+            continue;
+        }
+        CHECKF(fnv1a_file(cpath) == c->fnv, "%s: the GGUF adapter written from the %s base is not the file "
+               "llama.cpp ran (fnv %016llx, recorded %016llx)", c->name, src ? "HF" : "GGUF", fnv1a_file(cpath), c->fnv);
+        greedy(gg, back, f, ids[5], lg[5], NULL);
+        CHECKF(same_floats(lg[0], lg[5], (size_t)N * V), "%s: the written GGUF adapter != the PEFT one", c->name);
+        CHECKF(!memcmp(ids[5], c->greedy_llh, (size_t)N * sizeof(int)), "%s: != llama.cpp with herd's GGUF", c->name);
+        herd_lora_free(back);
+    }
 
     /* merged by herd quantize (F32), from the GGUF and from the HF form: the references again */
     for (int src = 0; src < 2; src++) {

@@ -885,6 +885,44 @@ static int cmd_quantize(int argc, char **argv) {
     return 0;
 }
 
+/* ---- lora ------------------------------------------------------------------ */
+
+static const char *HELP_LORA_CMD =
+    "usage: herd lora convert -m MODEL ADAPTER OUT.gguf [--lora-scale S]\n"
+    "Writes a LoRA adapter (a PEFT directory, its .safetensors, or a GGUF adapter) as\n"
+    "llama.cpp's GGUF LoRA adapter, for llama.cpp (--lora), Ollama (ADAPTER) and herd:\n"
+    "F32, q / k rows in GGUF's order, the adapter's scale (alpha / r, x S) folded into B.\n"
+    "MODEL is the base model it adapts (its shapes are checked; HF or GGUF).\n"
+    "To merge an adapter into a model instead: herd quantize IN OUT TYPE --lora ADAPTER.\n";
+
+static int cmd_lora(int argc, char **argv) {
+    args a = { "lora", argc, 0, argv };
+    const char *model = NULL, *pos[3];
+    int n_pos = 0;
+    float scale = 1;
+    for (a.i = 1; a.i < argc; a.i++) {
+        const char *s = argv[a.i];
+        if (is_help(s)) { fputs(HELP_LORA_CMD, stdout); return 0; }
+        else if (!strcmp(s, "-m")) model = next_value(&a, s);
+        else if (!strcmp(s, "--lora-scale")) scale = (float)parse_double(&a, s, next_value(&a, s), -1e6, 1e6);
+        else if (s[0] == '-' && s[1]) usage_error(a.cmd, "unknown flag '%s'", s);
+        else if (n_pos < 3) pos[n_pos++] = s;
+        else usage_error(a.cmd, "too many arguments; expected convert ADAPTER OUT.gguf");
+    }
+    if (n_pos != 3 || strcmp(pos[0], "convert")) usage_error(a.cmd, "expected: herd lora convert -m MODEL ADAPTER OUT.gguf");
+    if (!model) usage_error(a.cmd, "-m MODEL is required: the base model the adapter adapts");
+    herd_model *m = load_model(model);
+    herd_lora *l;
+    herd_error err;
+    if (herd_lora_load(&l, m, pos[1], scale, &err)) die("%s", err.msg);
+    if (herd_lora_save_gguf(l, pos[2], &err)) die("%s", err.msg);
+    fprintf(stderr, "herd: wrote %s (LoRA adapter, rank %d, %d projections)\n", pos[2], herd_lora_rank(l),
+            herd_lora_n_adapted(l));
+    herd_lora_free(l);
+    herd_model_free(m);
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 static const char *HELP =
@@ -897,6 +935,7 @@ static const char *HELP =
     "  info        a model's architecture, hyperparameters and tensor types\n"
     "  init        write a random-weight model (HF directory and GGUF)\n"
     "  quantize    rewrite a model as a GGUF of another type (Q8_0, Q4_K_M, ...)\n"
+    "  lora        convert a LoRA adapter to llama.cpp's GGUF form (herd lora convert)\n"
     "  serve       OpenAI-compatible HTTP server with continuous batching\n"
     "  train       train from scratch or fine-tune (AdamW, checkpoints, --resume)\n"
     "  data        tokenize text or JSONL into a token file for train\n"
@@ -910,7 +949,7 @@ int main(int argc, char **argv) {
     struct { const char *name; int (*fn)(int, char **); } cmds[] = {
         { "tokenize", cmd_tokenize }, { "generate", cmd_generate }, { "perplexity", cmd_perplexity },
         { "chat", cmd_chat }, { "info", cmd_info }, { "bench", cmd_bench }, { "init", cmd_init },
-        { "quantize", cmd_quantize }, { "serve", cmd_serve }, { "train", cmd_train },
+        { "quantize", cmd_quantize }, { "serve", cmd_serve }, { "train", cmd_train }, { "lora", cmd_lora },
         { "data", cmd_data }, { "tokenizer", cmd_tokenizer },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

@@ -42,7 +42,9 @@ cat <<HDR
 # Model: herd init -o DIR --gguf DIR/F32.gguf --type F32 $SHAPE --seed $SEED
 # Keys: shape (herd init flags), seed, prompt IDS, n_gen N, greedy_base IDS (llama.cpp, no
 # adapter); per case 'case NAME', mk_lora FLAGS (with --seed), greedy_np IDS, gaps_np G...,
-# logprob_np L... (top-1 log-prob per step), greedy_llamacpp IDS, logprob_llamacpp L...
+# logprob_np L... (top-1 log-prob per step), greedy_llamacpp IDS, logprob_llamacpp L...,
+# herd_gguf_fnv1a X (FNV-1a 64 of the file 'herd lora convert -m F32.gguf ADAPTER OUT.gguf'
+# writes) and greedy_llamacpp_herd_gguf IDS (llama.cpp with that file as its adapter)
 shape $SHAPE
 seed $SEED
 prompt $PROMPT
@@ -67,6 +69,13 @@ for c in "${CASES[@]}"; do
     ll_greedy=$(echo "$ll" | jq -r '.generated | map(tostring) | join(" ")')
     [ "$ll_greedy" = "$(echo "$np" | sed -n 1p)" ] || echo "$name: DISAGREEMENT llama.cpp != numpy" >&2
     [ "$ll_greedy" != "$base" ] || echo "$name: the adapter does not change the greedy output" >&2
+    $HERD lora convert -m "$T/F32.gguf" "$T/ad" "$T/conv.gguf" 2>/dev/null
+    fnv=$($PY -c 'import sys
+h = 0xcbf29ce484222325
+for b in open(sys.argv[1], "rb").read(): h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+print("%016x" % h)' "$T/conv.gguf")
+    llc=$(node tools/lora_llamacpp.mjs "$T/F32.gguf" "$T/conv.gguf" "$PROMPT" $NGEN | jq -r '.generated | map(tostring) | join(" ")')
+    [ "$llc" = "$ll_greedy" ] || echo "$name: llama.cpp with herd's GGUF != with the reference GGUF" >&2
     {
     echo "case $name"
     echo "mk_lora $flags --seed $lseed"
@@ -75,6 +84,8 @@ for c in "${CASES[@]}"; do
     echo "logprob_np $(echo "$np" | sed -n 3p)"
     echo "greedy_llamacpp $ll_greedy"
     echo "logprob_llamacpp $(echo "$ll" | jq -r '.logprobs | map(. * 1000000 | round / 1000000 | tostring) | join(" ")')"
+    echo "herd_gguf_fnv1a $fnv"
+    echo "greedy_llamacpp_herd_gguf $llc"
     } >> "$out.tmp"
 done
 mv "$out.tmp" "$out"
