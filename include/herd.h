@@ -232,6 +232,8 @@ const herd_lora *herd_session_lora(const herd_session *s);
  * order, its scale folded into B and no alpha, which llama.cpp reads as scale 1):
  * for llama.cpp, Ollama and herd. */
 herd_status herd_lora_save_gguf(const herd_lora *l, const char *path, herd_error *err);
+/* What it adapts: per projection kind the layers, the shape and the ranks; its size. */
+void herd_lora_print_info(const herd_lora *l, FILE *out);
 
 /* ---- sampling ------------------------------------------------------------- */
 

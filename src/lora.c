@@ -23,6 +23,7 @@
 #include "lora.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -368,6 +369,33 @@ herd_status herd_session_set_lora(herd_session *s, const herd_lora *l, herd_erro
 }
 
 const herd_lora *herd_session_lora(const herd_session *s) { return s->lora; }
+
+void herd_lora_print_info(const herd_lora *l, FILE *out) {
+    const int L = l->m->config.n_layers;
+    uint64_t params = 0;
+    fprintf(out, "LoRA adapter: %d projections of %d layers, rank up to %d, scale multiplier %g\n", l->n_pairs, L,
+            l->rank, (double)l->scale);
+    for (int t = 0; t < LORA_N; t++) {
+        int n = 0, rmin = 0, rmax = 0;
+        const lora_pair *first = NULL;
+        for (int i = 0; i < L; i++) {
+            const lora_pair *p = &l->p[i * LORA_N + t];
+            if (!p->a) continue;
+            if (!first) first = p, rmin = p->r;
+            rmin = p->r < rmin ? p->r : rmin;
+            rmax = p->r > rmax ? p->r : rmax;
+            params += (uint64_t)p->r * (uint64_t)(p->ic + p->oc);
+            n++;
+        }
+        if (!first) continue;
+        fprintf(out, "  %-9s %4d layers  %6lld -> %-6lld  rank %d", TARGET_NAME[t], n, (long long)first->ic,
+                (long long)first->oc, rmin);
+        if (rmax != rmin) fprintf(out, "-%d", rmax);
+        fputc('\n', out);
+    }
+    fprintf(out, "parameters: %llu (%.1f MiB as herd holds them, F32)\n", (unsigned long long)params,
+            (double)params * 4 / (1 << 20));
+}
 
 herd_status herd_lora_save_gguf(const herd_lora *l, const char *path, herd_error *err) {
     static const char *const GG[LORA_N] = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" };

@@ -889,6 +889,9 @@ static int cmd_quantize(int argc, char **argv) {
 
 static const char *HELP_LORA_CMD =
     "usage: herd lora convert -m MODEL ADAPTER OUT.gguf [--lora-scale S]\n"
+    "       herd lora info -m MODEL ADAPTER\n"
+    "info: what the adapter adapts (per projection: layers, shape, ranks) and its size,\n"
+    "after checking it against MODEL.\n"
     "Writes a LoRA adapter (a PEFT directory, its .safetensors, or a GGUF adapter) as\n"
     "llama.cpp's GGUF LoRA adapter, for llama.cpp (--lora), Ollama (ADAPTER) and herd:\n"
     "F32, q / k rows in GGUF's order, the adapter's scale (alpha / r, x S) folded into B.\n"
@@ -907,17 +910,23 @@ static int cmd_lora(int argc, char **argv) {
         else if (!strcmp(s, "--lora-scale")) scale = (float)parse_double(&a, s, next_value(&a, s), -1e6, 1e6);
         else if (s[0] == '-' && s[1]) usage_error(a.cmd, "unknown flag '%s'", s);
         else if (n_pos < 3) pos[n_pos++] = s;
-        else usage_error(a.cmd, "too many arguments; expected convert ADAPTER OUT.gguf");
+        else usage_error(a.cmd, "too many arguments; expected convert ADAPTER OUT.gguf or info ADAPTER");
     }
-    if (n_pos != 3 || strcmp(pos[0], "convert")) usage_error(a.cmd, "expected: herd lora convert -m MODEL ADAPTER OUT.gguf");
+    const int info = n_pos == 2 && !strcmp(pos[0], "info");
+    if (!info && (n_pos != 3 || strcmp(pos[0], "convert")))
+        usage_error(a.cmd, "expected: herd lora convert -m MODEL ADAPTER OUT.gguf, or herd lora info -m MODEL ADAPTER");
     if (!model) usage_error(a.cmd, "-m MODEL is required: the base model the adapter adapts");
     herd_model *m = load_model(model);
     herd_lora *l;
     herd_error err;
     if (herd_lora_load(&l, m, pos[1], scale, &err)) die("%s", err.msg);
-    if (herd_lora_save_gguf(l, pos[2], &err)) die("%s", err.msg);
-    fprintf(stderr, "herd: wrote %s (LoRA adapter, rank %d, %d projections)\n", pos[2], herd_lora_rank(l),
-            herd_lora_n_adapted(l));
+    if (info) {
+        herd_lora_print_info(l, stdout);
+    } else {
+        if (herd_lora_save_gguf(l, pos[2], &err)) die("%s", err.msg);
+        fprintf(stderr, "herd: wrote %s (LoRA adapter, rank %d, %d projections)\n", pos[2], herd_lora_rank(l),
+                herd_lora_n_adapted(l));
+    }
     herd_lora_free(l);
     herd_model_free(m);
     return 0;
@@ -935,7 +944,7 @@ static const char *HELP =
     "  info        a model's architecture, hyperparameters and tensor types\n"
     "  init        write a random-weight model (HF directory and GGUF)\n"
     "  quantize    rewrite a model as a GGUF of another type (Q8_0, Q4_K_M, ...)\n"
-    "  lora        convert a LoRA adapter to llama.cpp's GGUF form (herd lora convert)\n"
+    "  lora        a LoRA adapter: convert to llama.cpp's GGUF form, or info\n"
     "  serve       OpenAI-compatible HTTP server with continuous batching\n"
     "  train       train from scratch or fine-tune (AdamW, checkpoints, --resume)\n"
     "  data        tokenize text or JSONL into a token file for train\n"
