@@ -23,11 +23,6 @@
 
 /* ---- tokenizer files ------------------------------------------------------------- */
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 herd_status herd_tokenizer_load(herd_tokenizer **out, const char *path, herd_error *err) {
     *out = NULL;
     if (!path) return herd_errf(err, HERD_ERR_ARG, "tokenizer: NULL path");
@@ -47,7 +42,7 @@ herd_status herd_tokenizer_load(herd_tokenizer **out, const char *path, herd_err
         return herd_errf(err, HERD_ERR_IO, "%s: no tokenizer found (looked for tokenizer.json, "
                          "tokenizer.model and original/tokenizer.model)", path);
     }
-    if (ends_with(path, ".gguf")) {
+    if (herd_ends_with(path, ".gguf")) {
         herd_model *m;
         herd_status st = herd_model_load(&m, path, err);
         if (st) return st;
@@ -56,7 +51,7 @@ herd_status herd_tokenizer_load(herd_tokenizer **out, const char *path, herd_err
         herd_model_free(m);
         return HERD_OK;
     }
-    if (ends_with(path, ".json")) return herd_tokenizer_load_hf_json(out, path, err);
+    if (herd_ends_with(path, ".json")) return herd_tokenizer_load_hf_json(out, path, err);
     return herd_tokenizer_load_tiktoken(out, path, err);
 }
 
@@ -173,7 +168,7 @@ static herd_status add_input(prep *d, const char *path, herd_data_stats *stats, 
     }
     stats->n_bytes += len;
     herd_data_format f = d->p->format;
-    if (f == HERD_DATA_AUTO) f = ends_with(path, ".jsonl") || ends_with(path, ".json")
+    if (f == HERD_DATA_AUTO) f = herd_ends_with(path, ".jsonl") || herd_ends_with(path, ".json")
                                  ? HERD_DATA_JSONL : HERD_DATA_TEXT;
     if (f == HERD_DATA_JSONL) st = add_jsonl(d, path, buf, len, err);
     else if (len) st = add_doc(d, buf, len, path, err); /* an empty file is no document */

@@ -59,18 +59,6 @@ void herd_lora_free(herd_lora *l) {
 int herd_lora_rank(const herd_lora *l) { return l->rank; }
 int herd_lora_n_adapted(const herd_lora *l) { return l->n_pairs; }
 
-static int ends_with(const char *s, const char *suf) {
-    size_t n = strlen(s), k = strlen(suf);
-    return n >= k && !strcmp(s + n - k, suf);
-}
-
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* A tensor's rows as F32 (n_rows x n_cols), into a 64-byte aligned copy. */
 static float *to_f32(const herd_tensor *t, int64_t rows, int64_t cols) {
     size_t n = (size_t)rows * (size_t)cols;
@@ -270,10 +258,10 @@ herd_status herd_lora_load(herd_lora **out, const herd_model *m, const char *pat
         st = herd_errf(err, HERD_ERR_IO, "%s: no such file or directory (a LoRA adapter: a PEFT "
                        "directory, its .safetensors file, or a GGUF adapter)", path);
     } else if (S_ISDIR(sb.st_mode)) {
-        char *sp = join(path, "adapter_model.safetensors"), *cp = join(path, "adapter_config.json");
+        char *sp = herd_path_join(path, "adapter_model.safetensors"), *cp = herd_path_join(path, "adapter_config.json");
         if (!sp || !cp) st = herd_errf(err, HERD_ERR_NOMEM, "out of memory");
         else if (!herd_file_exists(sp)) {
-            char *bin = join(path, "adapter_model.bin");
+            char *bin = herd_path_join(path, "adapter_model.bin");
             st = herd_errf(err, HERD_ERR_IO, "%s: no adapter_model.safetensors%s", path,
                            bin && herd_file_exists(bin) ? " (adapter_model.bin is a pickle herd does "
                            "not read; save the adapter with safe_serialization=True)" : "");
@@ -281,14 +269,14 @@ herd_status herd_lora_load(herd_lora **out, const herd_model *m, const char *pat
         } else st = load_peft(L, sp, cp, err);
         free(sp);
         free(cp);
-    } else if (ends_with(path, ".gguf")) {
+    } else if (herd_ends_with(path, ".gguf")) {
         st = load_gguf(L, path, err);
-    } else if (ends_with(path, ".safetensors")) {
+    } else if (herd_ends_with(path, ".safetensors")) {
         char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
         char *cp = NULL;
         if (dir) {
             if (slash) *slash = 0;
-            cp = join(slash ? dir : ".", "adapter_config.json");
+            cp = herd_path_join(slash ? dir : ".", "adapter_config.json");
         }
         st = cp ? load_peft(L, path, cp, err) : herd_errf(err, HERD_ERR_NOMEM, "out of memory");
         free(dir);

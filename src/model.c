@@ -275,17 +275,10 @@ static herd_status load_gguf(herd_model *m, herd_error *err) {
 
 /* ---- Hugging Face directory ------------------------------------------------ */
 
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static herd_status load_hf_tokenizer(herd_model *m, herd_error *err) {
     const char *cands[] = { "tokenizer.json", "tokenizer.model", "original/tokenizer.model" };
     for (int i = 0; i < 3; i++) {
-        char *p = join(m->path, cands[i]);
+        char *p = herd_path_join(m->path, cands[i]);
         if (!p) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
         herd_status st = HERD_ERR_IO;
         if (herd_file_exists(p))
@@ -302,7 +295,7 @@ static herd_status load_hf_tokenizer(herd_model *m, herd_error *err) {
 
 static herd_status load_hf(herd_model *m, herd_error *err) {
     herd_status st;
-    char *p = join(m->path, "config.json"), *text = NULL;
+    char *p = herd_path_join(m->path, "config.json"), *text = NULL;
     size_t len;
     if (!p) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
     st = herd_read_file(p, &text, &len, err);
@@ -310,7 +303,7 @@ static herd_status load_hf(herd_model *m, herd_error *err) {
     free(text);
     free(p);
     if (st) return st;
-    p = join(m->path, "generation_config.json");
+    p = herd_path_join(m->path, "generation_config.json");
     if (!p) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
     if (herd_file_exists(p)) {
         st = herd_read_file(p, &text, &len, err);
@@ -327,8 +320,8 @@ static herd_status load_hf(herd_model *m, herd_error *err) {
                          m->config.vocab_size);
     m->st = calloc(1, sizeof *m->st);
     if (!m->st) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
-    p = join(m->path, "model.safetensors.index.json");
-    if (p && !herd_file_exists(p)) { free(p); p = join(m->path, "model.safetensors"); }
+    p = herd_path_join(m->path, "model.safetensors.index.json");
+    if (p && !herd_file_exists(p)) { free(p); p = herd_path_join(m->path, "model.safetensors"); }
     if (!p) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
     if (!herd_file_exists(p)) {
         free(p);

@@ -31,6 +31,10 @@ void herd_unmap_file(herd_mapped_file *f);
 /* Reads a whole (small) file into a NUL-terminated malloc'd buffer. */
 herd_status herd_read_file(const char *path, char **out, size_t *out_len, herd_error *err);
 int herd_file_exists(const char *path);
+/* 1 when s ends with suffix. */
+int herd_ends_with(const char *s, const char *suffix);
+/* "dir/name", malloc'd (NULL when out of memory). */
+char *herd_path_join(const char *dir, const char *name);
 /* mkdir -p: creates dir and its missing parents (mode 0755); 0, or -1 with errno. */
 int herd_make_dirs(const char *dir);
 

@@ -272,11 +272,6 @@ static herd_status open_index(st_set *s, const char *path, herd_error *err) {
     return st;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 herd_status st_open(st_set *s, const char *path, herd_error *err) {
     memset(s, 0, sizeof *s);
     struct stat sb;
@@ -295,7 +290,7 @@ herd_status st_open(st_set *s, const char *path, herd_error *err) {
         free(p);
         return st;
     }
-    if (ends_with(path, ".json")) st = open_index(s, path, err);
+    if (herd_ends_with(path, ".json")) st = open_index(s, path, err);
     else {
         st = add_file(s, path, err);
         if (st == HERD_OK) st = check_unique(s, path, err);
