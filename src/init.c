@@ -50,14 +50,11 @@ static herd_status fill(init_tensor *t, herd_rng *rng, int kind, float scale, in
     return HERD_OK;
 }
 
-/* HF rotate-half rows -> Meta interleaved rows: row h*HS + 2i + j <- h*HS + j*HS/2 + i. */
+/* HF rotate-half rows -> Meta interleaved rows (model_qk_hf_row). */
 static void permute_qk(float *dst, const float *src, int n_heads, int64_t rows, int64_t cols) {
-    int64_t HS = rows / n_heads;
-    for (int h = 0; h < n_heads; h++)
-        for (int64_t i = 0; i < HS / 2; i++)
-            for (int j = 0; j < 2; j++)
-                memcpy(dst + (h * HS + 2 * i + j) * cols, src + (h * HS + j * HS / 2 + i) * cols,
-                       (size_t)cols * sizeof(float));
+    const int64_t HS = rows / n_heads;
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(dst + r * cols, src + model_qk_hf_row(r, HS) * cols, (size_t)cols * sizeof(float));
 }
 
 /* Converts float32 rows to the GGUF type; returns a malloc'd buffer. */

@@ -70,20 +70,16 @@ static float *to_f32(const herd_tensor *t, int64_t rows, int64_t cols) {
 }
 
 /* b's rows of q / k with `heads` heads of HS, from one RoPE order to the other:
- * to_interleaved: row h*HS + 2i + j <- h*HS + j*HS/2 + i (HF -> GGUF), else the
- * inverse. */
+ * to_interleaved: HF -> GGUF (model_qk_hf_row), else the inverse. */
 static int permute_rows(float *b, int64_t oc, int64_t r, int heads, int to_interleaved) {
-    const int64_t HS = oc / heads, half = HS / 2;
+    const int64_t HS = oc / heads;
     float *tmp = malloc((size_t)oc * (size_t)r * sizeof *tmp);
     if (!tmp) return 0;
     memcpy(tmp, b, (size_t)oc * (size_t)r * sizeof *tmp);
-    for (int h = 0; h < heads; h++)
-        for (int64_t i = 0; i < half; i++)
-            for (int j = 0; j < 2; j++) {
-                const int64_t inter = h * HS + 2 * i + j, rot = h * HS + j * half + i;
-                const int64_t dst = to_interleaved ? inter : rot, src = to_interleaved ? rot : inter;
-                memcpy(b + dst * r, tmp + src * r, (size_t)r * sizeof *b);
-            }
+    for (int64_t row = 0; row < oc; row++) { /* interleaved row, and its rotate-half one */
+        const int64_t hf = model_qk_hf_row(row, HS);
+        memcpy(b + (to_interleaved ? row : hf) * r, tmp + (to_interleaved ? hf : row) * r, (size_t)r * sizeof *b);
+    }
     free(tmp);
     return 1;
 }

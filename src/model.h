@@ -31,6 +31,14 @@ struct herd_model {
     size_t packed_bytes;      /* weights repacked for the CPU's matmul (herd_model_load) */
 };
 
+/* q / k rows: GGUF (Meta's interleaved pairs) row r, in heads of HS rows, is HF
+ * (rotate-half) row model_qk_hf_row(r, HS): row h*HS + 2i + j <- h*HS + j*HS/2 + i.
+ * The one mapping herd init, herd quantize and LoRA adapters permute by. */
+static inline int64_t model_qk_hf_row(int64_t r, int64_t HS) {
+    const int64_t h = r / HS, k = r % HS;
+    return h * HS + (k % 2) * (HS / 2) + k / 2;
+}
+
 /* herd_model_load without repacking the weights (matmul_pack): for code that
  * reads the weights as stored (training, quantize, init) rather than running them. */
 herd_status model_load(herd_model **out, const char *path, herd_error *err);

@@ -164,11 +164,7 @@ static herd_status convert(uint8_t *dst, const herd_weight *w, int type, int per
 #pragma omp for schedule(dynamic, 16)
         for (int64_t r = 0; r < rows; r++) {
             if (!x) continue;
-            int64_t src = r;
-            if (perm_heads > 0) { /* row h*HS + 2i + j <- h*HS + j*HS/2 + i */
-                int64_t h = r / HS, k = r % HS;
-                src = h * HS + (k % 2) * (HS / 2) + k / 2;
-            }
+            const int64_t src = perm_heads > 0 ? model_qk_hf_row(r, HS) : r;
             dequant_row_ref(x, (const uint8_t *)w->data + (size_t)src * src_bytes, w->type, cols);
             if (lp && lp->a)
                 for (int j = 0; j < lp->r; j++) {
