@@ -42,8 +42,8 @@ static void target_dims(const herd_config *c, int t, int64_t *oc, int64_t *ic) {
         *d[i] = shape[t][i] == 'q' ? QD : shape[t][i] == 'k' ? KVD : shape[t][i] == 'f' ? F : C;
 }
 
-static const char *const TARGET_NAME[LORA_N] = { "q_proj", "k_proj", "v_proj", "o_proj",
-                                                 "gate_proj", "up_proj", "down_proj" };
+/* "q_proj" ... for messages */
+static const char *target_name(int t) { return strrchr(lora_module_name(t, 0), '.') + 1; }
 
 void herd_lora_free(herd_lora *l) {
     if (!l) return;
@@ -97,7 +97,7 @@ static herd_status take_pair(herd_lora *L, const found_pair *f, int l, int t, co
     target_dims(c, t, &oc, &ic);
     if (!f->a || !f->b)
         return herd_errf(err, HERD_ERR_FORMAT, "%s: layer %d %s has its %s matrix but not its %s", path, l,
-                         TARGET_NAME[t], f->a ? "A" : "B", f->a ? "B" : "A");
+                         target_name(t), f->a ? "A" : "B", f->a ? "B" : "A");
     const herd_tensor *ts[2] = { f->a, f->b };
     for (int i = 0; i < 2; i++) {
         const herd_tensor *x = ts[i];
@@ -114,12 +114,12 @@ static herd_status take_pair(herd_lora *L, const found_pair *f, int l, int t, co
     if (f->a->ne[0] != ic || r < 1 || r > MAX_RANK || r > ic)
         return herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld]; layer %d %s "
                          "takes %lld inputs, so A must be [r, %lld] with 1 <= r <= %lld", path, f->a->name,
-                         (long long)f->a->ne[1], (long long)f->a->ne[0], l, TARGET_NAME[t], (long long)ic,
+                         (long long)f->a->ne[1], (long long)f->a->ne[0], l, target_name(t), (long long)ic,
                          (long long)ic, (long long)(ic < MAX_RANK ? ic : MAX_RANK));
     if (f->b->ne[0] != r || f->b->ne[1] != oc)
         return herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld]; with A's rank "
                          "%lld and layer %d %s's %lld outputs, B must be [%lld, %lld]", path, f->b->name,
-                         (long long)f->b->ne[1], (long long)f->b->ne[0], (long long)r, l, TARGET_NAME[t],
+                         (long long)f->b->ne[1], (long long)f->b->ne[0], (long long)r, l, target_name(t),
                          (long long)oc, (long long)oc, (long long)r);
     if (!gguf && cfg->r && r != cfg->r && !cfg->rank_pattern)
         return herd_errf(err, HERD_ERR_FORMAT, "%s: tensor '%s' has rank %lld but adapter_config.json "
@@ -372,7 +372,7 @@ void herd_lora_print_info(const herd_lora *l, FILE *out) {
             n++;
         }
         if (!first) continue;
-        fprintf(out, "  %-9s %4d layers  %6lld -> %-6lld  rank %d", TARGET_NAME[t], n, (long long)first->ic,
+        fprintf(out, "  %-9s %4d layers  %6lld -> %-6lld  rank %d", target_name(t), n, (long long)first->ic,
                 (long long)first->oc, rmin);
         if (rmax != rmin) fprintf(out, "-%d", rmax);
         fputc('\n', out);
@@ -382,7 +382,6 @@ void herd_lora_print_info(const herd_lora *l, FILE *out) {
 }
 
 herd_status herd_lora_save_gguf(const herd_lora *l, const char *path, herd_error *err) {
-    static const char *const GG[LORA_N] = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" };
     const herd_config *c = &l->m->config;
     gguf_writer *w = gguf_writer_new();
     if (!w) return herd_errf(err, HERD_ERR_NOMEM, "out of memory");
@@ -411,9 +410,9 @@ herd_status herd_lora_save_gguf(const herd_lora *l, const char *path, herd_error
         }
         char nm[96];
         int64_t na[2] = { p->ic, p->r }, nb[2] = { p->r, p->oc };
-        snprintf(nm, sizeof nm, "blk.%d.%s.weight.lora_a", i / LORA_N, GG[t]);
+        snprintf(nm, sizeof nm, "blk.%d.%s.weight.lora_a", i / LORA_N, lora_module_name(t, 1));
         st = gguf_writer_add_tensor(w, nm, HERD_F32, 2, na, p->a, err);
-        snprintf(nm, sizeof nm, "blk.%d.%s.weight.lora_b", i / LORA_N, GG[t]);
+        snprintf(nm, sizeof nm, "blk.%d.%s.weight.lora_b", i / LORA_N, lora_module_name(t, 1));
         if (!st) st = gguf_writer_add_tensor(w, nm, HERD_F32, 2, nb, b, err);
     }
     if (!st) st = gguf_writer_write(w, path, err);

@@ -159,6 +159,8 @@ herd_status lora_config_parse(lora_config *c, const char *json, size_t len, cons
  * the layer, the projection (0..6: q k v o gate up down) and whether it is B (the
  * output side); 0 for any other name. */
 int lora_name_parse(const char *name, int gguf, int *layer, int *target, int *is_b);
+/* Projection t's (0..6) module: "self_attn.q_proj" ... (gguf 0), "attn_q" ... (gguf 1). */
+const char *lora_module_name(int t, int gguf);
 
 /* ---- atomic file writing (fileio.c), shared by the writers above ------------ */
 

@@ -91,6 +91,8 @@ static const char *const HF_MOD[7] = { "self_attn.q_proj", "self_attn.k_proj", "
                                        "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
 static const char *const GG_MOD[7] = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" };
 
+const char *lora_module_name(int t, int gguf) { return gguf ? GG_MOD[t] : HF_MOD[t]; }
+
 /* "<digits>." at *p: the layer (at most 6 digits, no leading zero), p moved
  * past the dot. */
 static int layer_at(const char **p, int *layer) {
