@@ -307,17 +307,18 @@ static herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err) {
 }
 
 void lora_apply(herd_kv_pool *P, int n_seg, int l, const int *targets, int n, const float *x, float *const *outs) {
-    enum { KNOWN = 32 };
-    const herd_lora *known[KNOWN]; /* adapters done this call (beyond KNOWN: a scan of the segments before) */
-    int n_known = 0;
+    unsigned char done[n_seg]; /* a segment whose adapter's rows have gone */
+    memset(done, 0, sizeof done);
     for (int i = 0; i < n_seg; i++) {
         const herd_lora *L = P->segs[i].s->lora;
-        if (!L) continue;
-        int seen = 0;
-        for (int k = 0; k < n_known && !seen; k++) seen = known[k] == L;
-        for (int k = 0; k < i && !seen && n_known == KNOWN; k++) seen = P->segs[k].s->lora == L;
-        if (seen) continue;
-        if (n_known < KNOWN) known[n_known++] = L;
+        if (!L || done[i]) continue;
+        int T = 0;
+        for (int k = i; k < n_seg; k++) { /* this adapter's rows */
+            const fwd_seg *g = &P->segs[k];
+            if (g->s->lora != L) continue;
+            done[k] = 1;
+            for (int q = 0; q < g->n; q++) P->lora_rows[T++] = g->row0 + q;
+        }
         lora_proj pr[LORA_N];
         int np = 0;
         int64_t ic = 0;
@@ -327,14 +328,7 @@ void lora_apply(herd_kv_pool *P, int n_seg, int l, const int *targets, int n, co
             pr[np++] = (lora_proj){ p->a, p->bt, outs[k], p->oc, p->r };
             ic = p->ic;
         }
-        if (!np) continue;
-        int T = 0;
-        for (int k = i; k < n_seg; k++) { /* this adapter's rows */
-            const fwd_seg *g = &P->segs[k];
-            if (g->s->lora == L)
-                for (int q = 0; q < g->n; q++) P->lora_rows[T++] = g->row0 + q;
-        }
-        lora_forward(pr, np, x, P->lora_rows, T, ic, P->lora_t);
+        if (np) lora_forward(pr, np, x, P->lora_rows, T, ic, P->lora_t);
     }
 }
 
