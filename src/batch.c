@@ -79,57 +79,100 @@ static void attend(herd_kv_pool *P, const fwd_seg *g, int l) {
               NH, P->att_scratch + kv_attend_scratch_size(g->row0, NH, HS));
 }
 
-/* One round: T rows in n_seg segments (P->segs). */
-static void forward_round(herd_kv_pool *P, int n_seg, int T) {
+/* The rows of segments segs[0 .. n) from the token embeddings. */
+static void embed(herd_kv_pool *P, const fwd_seg *segs, int n) {
+    const herd_model *m = P->m;
+    const int C = m->config.dim;
+    const size_t erow = herd_type_row_size(m->tok_embd.type, C);
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < segs[i].n; t++)
+            dequant_row(P->x + (size_t)(segs[i].row0 + t) * C,
+                        (const uint8_t *)m->tok_embd.data + (size_t)segs[i].ids[t] * erow, m->tok_embd.type, C);
+}
+
+/* Layer l over segments segs[0 .. n), whose rows are r0 .. r0+T-1 of the workspace
+ * (a round's, or those of sequences joining it: herd_batch_add). lora: some
+ * segment carries an adapter. */
+static void layer_forward(herd_kv_pool *P, const fwd_seg *segs, int n, int r0, int T, int l, int lora) {
     const herd_model *m = P->m;
     const herd_config *c = &m->config;
-    int C = c->dim, F = c->ffn_dim;
+    const herd_layer *L = &m->layers[l];
+    const size_t C = c->dim, F = c->ffn_dim, QD = (size_t)c->n_heads * c->head_dim,
+                 KVD = (size_t)c->n_kv_heads * c->head_dim, R = (size_t)r0;
     void *scr = P->mm_scratch;
-    size_t erow = herd_type_row_size(m->tok_embd.type, C);
-
-    for (int i = 0; i < n_seg; i++) {
-        const fwd_seg *g = &P->segs[i];
-        for (int t = 0; t < g->n; t++)
-            dequant_row(P->x + (size_t)(g->row0 + t) * C,
-                        (const uint8_t *)m->tok_embd.data + (size_t)g->ids[t] * erow, m->tok_embd.type, C);
-    }
-    int lora = 0; /* any segment with an adapter */
-    for (int i = 0; i < n_seg; i++) lora |= P->segs[i].s->lora != NULL;
-    for (int l = 0; l < c->n_layers; l++) {
-        const herd_layer *L = &m->layers[l];
-        /* attention */
-        rmsnorm_forward(P->xb, P->x, L->attn_norm, T, C, c->norm_eps);
-        float *const qkv_out[3] = { P->q, P->k, P->v };
-        const herd_weight *const qkv[3] = { &L->wq, &L->wk, &L->wv };
-        matmul_forward_n(qkv_out, P->xb, qkv, 3, T, scr);
-        static const int QKV[3] = { LORA_Q, LORA_K, LORA_V }, GU[2] = { LORA_GATE, LORA_UP },
-                         O[1] = { LORA_O }, DOWN[1] = { LORA_DOWN };
-        if (lora) lora_apply(P, n_seg, l, QKV, 3, P->xb, qkv_out);
-        /* segments of a few rows (decode) go to the threads one each, in one
-         * parallel region (their own calls then run on one thread); longer ones
-         * (prompt chunks) use every thread inside kv_attend */
-        int n_small = 0;
-        for (int i = 0; i < n_seg; i++) n_small += P->segs[i].n <= SMALL_SEG;
-        if (n_small > 1) { /* (not an if clause: nested in a team of one, kv_attend lost its threads) */
+    float *x = P->x + R * C, *xb = P->xb + R * C, *xb2 = P->xb2 + R * C;
+    /* attention (the adapters and attend index the workspace by absolute row) */
+    rmsnorm_forward(xb, x, L->attn_norm, T, C, c->norm_eps);
+    float *const qkv_out[3] = { P->q + R * QD, P->k + R * KVD, P->v + R * KVD };
+    const herd_weight *const qkv[3] = { &L->wq, &L->wk, &L->wv };
+    matmul_forward_n(qkv_out, xb, qkv, 3, T, scr);
+    static const int QKV[3] = { LORA_Q, LORA_K, LORA_V }, GU[2] = { LORA_GATE, LORA_UP },
+                     O[1] = { LORA_O }, DOWN[1] = { LORA_DOWN };
+    float *const qkv_base[3] = { P->q, P->k, P->v };
+    if (lora) lora_apply(P, segs, n, l, QKV, 3, P->xb, qkv_base);
+    /* segments of a few rows (decode) go to the threads one each, in one
+     * parallel region (their own calls then run on one thread); longer ones
+     * (prompt chunks) use every thread inside kv_attend */
+    int n_small = 0;
+    for (int i = 0; i < n; i++) n_small += segs[i].n <= SMALL_SEG;
+    if (n_small > 1) { /* (not an if clause: nested in a team of one, kv_attend lost its threads) */
 #pragma omp parallel for schedule(dynamic, 1)
-            for (int i = 0; i < n_seg; i++)
-                if (P->segs[i].n <= SMALL_SEG) attend(P, &P->segs[i], l);
+        for (int i = 0; i < n; i++)
+            if (segs[i].n <= SMALL_SEG) attend(P, &segs[i], l);
+    }
+    for (int i = 0; i < n; i++)
+        if (segs[i].n > SMALL_SEG || n_small <= 1) attend(P, &segs[i], l);
+    matmul_forward(xb2, P->att + R * QD, &L->wo, T, scr);
+    if (lora) lora_apply(P, segs, n, l, O, 1, P->att, &P->xb2);
+    add_forward(x, xb2, (int64_t)T * C);
+    /* feed_forward */
+    rmsnorm_forward(xb, x, L->ffn_norm, T, C, c->norm_eps);
+    float *const gu_out[2] = { P->hb + R * F, P->hb2 + R * F };
+    const herd_weight *const gu[2] = { &L->w1, &L->w3 };
+    matmul_forward_n(gu_out, xb, gu, 2, T, scr);
+    float *const gu_base[2] = { P->hb, P->hb2 };
+    if (lora) lora_apply(P, segs, n, l, GU, 2, P->xb, gu_base);
+    swiglu_forward(gu_out[0], gu_out[0], gu_out[1], T, F);
+    matmul_forward(xb2, gu_out[0], &L->w2, T, scr);
+    if (lora) lora_apply(P, segs, n, l, DOWN, 1, P->hb, &P->xb2);
+    add_forward(x, xb2, (int64_t)T * C);
+}
+
+static int any_lora(const fwd_seg *segs, int n) {
+    for (int i = 0; i < n; i++)
+        if (segs[i].s->lora) return 1;
+    return 0;
+}
+
+/* A round in progress, as a join callback sees it (herd_batch_add appends). */
+struct herd_batch {
+    herd_kv_pool *P;
+    int n_seg, T;  /* segments and rows, the joined ones included */
+    int layer;     /* the next layer the round computes */
+};
+
+/* One round: T rows in n_seg segments (P->segs). Before each layer l >= 1, join
+ * (when given) may add sequences; each new segment is brought through layers
+ * 0 .. l-1 on its own rows, then goes on with the others: a row's arithmetic is
+ * the same either way (the kernels' batch invariance), so a sequence that joins
+ * gets the logits it would alone. */
+static void forward_round(herd_kv_pool *P, int n_seg, int T, herd_batch_join_fn join, void *ctx) {
+    const int n_layers = P->m->config.n_layers;
+    embed(P, P->segs, n_seg);
+    int lora = any_lora(P->segs, n_seg);
+    for (int l = 0; l < n_layers; l++) {
+        if (join && l > 0) {
+            herd_batch b = { P, n_seg, T, l };
+            join(ctx, &b, l);
+            if (b.n_seg > n_seg) {
+                const fwd_seg *add = P->segs + n_seg;
+                const int n_add = b.n_seg - n_seg, l_add = any_lora(add, n_add);
+                embed(P, add, n_add);
+                for (int k = 0; k < l; k++) layer_forward(P, add, n_add, T, b.T - T, k, l_add);
+                n_seg = b.n_seg, T = b.T, lora |= l_add;
+            }
         }
-        for (int i = 0; i < n_seg; i++)
-            if (P->segs[i].n > SMALL_SEG || n_small <= 1) attend(P, &P->segs[i], l);
-        matmul_forward(P->xb2, P->att, &L->wo, T, scr);
-        if (lora) lora_apply(P, n_seg, l, O, 1, P->att, &P->xb2);
-        add_forward(P->x, P->xb2, (int64_t)T * C);
-        /* feed_forward */
-        rmsnorm_forward(P->xb, P->x, L->ffn_norm, T, C, c->norm_eps);
-        float *const gu_out[2] = { P->hb, P->hb2 };
-        const herd_weight *const gu[2] = { &L->w1, &L->w3 };
-        matmul_forward_n(gu_out, P->xb, gu, 2, T, scr);
-        if (lora) lora_apply(P, n_seg, l, GU, 2, P->xb, gu_out);
-        swiglu_forward(P->hb, P->hb, P->hb2, T, F);
-        matmul_forward(P->xb2, P->hb, &L->w2, T, scr);
-        if (lora) lora_apply(P, n_seg, l, DOWN, 1, P->hb, &P->xb2);
-        add_forward(P->x, P->xb2, (int64_t)T * C);
+        layer_forward(P, P->segs, n_seg, 0, T, l, lora);
     }
     round_logits(P, n_seg);
     for (int i = 0; i < n_seg; i++) P->segs[i].s->pos += P->segs[i].n;
@@ -165,20 +208,24 @@ static herd_status validate(herd_session *const *s, const int32_t *const *ids, c
 }
 
 herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
-                          float *const *all_logits, float *const *hidden, int n_seq, herd_error *err) {
+                          float *const *all_logits, float *const *hidden, int n_seq,
+                          herd_batch_join_fn join, void *ctx, herd_error *err) {
     if (n_seq < 1) return herd_errf(err, HERD_ERR_ARG, "batch of %d sequences; need at least one", n_seq);
     if (!s || !ids || !n_ids || !s[0]) return herd_errf(err, HERD_ERR_ARG, "batch: NULL argument");
     herd_status st = validate(s, ids, n_ids, n_seq, err);
     if (st) return st;
     /* pages for every new position first, so a full pool changes nothing */
+    int64_t total = 0;
     for (int j = 0; j < n_seq; j++) {
         st = kv_seq_reserve(&s[j]->kv, s[j]->pos + n_ids[j], err);
         if (st) {
             for (int i = 0; i < j; i++) kv_seq_truncate(&s[i]->kv, s[i]->pos);
             return st;
         }
+        total += n_ids[j];
     }
     herd_kv_pool *P = s[0]->pool;
+    if (total >= P->max_rows) join = NULL; /* sequences join a batch of one round, with room */
     int saved = omp_get_max_threads();
     omp_set_num_threads(P->n_threads);
     int j = 0, off = 0;
@@ -194,25 +241,53 @@ herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, con
             off += take;
             if (off == n_ids[j]) j++, off = 0;
         }
-        forward_round(P, n_seg, rows);
+        forward_round(P, n_seg, rows, join, ctx);
     }
     omp_set_num_threads(saved);
     return HERD_OK;
 }
 
+int herd_batch_room(const herd_batch *b) { return b->P->max_rows - b->T; }
+
+herd_status herd_batch_add(herd_batch *b, herd_session *s, const int32_t *ids, int n, float *all_logits,
+                           float *hidden, herd_error *err) {
+    herd_kv_pool *P = b->P;
+    if (!s || !ids) return herd_errf(err, HERD_ERR_ARG, "batch join: NULL session or ids");
+    if (s->pool != P)
+        return herd_errf(err, HERD_ERR_ARG, "batch join: the session is on another KV pool than the batch's");
+    for (int i = 0; i < b->n_seg; i++)
+        if (P->segs[i].s == s) return herd_errf(err, HERD_ERR_ARG, "batch join: the session is in the batch already");
+    if (n > herd_batch_room(b))
+        return herd_errf(err, HERD_ERR_RANGE, "batch join: %d tokens; the batch has room for %d more rows",
+                         n, herd_batch_room(b));
+    herd_session *const one[1] = { s };
+    herd_status st = validate(one, &ids, &n, 1, err);
+    if (!st) st = kv_seq_reserve(&s->kv, s->pos + n, err);
+    if (st) return st;
+    P->segs[b->n_seg++] = (fwd_seg){ s, ids, n, b->T, s->pos, all_logits, hidden, 1 };
+    b->T += n;
+    return HERD_OK;
+}
+
 herd_status herd_session_eval_batch(herd_session *const *s, const int32_t *const *ids,
                                     const int *n_ids, int n_seq, herd_error *err) {
-    return forward_batch(s, ids, n_ids, NULL, NULL, n_seq, err);
+    return forward_batch(s, ids, n_ids, NULL, NULL, n_seq, NULL, NULL, err);
 }
 
 herd_status herd_session_eval_batch_logits(herd_session *const *s, const int32_t *const *ids,
                                            const int *n_ids, float *const *all_logits, int n_seq,
                                            herd_error *err) {
-    return forward_batch(s, ids, n_ids, all_logits, NULL, n_seq, err);
+    return forward_batch(s, ids, n_ids, all_logits, NULL, n_seq, NULL, NULL, err);
 }
 
 herd_status herd_session_eval_batch_out(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
                                         float *const *all_logits, float *const *hidden, int n_seq,
                                         herd_error *err) {
-    return forward_batch(s, ids, n_ids, all_logits, hidden, n_seq, err);
+    return forward_batch(s, ids, n_ids, all_logits, hidden, n_seq, NULL, NULL, err);
+}
+
+herd_status herd_session_eval_batch_join(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
+                                         float *const *all_logits, float *const *hidden, int n_seq,
+                                         herd_batch_join_fn join, void *ctx, herd_error *err) {
+    return forward_batch(s, ids, n_ids, all_logits, hidden, n_seq, join, ctx, err);
 }

@@ -191,7 +191,7 @@ herd_status herd_session_new(herd_session **out, const herd_model *m, herd_sessi
 
 herd_status herd_session_eval(herd_session *s, const int32_t *ids, int n, float *all_logits,
                               herd_error *err) {
-    return forward_batch(&s, &ids, &n, &all_logits, NULL, 1, err);
+    return forward_batch(&s, &ids, &n, &all_logits, NULL, 1, NULL, NULL, err);
 }
 
 herd_status herd_session_share_prefix(herd_session *dst, const herd_session *src, int n_pos,

@@ -306,15 +306,16 @@ static herd_status lora_pool_reserve(herd_kv_pool *P, int r, herd_error *err) {
     return HERD_OK;
 }
 
-void lora_apply(herd_kv_pool *P, int n_seg, int l, const int *targets, int n, const float *x, float *const *outs) {
+void lora_apply(herd_kv_pool *P, const fwd_seg *segs, int n_seg, int l, const int *targets, int n,
+                const float *x, float *const *outs) {
     unsigned char done[n_seg]; /* a segment whose adapter's rows have gone */
     memset(done, 0, sizeof done);
     for (int i = 0; i < n_seg; i++) {
-        const herd_lora *L = P->segs[i].s->lora;
+        const herd_lora *L = segs[i].s->lora;
         if (!L || done[i]) continue;
         int T = 0;
         for (int k = i; k < n_seg; k++) { /* this adapter's rows */
-            const fwd_seg *g = &P->segs[k];
+            const fwd_seg *g = &segs[k];
             if (g->s->lora != L) continue;
             done[k] = 1;
             for (int q = 0; q < g->n; q++) P->lora_rows[T++] = g->row0 + q;

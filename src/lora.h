@@ -4,7 +4,7 @@
 #ifndef HERD_LORA_H
 #define HERD_LORA_H
 
-#include "model.h"
+#include "session.h"
 
 /* The projections an adapter may change, in each layer. */
 enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_N };
@@ -26,9 +26,12 @@ struct herd_lora {
     float scale;       /* the caller's multiplier */
 };
 
-/* For the n projections targets[] of layer l, which all read x (T, IC): outs[k]
- * (T, OC) += the delta of every row whose segment's session carries an adapter
- * that adapts targets[k]. One lora_forward per adapter for all its rows. */
-void lora_apply(herd_kv_pool *P, int n_seg, int l, const int *targets, int n, const float *x, float *const *outs);
+/* For the n projections targets[] of layer l, which all read x (rows, IC):
+ * outs[k] (rows, OC) += the delta of every row of segments segs[0 .. n_seg)
+ * whose session carries an adapter that adapts targets[k] (x and outs[k] are the
+ * workspace's: rows by their absolute index, row0 + t). One lora_forward per
+ * adapter for all its rows. */
+void lora_apply(herd_kv_pool *P, const fwd_seg *segs, int n_seg, int l, const int *targets, int n,
+                const float *x, float *const *outs);
 
 #endif

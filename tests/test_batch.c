@@ -309,6 +309,143 @@ static void test_hidden(const char *dir) {
     herd_model_free(m);
 }
 
+/* Joining a forward under way (herd_session_eval_batch_join / herd_batch_add): on
+ * a 4-layer model, a batch of a decode row and a prompt chunk takes, at chosen
+ * layers, a fresh prompt (its every logit), a session that first shares the
+ * prefix of one in the batch (mid-forward) and a decode row; everyone's logits
+ * are bitwise those of evaluating alone, for each pair of join layers. Joins the
+ * batch cannot take are refused and leave the session as it was. */
+enum { J_A = 40, J_B = 50, J_C = 30, J_D = 24, J_SHARE = 33 };
+typedef struct {
+    int at[3];                 /* the layer before which joiner k adds (0: never) */
+    herd_session *js[3];
+    const int32_t *jids[3];
+    int jn[3];
+    float *jal[3];
+    herd_session *share_src;   /* joiner 1 first takes J_SHARE positions of it */
+    herd_session *in_batch, *other_pool; /* refusals, tried at the first call */
+    int calls, layers_seen, refusals_ok, joined;
+} join_plan;
+
+static void join_cb(void *ctx, herd_batch *b, int layer) {
+    join_plan *q = ctx;
+    herd_error err;
+    q->calls++;
+    q->layers_seen |= 1 << layer;
+    if (q->calls == 1) {
+        const int32_t id = 1, bad = -1;
+        int ok = herd_batch_add(b, q->in_batch, &id, 1, NULL, NULL, &err) == HERD_ERR_ARG &&
+                 strstr(err.msg, "already") != NULL;
+        ok &= herd_batch_add(b, q->other_pool, &id, 1, NULL, NULL, &err) == HERD_ERR_ARG;
+        ok &= herd_batch_add(b, q->js[2], &bad, 1, NULL, NULL, &err) == HERD_ERR_RANGE;
+        ok &= herd_batch_add(b, q->js[2], &id, herd_batch_room(b) + 1, NULL, NULL, &err) == HERD_ERR_RANGE;
+        ok &= herd_batch_add(b, q->js[2], &id, 0, NULL, NULL, &err) == HERD_ERR_ARG;
+        q->refusals_ok = ok;
+    }
+    for (int k = 0; k < 3; k++) {
+        if (q->at[k] != layer) continue;
+        if (k == 1 && herd_session_share_prefix(q->js[1], q->share_src, J_SHARE, &err)) return;
+        if (herd_batch_add(b, q->js[k], q->jids[k], q->jn[k], q->jal[k], NULL, &err) == HERD_OK) q->joined++;
+    }
+}
+
+static void test_join(const char *dir, int type) {
+    char gguf[256];
+    snprintf(gguf, sizeof gguf, "%s/j_%s.gguf", dir, herd_type_name(type));
+    herd_error err;
+    herd_model *m;
+    herd_init_params ip = { .seed = 23 };
+    herd_config_default(&ip.config);
+    ip.config.dim = 64; ip.config.n_layers = 4; ip.config.n_heads = 4; ip.config.n_kv_heads = 2;
+    ip.config.head_dim = 32; ip.config.ffn_dim = 96; ip.config.tie_embeddings = 0;
+    char hf[256];
+    snprintf(hf, sizeof hf, "%s/jhf_%s", dir, herd_type_name(type));
+    if (herd_init_model(&ip, hf, gguf, type, &err) || herd_model_load(&m, gguf, &err)) {
+        CHECKF(0, "%s: %s", gguf, err.msg);
+        return;
+    }
+    const int V = herd_model_config(m)->vocab_size;
+    int32_t a[J_A + 1], bq[J_B + 10], cq[J_C], dq[J_SHARE + J_D];
+    for (int i = 0; i <= J_A; i++) a[i] = rnd(V);
+    for (int i = 0; i < J_B + 10; i++) bq[i] = rnd(V);
+    for (int i = 0; i < J_C; i++) cq[i] = rnd(V);
+    memcpy(dq, a, J_SHARE * sizeof *dq); /* the prefix it shares with sequence a */
+    for (int i = J_SHARE; i < J_SHARE + J_D; i++) dq[i] = rnd(V);
+    herd_session_params sp = herd_session_default_params();
+    sp.n_ctx = 128;
+    sp.kv_type = HERD_F16;
+    /* alone: a's next token after its prompt, b's second chunk, c's prompt (every
+     * logit), d's tail after the shared prefix, e's decode row */
+    float *ref[5], *c_all = malloc((size_t)J_C * V * sizeof(float)), *c_ref = malloc((size_t)J_C * V * sizeof(float));
+    {
+        herd_session *s;
+        const int32_t *seq[5] = { a, bq, cq, dq, bq };
+        const int pre[5] = { J_A, J_B, 0, 0, 20 }, now[5] = { 1, 10, J_C, J_SHARE + J_D, 1 };
+        for (int j = 0; j < 5; j++) {
+            ref[j] = malloc((size_t)V * sizeof(float));
+            CHECK(herd_session_new(&s, m, sp, &err) == HERD_OK);
+            if (pre[j]) herd_session_eval(s, seq[j], pre[j], NULL, &err);
+            CHECKF(herd_session_eval(s, seq[j] + pre[j], now[j], j == 2 ? c_ref : NULL, &err) == HERD_OK, "%s", err.msg);
+            memcpy(ref[j], herd_session_logits(s), (size_t)V * sizeof(float));
+            herd_session_free(s);
+        }
+    }
+    int bad = 0, runs = 0, calls_ok = 1, joined_ok = 1, refusals_ok = 1;
+    for (int l1 = 1; l1 < 4; l1++)
+        for (int l2 = l1; l2 < 4; l2++) {
+            herd_kv_pool *pool, *other;
+            herd_session *s[5], *o;
+            CHECKF(herd_kv_pool_new(&pool, m, sp, 5, 0, &err) == HERD_OK, "%s", err.msg);
+            CHECKF(herd_kv_pool_new(&other, m, sp, 1, 0, &err) == HERD_OK, "%s", err.msg);
+            for (int j = 0; j < 5; j++) CHECK(herd_session_new_on_pool(&s[j], pool, &err) == HERD_OK);
+            CHECK(herd_session_new_on_pool(&o, other, &err) == HERD_OK);
+            herd_session_eval(s[0], a, J_A, NULL, &err);
+            herd_session_eval(s[1], bq, J_B, NULL, &err);
+            herd_session_eval(s[4], bq, 20, NULL, &err);
+            herd_session *bs[2] = { s[0], s[1] };
+            const int32_t *bi[2] = { a + J_A, bq + J_B };
+            int bn[2] = { 1, 10 };
+            join_plan q = { .at = { l1, l2, l2 }, .js = { s[2], s[3], s[4] }, .jids = { cq, dq + J_SHARE, bq + 20 },
+                            .jn = { J_C, J_D, 1 }, .jal = { c_all, NULL, NULL }, .share_src = s[0],
+                            .in_batch = s[1], .other_pool = o };
+            CHECKF(herd_session_eval_batch_join(bs, bi, bn, NULL, NULL, 2, join_cb, &q, &err) == HERD_OK, "%s", err.msg);
+            calls_ok &= q.calls == 3 && q.layers_seen == 0xE;
+            joined_ok &= q.joined == 3 && herd_session_pos(s[3]) == J_SHARE + J_D && herd_session_pos(s[2]) == J_C;
+            refusals_ok &= q.refusals_ok && herd_session_pos(o) == 0;
+            herd_session *const order[5] = { s[0], s[1], s[2], s[3], s[4] };
+            for (int j = 0; j < 5; j++) bad += !bitwise_eq(herd_session_logits(order[j]), ref[j], V);
+            bad += !bitwise_eq(c_all, c_ref, J_C * V);
+            runs++;
+            for (int j = 0; j < 5; j++) herd_session_free(s[j]);
+            herd_session_free(o);
+            herd_kv_pool_free(pool);
+            herd_kv_pool_free(other);
+        }
+    CHECKF(bad == 0, "%s: %d of %d joined-batch logits differ from evaluating alone", herd_type_name(type), bad, runs * 6);
+    CHECKF(calls_ok, "%s: join not called once before each of layers 1 .. 3", herd_type_name(type));
+    CHECKF(joined_ok, "%s: a join failed or left a session at the wrong position", herd_type_name(type));
+    CHECKF(refusals_ok, "%s: a join that cannot be taken was not refused as it should be", herd_type_name(type));
+    /* a batch of more than one round takes no joins (the callback is not called) */
+    {
+        herd_session *s1;
+        herd_session_params sp2 = sp;
+        sp2.n_ctx = 256;
+        CHECK(herd_session_new(&s1, m, sp2, &err) == HERD_OK); /* a standalone session: a 128-row workspace */
+        int32_t ids[129];
+        for (int i = 0; i < 129; i++) ids[i] = rnd(V);
+        const int32_t *ip1 = ids;
+        int n1 = 129;
+        join_plan q = { 0 };
+        CHECKF(herd_session_eval_batch_join(&s1, &ip1, &n1, NULL, NULL, 1, join_cb, &q, &err) == HERD_OK, "%s", err.msg);
+        CHECK(q.calls == 0 && herd_session_pos(s1) == 129);
+        herd_session_free(s1);
+    }
+    for (int j = 0; j < 5; j++) free(ref[j]);
+    free(c_all);
+    free(c_ref);
+    herd_model_free(m);
+}
+
 int main(void) {
     char dir[] = "/tmp/herd_test_batch_XXXXXX";
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
@@ -319,6 +456,10 @@ int main(void) {
         if (types[i] == HERD_Q8_0) test_model_type(dir, types[i], HERD_Q8_0);
     }
     test_hidden(dir);
+    test_join(dir, HERD_F32);
+    test_join(dir, HERD_Q4_0);
+    test_join(dir, HERD_Q8_0);
+    test_join(dir, HERD_BF16);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);
