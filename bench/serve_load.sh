@@ -86,4 +86,4 @@ if [ "$RSS" -gt 0 ]; then
     r2=$(rss)
     echo "RSS over $RSS requests (after 64 warm-up): start $r0 KiB, after $half $r1 KiB, end $r2 KiB ($(( (r2 - r0) )) KiB change)"
 fi
-curl -s --max-time 5 "$URL/metrics" | grep -E '^herd_(requests_total|generated_tokens_total|prompt_tokens_reused_total|kv_pages)'
+curl -s --max-time 5 "$URL/metrics" | grep -E '^herd_(requests_total|prefills_interleaved_total|generated_tokens_total|prompt_tokens_reused_total|kv_pages)'

@@ -183,25 +183,27 @@ herd_status herd_session_eval_batch_logits(herd_session *const *s, const int32_t
 herd_status herd_session_eval_batch_out(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
                                         float *const *all_logits, float *const *hidden, int n_seq,
                                         herd_error *err);
-/* Sequences joining a forward already under way (a server's requests that arrive
- * while the others decode: they need not wait for the step to end). When the
- * batch is one round (its rows fewer than the pool's batch workspace holds),
- * herd_session_eval_batch_join calls join(ctx, b, layer) before each layer from
- * 1 on; join may call herd_batch_add to put a session's n new tokens in: they are
- * brought through the layers before `layer` on their own, then go on with the
- * batch, and the session ends as if it had been evaluated alone (bitwise: the
- * same arithmetic per row). all_logits / hidden as herd_session_eval_batch_out
- * (NULL, or the session's (n, V) / (n, dim) rows); ids must stay valid until
- * the eval returns. A session that fails to join (room, context, KV pages: the
- * error says) is left as it was. join runs on the evaluating thread. */
+/* Urgent work inside a batched forward (a server's new prompt that should not
+ * wait for the others' step to end: time to first token). When the batch is one
+ * round (fewer rows than the pool's batch workspace holds), the _yield form calls
+ * yield(ctx, b, layer) before each of its layers; yield may call
+ * herd_batch_eval_now, which evaluates other sessions of the pool whole, at once,
+ * as herd_session_eval_batch_out would (bitwise: the same arithmetic per row),
+ * in the workspace rows the batch leaves free (herd_batch_room), and returns;
+ * the batch then goes on where it was. A session in the batch cannot be
+ * evaluated now; one that fails (room, context, KV pages: the error says) is left
+ * as it was. yield runs on the evaluating thread, and evaluates the pool's
+ * sessions only through herd_batch_eval_now (the batch's rows are in the pool's
+ * workspace). */
 typedef struct herd_batch herd_batch;
-typedef void (*herd_batch_join_fn)(void *ctx, herd_batch *b, int layer);
-herd_status herd_session_eval_batch_join(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
-                                         float *const *all_logits, float *const *hidden, int n_seq,
-                                         herd_batch_join_fn join, void *ctx, herd_error *err);
-herd_status herd_batch_add(herd_batch *b, herd_session *s, const int32_t *ids, int n, float *all_logits,
-                           float *hidden, herd_error *err);
-int herd_batch_room(const herd_batch *b); /* rows that can still join */
+typedef void (*herd_batch_yield_fn)(void *ctx, herd_batch *b, int layer);
+herd_status herd_session_eval_batch_yield(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
+                                          float *const *all_logits, float *const *hidden, int n_seq,
+                                          herd_batch_yield_fn yield, void *ctx, herd_error *err);
+int herd_batch_room(const herd_batch *b); /* rows herd_batch_eval_now may take */
+herd_status herd_batch_eval_now(herd_batch *b, herd_session *const *s, const int32_t *const *ids,
+                                const int *n_ids, float *const *all_logits, float *const *hidden, int n_seq,
+                                herd_error *err);
 
 /* KV pools: one KV cache of fixed-size pages shared by many sessions (a server's
  * slots), with prefix sharing. p gives each session's context (n_ctx), the KV

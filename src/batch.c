@@ -30,17 +30,18 @@ static void project(herd_kv_pool *P, float *out, const float *x, int T) {
     matmul_forward(out, P->xb, &m->output, T, P->mm_scratch);
 }
 
-/* The logits of a round: all rows of segments that want them, the last row of
- * each sequence's last segment, max_out rows per projection. */
-static void round_logits(herd_kv_pool *P, int n_seg) {
+/* The logits of segments segs[0 .. n_seg) of a round: all rows of segments that
+ * want them, the last row of each sequence's last segment, max_out rows per
+ * projection. */
+static void round_logits(herd_kv_pool *P, const fwd_seg *segs, int n_seg) {
     const herd_config *c = &P->m->config;
     int C = c->dim, V = c->vocab_size;
     for (int i = 0; i < n_seg; i++) { /* hidden states wanted: the final norm alone, no logits */
-        const fwd_seg *g = &P->segs[i];
+        const fwd_seg *g = &segs[i];
         if (g->hidden) rmsnorm_forward(g->hidden, P->x + (size_t)g->row0 * C, P->m->out_norm, g->n, C, c->norm_eps);
     }
     for (int i = 0; i < n_seg; i++) {
-        const fwd_seg *g = &P->segs[i];
+        const fwd_seg *g = &segs[i];
         if (!g->all_logits || g->hidden) continue;
         for (int r = 0; r < g->n; r += P->max_rows) /* max_rows bounds the xb rows */
             project(P, g->all_logits + (size_t)r * V, P->x + (size_t)(g->row0 + r) * C,
@@ -52,11 +53,11 @@ static void round_logits(herd_kv_pool *P, int n_seg) {
         if (k == P->max_out || (i == n_seg && k > 0)) {
             project(P, P->logits, P->xo, k);
             for (int j = 0; j < k; j++)
-                memcpy(P->segs[who[j]].s->logits, P->logits + (size_t)j * V, (size_t)V * sizeof(float));
+                memcpy(segs[who[j]].s->logits, P->logits + (size_t)j * V, (size_t)V * sizeof(float));
             k = 0;
         }
         if (i == n_seg) break;
-        const fwd_seg *g = &P->segs[i];
+        const fwd_seg *g = &segs[i];
         if (!g->last || g->all_logits || g->hidden) continue;
         memcpy(P->xo + (size_t)k * C, P->x + (size_t)(g->row0 + g->n - 1) * C, (size_t)C * sizeof(float));
         who[k++] = i;
@@ -91,8 +92,8 @@ static void embed(herd_kv_pool *P, const fwd_seg *segs, int n) {
 }
 
 /* Layer l over segments segs[0 .. n), whose rows are r0 .. r0+T-1 of the workspace
- * (a round's, or those of sequences joining it: herd_batch_add). lora: some
- * segment carries an adapter. */
+ * (a round's, or those after them of sequences evaluated while it waits:
+ * herd_batch_eval_now). lora: some segment carries an adapter. */
 static void layer_forward(herd_kv_pool *P, const fwd_seg *segs, int n, int r0, int T, int l, int lora) {
     const herd_model *m = P->m;
     const herd_config *c = &m->config;
@@ -144,37 +145,27 @@ static int any_lora(const fwd_seg *segs, int n) {
     return 0;
 }
 
-/* A round in progress, as a join callback sees it (herd_batch_add appends). */
+/* A round waiting between two layers, as a yield callback sees it. */
 struct herd_batch {
     herd_kv_pool *P;
-    int n_seg, T;  /* segments and rows, the joined ones included */
-    int layer;     /* the next layer the round computes */
+    int n_seg, T;  /* its segments (P->segs[0 .. n_seg)) and rows */
 };
 
-/* One round: T rows in n_seg segments (P->segs). Before each layer l >= 1, join
- * (when given) may add sequences; each new segment is brought through layers
- * 0 .. l-1 on its own rows, then goes on with the others: a row's arithmetic is
- * the same either way (the kernels' batch invariance), so a sequence that joins
- * gets the logits it would alone. */
-static void forward_round(herd_kv_pool *P, int n_seg, int T, herd_batch_join_fn join, void *ctx) {
+/* One round: T rows in n_seg segments (P->segs). Before each layer, yield (when
+ * given) may evaluate other sequences whole (herd_batch_eval_now) in the
+ * workspace's rows after the round's, which stay as they are. */
+static void forward_round(herd_kv_pool *P, int n_seg, int T, herd_batch_yield_fn yield, void *ctx) {
     const int n_layers = P->m->config.n_layers;
     embed(P, P->segs, n_seg);
-    int lora = any_lora(P->segs, n_seg);
+    const int lora = any_lora(P->segs, n_seg);
     for (int l = 0; l < n_layers; l++) {
-        if (join && l > 0) {
-            herd_batch b = { P, n_seg, T, l };
-            join(ctx, &b, l);
-            if (b.n_seg > n_seg) {
-                const fwd_seg *add = P->segs + n_seg;
-                const int n_add = b.n_seg - n_seg, l_add = any_lora(add, n_add);
-                embed(P, add, n_add);
-                for (int k = 0; k < l; k++) layer_forward(P, add, n_add, T, b.T - T, k, l_add);
-                n_seg = b.n_seg, T = b.T, lora |= l_add;
-            }
+        if (yield) {
+            herd_batch b = { P, n_seg, T };
+            yield(ctx, &b, l);
         }
         layer_forward(P, P->segs, n_seg, 0, T, l, lora);
     }
-    round_logits(P, n_seg);
+    round_logits(P, P->segs, n_seg);
     for (int i = 0; i < n_seg; i++) P->segs[i].s->pos += P->segs[i].n;
 }
 
@@ -209,7 +200,7 @@ static herd_status validate(herd_session *const *s, const int32_t *const *ids, c
 
 herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
                           float *const *all_logits, float *const *hidden, int n_seq,
-                          herd_batch_join_fn join, void *ctx, herd_error *err) {
+                          herd_batch_yield_fn yield, void *ctx, herd_error *err) {
     if (n_seq < 1) return herd_errf(err, HERD_ERR_ARG, "batch of %d sequences; need at least one", n_seq);
     if (!s || !ids || !n_ids || !s[0]) return herd_errf(err, HERD_ERR_ARG, "batch: NULL argument");
     herd_status st = validate(s, ids, n_ids, n_seq, err);
@@ -225,7 +216,7 @@ herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, con
         total += n_ids[j];
     }
     herd_kv_pool *P = s[0]->pool;
-    if (total >= P->max_rows) join = NULL; /* sequences join a batch of one round, with room */
+    if (total >= P->max_rows) yield = NULL; /* a batch of one round yields, with rows to spare */
     int saved = omp_get_max_threads();
     omp_set_num_threads(P->n_threads);
     int j = 0, off = 0;
@@ -241,7 +232,7 @@ herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, con
             off += take;
             if (off == n_ids[j]) j++, off = 0;
         }
-        forward_round(P, n_seg, rows, join, ctx);
+        forward_round(P, n_seg, rows, yield, ctx);
     }
     omp_set_num_threads(saved);
     return HERD_OK;
@@ -249,23 +240,42 @@ herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, con
 
 int herd_batch_room(const herd_batch *b) { return b->P->max_rows - b->T; }
 
-herd_status herd_batch_add(herd_batch *b, herd_session *s, const int32_t *ids, int n, float *all_logits,
-                           float *hidden, herd_error *err) {
+herd_status herd_batch_eval_now(herd_batch *b, herd_session *const *s, const int32_t *const *ids,
+                                const int *n_ids, float *const *all_logits, float *const *hidden, int n_seq,
+                                herd_error *err) {
     herd_kv_pool *P = b->P;
-    if (!s || !ids) return herd_errf(err, HERD_ERR_ARG, "batch join: NULL session or ids");
-    if (s->pool != P)
-        return herd_errf(err, HERD_ERR_ARG, "batch join: the session is on another KV pool than the batch's");
-    for (int i = 0; i < b->n_seg; i++)
-        if (P->segs[i].s == s) return herd_errf(err, HERD_ERR_ARG, "batch join: the session is in the batch already");
-    if (n > herd_batch_room(b))
-        return herd_errf(err, HERD_ERR_RANGE, "batch join: %d tokens; the batch has room for %d more rows",
-                         n, herd_batch_room(b));
-    herd_session *const one[1] = { s };
-    herd_status st = validate(one, &ids, &n, 1, err);
-    if (!st) st = kv_seq_reserve(&s->kv, s->pos + n, err);
+    if (n_seq < 1) return herd_errf(err, HERD_ERR_ARG, "eval_now of %d sequences; need at least one", n_seq);
+    if (!s || !ids || !n_ids) return herd_errf(err, HERD_ERR_ARG, "eval_now: NULL argument");
+    int64_t rows = 0;
+    for (int j = 0; j < n_seq; j++) {
+        if (!s[j] || s[j]->pool != P)
+            return herd_errf(err, HERD_ERR_ARG, "eval_now sequence %d: NULL, or on another KV pool than the "
+                             "batch's", j);
+        for (int i = 0; i < b->n_seg; i++)
+            if (P->segs[i].s == s[j])
+                return herd_errf(err, HERD_ERR_ARG, "eval_now sequence %d is in the batch already", j);
+        rows += n_ids[j] > 0 ? n_ids[j] : 0;
+    }
+    if (rows > herd_batch_room(b))
+        return herd_errf(err, HERD_ERR_RANGE, "eval_now of %lld tokens; the batch has room for %d more rows",
+                         (long long)rows, herd_batch_room(b));
+    herd_status st = validate(s, ids, n_ids, n_seq, err);
+    for (int j = 0; j < n_seq && !st; j++) {
+        st = kv_seq_reserve(&s[j]->kv, s[j]->pos + n_ids[j], err);
+        if (st)
+            for (int i = 0; i < j; i++) kv_seq_truncate(&s[i]->kv, s[i]->pos);
+    }
     if (st) return st;
-    P->segs[b->n_seg++] = (fwd_seg){ s, ids, n, b->T, s->pos, all_logits, hidden, 1 };
-    b->T += n;
+    /* the rows after the batch's, segments after its own */
+    fwd_seg *segs = P->segs + b->n_seg;
+    for (int j = 0, r = b->T; j < n_seq; r += n_ids[j++])
+        segs[j] = (fwd_seg){ s[j], ids[j], n_ids[j], r, s[j]->pos, all_logits ? all_logits[j] : NULL,
+                             hidden ? hidden[j] : NULL, 1 };
+    const int lora = any_lora(segs, n_seq);
+    embed(P, segs, n_seq);
+    for (int l = 0; l < P->m->config.n_layers; l++) layer_forward(P, segs, n_seq, b->T, (int)rows, l, lora);
+    round_logits(P, segs, n_seq);
+    for (int j = 0; j < n_seq; j++) s[j]->pos += n_ids[j];
     return HERD_OK;
 }
 
@@ -286,8 +296,8 @@ herd_status herd_session_eval_batch_out(herd_session *const *s, const int32_t *c
     return forward_batch(s, ids, n_ids, all_logits, hidden, n_seq, NULL, NULL, err);
 }
 
-herd_status herd_session_eval_batch_join(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
-                                         float *const *all_logits, float *const *hidden, int n_seq,
-                                         herd_batch_join_fn join, void *ctx, herd_error *err) {
-    return forward_batch(s, ids, n_ids, all_logits, hidden, n_seq, join, ctx, err);
+herd_status herd_session_eval_batch_yield(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
+                                          float *const *all_logits, float *const *hidden, int n_seq,
+                                          herd_batch_yield_fn yield, void *ctx, herd_error *err) {
+    return forward_batch(s, ids, n_ids, all_logits, hidden, n_seq, yield, ctx, err);
 }

@@ -63,10 +63,10 @@ struct herd_session {
 
 /* batch.c: evaluates n sequences' new tokens together (validated, chunked into
  * rounds of at most pool->max_rows rows). all_logits and hidden may be NULL or
- * hold one pointer (or NULL) per sequence. join (or NULL) is called between
- * layers when the batch is one round (herd_session_eval_batch_join). */
+ * hold one pointer (or NULL) per sequence. yield (or NULL) is called before each
+ * layer when the batch is one round (herd_session_eval_batch_yield). */
 herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
                           float *const *all_logits, float *const *hidden, int n_seq,
-                          herd_batch_join_fn join, void *ctx, herd_error *err);
+                          herd_batch_yield_fn yield, void *ctx, herd_error *err);
 
 #endif

@@ -309,47 +309,57 @@ static void test_hidden(const char *dir) {
     herd_model_free(m);
 }
 
-/* Joining a forward under way (herd_session_eval_batch_join / herd_batch_add): on
- * a 4-layer model, a batch of a decode row and a prompt chunk takes, at chosen
- * layers, a fresh prompt (its every logit), a session that first shares the
- * prefix of one in the batch (mid-forward) and a decode row; everyone's logits
- * are bitwise those of evaluating alone, for each pair of join layers. Joins the
+/* Evaluating sessions inside a batched forward (herd_session_eval_batch_yield,
+ * herd_batch_eval_now): on a 4-layer model, a batch of a decode row and a prompt
+ * chunk yields before each layer; at chosen layers it evaluates a fresh prompt
+ * (its every logit), a session that first takes a prefix of one in the batch
+ * (mid-forward: those pages are half written for this step), a decode row and a
+ * prompt's hidden states. Every sequence, in the batch or evaluated inside it,
+ * ends bitwise as evaluated alone, for every pair of layers. Evaluations the
  * batch cannot take are refused and leave the session as it was. */
-enum { J_A = 40, J_B = 50, J_C = 30, J_D = 24, J_SHARE = 33 };
+enum { J_A = 40, J_B = 50, J_C = 30, J_D = 24, J_SHARE = 33, J_H = 12 };
 typedef struct {
-    int at[3];                 /* the layer before which joiner k adds (0: never) */
-    herd_session *js[3];
-    const int32_t *jids[3];
-    int jn[3];
-    float *jal[3];
-    herd_session *share_src;   /* joiner 1 first takes J_SHARE positions of it */
+    int at[2];                 /* the layer before which group k is evaluated */
+    herd_session *js[4];       /* c, d (after sharing), e (decode), h (hidden) */
+    const int32_t *jids[4];
+    int jn[4];
+    float *c_all, *h_out;
+    herd_session *share_src;   /* d first takes J_SHARE positions of it */
     herd_session *in_batch, *other_pool; /* refusals, tried at the first call */
-    int calls, layers_seen, refusals_ok, joined;
-} join_plan;
+    int calls, layers_seen, refusals_ok, done;
+} yield_plan;
 
-static void join_cb(void *ctx, herd_batch *b, int layer) {
-    join_plan *q = ctx;
+static void yield_cb(void *ctx, herd_batch *b, int layer) {
+    yield_plan *q = ctx;
     herd_error err;
     q->calls++;
     q->layers_seen |= 1 << layer;
-    if (q->calls == 1) {
+    if (q->calls == 1 && q->in_batch) {
         const int32_t id = 1, bad = -1;
-        int ok = herd_batch_add(b, q->in_batch, &id, 1, NULL, NULL, &err) == HERD_ERR_ARG &&
+        const int32_t *pid = &id, *pbad = &bad;
+        int one = 1, zero = 0, big = herd_batch_room(b) + 1;
+        int ok = herd_batch_eval_now(b, &q->in_batch, &pid, &one, NULL, NULL, 1, &err) == HERD_ERR_ARG &&
                  strstr(err.msg, "already") != NULL;
-        ok &= herd_batch_add(b, q->other_pool, &id, 1, NULL, NULL, &err) == HERD_ERR_ARG;
-        ok &= herd_batch_add(b, q->js[2], &bad, 1, NULL, NULL, &err) == HERD_ERR_RANGE;
-        ok &= herd_batch_add(b, q->js[2], &id, herd_batch_room(b) + 1, NULL, NULL, &err) == HERD_ERR_RANGE;
-        ok &= herd_batch_add(b, q->js[2], &id, 0, NULL, NULL, &err) == HERD_ERR_ARG;
+        ok &= herd_batch_eval_now(b, &q->other_pool, &pid, &one, NULL, NULL, 1, &err) == HERD_ERR_ARG;
+        ok &= herd_batch_eval_now(b, &q->js[2], &pbad, &one, NULL, NULL, 1, &err) == HERD_ERR_RANGE;
+        ok &= herd_batch_eval_now(b, &q->js[2], &pid, &big, NULL, NULL, 1, &err) == HERD_ERR_RANGE;
+        ok &= herd_batch_eval_now(b, &q->js[2], &pid, &zero, NULL, NULL, 1, &err) == HERD_ERR_ARG;
+        ok &= herd_batch_eval_now(b, &q->js[2], &pid, &one, NULL, NULL, 0, &err) == HERD_ERR_ARG;
+        ok &= herd_session_pos(q->js[2]) == 20 && herd_session_pos(q->in_batch) == J_B;
         q->refusals_ok = ok;
     }
-    for (int k = 0; k < 3; k++) {
-        if (q->at[k] != layer) continue;
-        if (k == 1 && herd_session_share_prefix(q->js[1], q->share_src, J_SHARE, &err)) return;
-        if (herd_batch_add(b, q->js[k], q->jids[k], q->jn[k], q->jal[k], NULL, &err) == HERD_OK) q->joined++;
+    if (layer == q->at[0]) { /* c alone */
+        float *al[1] = { q->c_all };
+        q->done += herd_batch_eval_now(b, &q->js[0], &q->jids[0], &q->jn[0], al, NULL, 1, &err) == HERD_OK;
+    }
+    if (layer == q->at[1]) { /* d after sharing a's prefix, e's decode row and h's hidden states together */
+        if (herd_session_share_prefix(q->js[1], q->share_src, J_SHARE, &err)) return;
+        float *hs[3] = { NULL, NULL, q->h_out };
+        q->done += herd_batch_eval_now(b, &q->js[1], &q->jids[1], &q->jn[1], NULL, hs, 3, &err) == HERD_OK;
     }
 }
 
-static void test_join(const char *dir, int type) {
+static void test_eval_now(const char *dir, int type) {
     char gguf[256];
     snprintf(gguf, sizeof gguf, "%s/j_%s.gguf", dir, herd_type_name(type));
     herd_error err;
@@ -364,19 +374,21 @@ static void test_join(const char *dir, int type) {
         CHECKF(0, "%s: %s", gguf, err.msg);
         return;
     }
-    const int V = herd_model_config(m)->vocab_size;
-    int32_t a[J_A + 1], bq[J_B + 10], cq[J_C], dq[J_SHARE + J_D];
+    const int V = herd_model_config(m)->vocab_size, C = herd_model_config(m)->dim;
+    int32_t a[J_A + 1], bq[J_B + 10], cq[J_C], dq[J_SHARE + J_D], hq[J_H];
     for (int i = 0; i <= J_A; i++) a[i] = rnd(V);
     for (int i = 0; i < J_B + 10; i++) bq[i] = rnd(V);
     for (int i = 0; i < J_C; i++) cq[i] = rnd(V);
     memcpy(dq, a, J_SHARE * sizeof *dq); /* the prefix it shares with sequence a */
     for (int i = J_SHARE; i < J_SHARE + J_D; i++) dq[i] = rnd(V);
+    for (int i = 0; i < J_H; i++) hq[i] = rnd(V);
     herd_session_params sp = herd_session_default_params();
     sp.n_ctx = 128;
     sp.kv_type = HERD_F16;
     /* alone: a's next token after its prompt, b's second chunk, c's prompt (every
-     * logit), d's tail after the shared prefix, e's decode row */
+     * logit), d's tail after the shared prefix, e's decode row; h's hidden states */
     float *ref[5], *c_all = malloc((size_t)J_C * V * sizeof(float)), *c_ref = malloc((size_t)J_C * V * sizeof(float));
+    float *h_out = malloc((size_t)J_H * C * sizeof(float)), *h_ref = malloc((size_t)J_H * C * sizeof(float));
     {
         herd_session *s;
         const int32_t *seq[5] = { a, bq, cq, dq, bq };
@@ -389,15 +401,20 @@ static void test_join(const char *dir, int type) {
             memcpy(ref[j], herd_session_logits(s), (size_t)V * sizeof(float));
             herd_session_free(s);
         }
+        CHECK(herd_session_new(&s, m, sp, &err) == HERD_OK);
+        const int32_t *ph = hq;
+        int nh = J_H;
+        CHECKF(herd_session_eval_batch_out(&s, &ph, &nh, NULL, &h_ref, 1, &err) == HERD_OK, "%s", err.msg);
+        herd_session_free(s);
     }
-    int bad = 0, runs = 0, calls_ok = 1, joined_ok = 1, refusals_ok = 1;
-    for (int l1 = 1; l1 < 4; l1++)
+    int bad = 0, runs = 0, calls_ok = 1, done_ok = 1, refusals_ok = 1;
+    for (int l1 = 0; l1 < 4; l1++)
         for (int l2 = l1; l2 < 4; l2++) {
             herd_kv_pool *pool, *other;
-            herd_session *s[5], *o;
-            CHECKF(herd_kv_pool_new(&pool, m, sp, 5, 0, &err) == HERD_OK, "%s", err.msg);
+            herd_session *s[6], *o;
+            CHECKF(herd_kv_pool_new(&pool, m, sp, 6, 0, &err) == HERD_OK, "%s", err.msg);
             CHECKF(herd_kv_pool_new(&other, m, sp, 1, 0, &err) == HERD_OK, "%s", err.msg);
-            for (int j = 0; j < 5; j++) CHECK(herd_session_new_on_pool(&s[j], pool, &err) == HERD_OK);
+            for (int j = 0; j < 6; j++) CHECK(herd_session_new_on_pool(&s[j], pool, &err) == HERD_OK);
             CHECK(herd_session_new_on_pool(&o, other, &err) == HERD_OK);
             herd_session_eval(s[0], a, J_A, NULL, &err);
             herd_session_eval(s[1], bq, J_B, NULL, &err);
@@ -405,27 +422,32 @@ static void test_join(const char *dir, int type) {
             herd_session *bs[2] = { s[0], s[1] };
             const int32_t *bi[2] = { a + J_A, bq + J_B };
             int bn[2] = { 1, 10 };
-            join_plan q = { .at = { l1, l2, l2 }, .js = { s[2], s[3], s[4] }, .jids = { cq, dq + J_SHARE, bq + 20 },
-                            .jn = { J_C, J_D, 1 }, .jal = { c_all, NULL, NULL }, .share_src = s[0],
-                            .in_batch = s[1], .other_pool = o };
-            CHECKF(herd_session_eval_batch_join(bs, bi, bn, NULL, NULL, 2, join_cb, &q, &err) == HERD_OK, "%s", err.msg);
-            calls_ok &= q.calls == 3 && q.layers_seen == 0xE;
-            joined_ok &= q.joined == 3 && herd_session_pos(s[3]) == J_SHARE + J_D && herd_session_pos(s[2]) == J_C;
+            yield_plan q = { .at = { l1, l2 }, .js = { s[2], s[3], s[4], s[5] },
+                             .jids = { cq, dq + J_SHARE, bq + 20, hq }, .jn = { J_C, J_D, 1, J_H },
+                             .c_all = c_all, .h_out = h_out, .share_src = s[0], .in_batch = s[1], .other_pool = o };
+            CHECKF(herd_session_eval_batch_yield(bs, bi, bn, NULL, NULL, 2, yield_cb, &q, &err) == HERD_OK, "%s", err.msg);
+            calls_ok &= q.calls == 4 && q.layers_seen == 0xF;
+            done_ok &= q.done == 2 && herd_session_pos(s[2]) == J_C && herd_session_pos(s[3]) == J_SHARE + J_D &&
+                       herd_session_pos(s[4]) == 21 && herd_session_pos(s[5]) == J_H &&
+                       herd_session_pos(s[0]) == J_A + 1 && herd_session_pos(s[1]) == J_B + 10;
             refusals_ok &= q.refusals_ok && herd_session_pos(o) == 0;
-            herd_session *const order[5] = { s[0], s[1], s[2], s[3], s[4] };
-            for (int j = 0; j < 5; j++) bad += !bitwise_eq(herd_session_logits(order[j]), ref[j], V);
+            for (int j = 0; j < 5; j++) bad += !bitwise_eq(herd_session_logits(s[j]), ref[j], V);
             bad += !bitwise_eq(c_all, c_ref, J_C * V);
+            bad += !bitwise_eq(h_out, h_ref, J_H * C);
             runs++;
-            for (int j = 0; j < 5; j++) herd_session_free(s[j]);
+            for (int j = 0; j < 6; j++) herd_session_free(s[j]);
             herd_session_free(o);
             herd_kv_pool_free(pool);
             herd_kv_pool_free(other);
         }
-    CHECKF(bad == 0, "%s: %d of %d joined-batch logits differ from evaluating alone", herd_type_name(type), bad, runs * 6);
-    CHECKF(calls_ok, "%s: join not called once before each of layers 1 .. 3", herd_type_name(type));
-    CHECKF(joined_ok, "%s: a join failed or left a session at the wrong position", herd_type_name(type));
-    CHECKF(refusals_ok, "%s: a join that cannot be taken was not refused as it should be", herd_type_name(type));
-    /* a batch of more than one round takes no joins (the callback is not called) */
+    CHECKF(bad == 0, "%s: %d of %d logits / hidden states differ from evaluating alone", herd_type_name(type), bad,
+           runs * 7);
+    CHECKF(calls_ok, "%s: yield not called once before each of the 4 layers", herd_type_name(type));
+    CHECKF(done_ok, "%s: an evaluation inside the batch failed or left a session at the wrong position",
+           herd_type_name(type));
+    CHECKF(refusals_ok, "%s: an evaluation the batch cannot take was not refused, or changed a session",
+           herd_type_name(type));
+    /* a batch of more than one round does not yield */
     {
         herd_session *s1;
         herd_session_params sp2 = sp;
@@ -435,14 +457,37 @@ static void test_join(const char *dir, int type) {
         for (int i = 0; i < 129; i++) ids[i] = rnd(V);
         const int32_t *ip1 = ids;
         int n1 = 129;
-        join_plan q = { 0 };
-        CHECKF(herd_session_eval_batch_join(&s1, &ip1, &n1, NULL, NULL, 1, join_cb, &q, &err) == HERD_OK, "%s", err.msg);
+        yield_plan q = { .at = { -1, -1 } };
+        CHECKF(herd_session_eval_batch_yield(&s1, &ip1, &n1, NULL, NULL, 1, yield_cb, &q, &err) == HERD_OK, "%s", err.msg);
         CHECK(q.calls == 0 && herd_session_pos(s1) == 129);
         herd_session_free(s1);
+    }
+    /* out of pages inside the batch: refused, nothing changed, the batch goes on */
+    {
+        herd_kv_pool *small;
+        herd_session *x, *y;
+        CHECKF(herd_kv_pool_new(&small, m, sp, 2, 1, &err) == HERD_OK, "%s", err.msg);
+        CHECK(herd_session_new_on_pool(&x, small, &err) == HERD_OK && herd_session_new_on_pool(&y, small, &err) == HERD_OK);
+        const int32_t *px = a, *py = bq;
+        int nx = 4, ny = 4;
+        yield_plan q = { .at = { 2, -1 }, .js = { y }, .jids = { bq }, .jn = { 4 }, .c_all = NULL };
+        CHECKF(herd_session_eval_batch_yield(&x, &px, &nx, NULL, NULL, 1, yield_cb, &q, &err) == HERD_OK, "%s", err.msg);
+        CHECK(q.done == 0 && herd_session_pos(y) == 0 && herd_session_pos(x) == 4);
+        herd_session *alone;
+        CHECK(herd_session_new(&alone, m, sp, &err) == HERD_OK);
+        herd_session_eval(alone, a, 4, NULL, &err);
+        CHECK(bitwise_eq(herd_session_logits(alone), herd_session_logits(x), V));
+        CHECK(herd_session_eval_batch(&y, &py, &ny, 1, &err) == HERD_ERR_NOMEM); /* (the page is x's) */
+        herd_session_free(alone);
+        herd_session_free(x);
+        herd_session_free(y);
+        herd_kv_pool_free(small);
     }
     for (int j = 0; j < 5; j++) free(ref[j]);
     free(c_all);
     free(c_ref);
+    free(h_out);
+    free(h_ref);
     herd_model_free(m);
 }
 
@@ -456,10 +501,10 @@ int main(void) {
         if (types[i] == HERD_Q8_0) test_model_type(dir, types[i], HERD_Q8_0);
     }
     test_hidden(dir);
-    test_join(dir, HERD_F32);
-    test_join(dir, HERD_Q4_0);
-    test_join(dir, HERD_Q8_0);
-    test_join(dir, HERD_BF16);
+    test_eval_now(dir, HERD_F32);
+    test_eval_now(dir, HERD_Q4_0);
+    test_eval_now(dir, HERD_Q8_0);
+    test_eval_now(dir, HERD_BF16);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);

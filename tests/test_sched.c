@@ -68,17 +68,27 @@ static void wait_done(srv_req *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
+static void append(char **acc, const char *add) {
+    const size_t had = *acc ? strlen(*acc) : 0, n = strlen(add);
+    *acc = realloc(*acc, had + n + 1);
+    memcpy(*acc + had, add, n + 1);
+}
+
 /* Appends choices[0].text of the JSON object at json (n bytes) to *acc (a
- * malloc'd string, NULL at first). Returns 0 when there is no such text. */
+ * malloc'd string, NULL at first), and its logprobs' token_logprobs when the
+ * request asked for them. Returns 0 when there is no such text. */
 static int add_text(char **acc, const char *json, size_t n) {
     cJSON *o = cJSON_ParseWithLength(json, n);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0), "text");
+    const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(c0, "text");
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c0, "logprobs"),
+                                                       "token_logprobs");
     const int ok = cJSON_IsString(t);
-    if (ok) {
-        const size_t had = *acc ? strlen(*acc) : 0, add = strlen(t->valuestring);
-        *acc = realloc(*acc, had + add + 1);
-        memcpy(*acc + had, t->valuestring, add + 1);
+    if (ok) append(acc, t->valuestring);
+    if (ok && lp) {
+        char *p = cJSON_PrintUnformatted(lp);
+        append(acc, p);
+        free(p);
     }
     cJSON_Delete(o);
     return ok;
@@ -142,10 +152,11 @@ static char *alone_text(const herd_model *m, const srv_api *api, const char *pro
     return t;
 }
 
-/* A short prompt that arrives while others decode runs in a step of its own,
- * and decode rows fill that step's last tile of 8 rows: every output is still
- * the one it has alone. The short prompt is a running one's whole prompt plus a
- * few tokens (5 to 7 rows left to compute: a tile to fill). */
+/* A short prompt that arrives while others decode, with prefills between
+ * layers off (--no-interleave), runs in a step of its own, and decode rows fill
+ * that step's last tile of 8 rows: every output is still the one it has alone.
+ * The short prompt is a running one's whole prompt plus a few tokens (5 to 7
+ * rows left to compute: a tile to fill). */
 static void test_fill(const herd_model *m, const srv_api *api, const char *base) {
     enum { ND = 4, LONG = 120 };
     static char late_prompt[4200];
@@ -159,6 +170,7 @@ static void test_fill(const herd_model *m, const srv_api *api, const char *base)
     want[ND] = alone_text(m, api, late_prompt, 6, (req_opts){ 0 });
     srv_sched *s;
     srv_params p = params();
+    p.no_interleave = 1;
     herd_error err;
     if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return; }
     srv_req *r[ND + 1] = { 0 };
@@ -193,6 +205,69 @@ static void test_fill(const herd_model *m, const srv_api *api, const char *base)
         if (r[i]) req_release(r[i]);
         free(want[i]);
     }
+}
+
+/* Short prompts that arrive while others decode are evaluated between two layers
+ * of the running step (herd_batch_eval_now) and their first tokens sent then:
+ * late requests, one at a time while four decode, until one has gone that way
+ * (the scheduler spends most of its time in the forward, so it comes soon); the
+ * late ones' outputs and log-probabilities and the decoders' outputs are those
+ * they have alone. */
+static void test_interleave(const herd_model *m, const srv_api *api, const char *base) {
+    enum { ND = 4, LONG = 600, LATE = 12 };
+    char *want[ND], *want_late[LATE], late[LATE][4200];
+    for (int i = 0; i < ND; i++) {
+        char pr[4200];
+        snprintf(pr, sizeof pr, "%s Decoder %d.", base, i);
+        want[i] = alone_text(m, api, pr, LONG, (req_opts){ 0 });
+    }
+    for (int i = 0; i < LATE; i++) {
+        snprintf(late[i], sizeof late[i], "%s Late %d.", base, i);
+        want_late[i] = alone_text(m, api, late[i], 4, (req_opts){ .logprobs = 1 });
+    }
+    srv_sched *s;
+    srv_params p = params();
+    herd_error err;
+    if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return; }
+    srv_req *r[ND] = { 0 };
+    for (int i = 0; i < ND; i++) {
+        char pr[4200];
+        snprintf(pr, sizeof pr, "%s Decoder %d.", base, i);
+        r[i] = request_n(api, pr, LONG);
+        if (r[i]) CHECK(sched_submit(s, r[i]) == 0);
+    }
+    CHECK(sched_start(s) == 0);
+    srv_stats st;
+    for (int spin = 0; spin < 100000; spin++) { /* until all of them decode */
+        sched_stats(s, &st);
+        if (st.generated_tokens >= 2 * ND) break;
+        usleep(100);
+    }
+    int sent = 0;
+    for (; sent < LATE; sent++) {
+        srv_req *q = request_o(api, late[sent], 4, (req_opts){ .logprobs = 1 });
+        if (!q) break;
+        CHECK(sched_submit(s, q) == 0);
+        check_text(q, want_late[sent], "late", sent);
+        req_release(q);
+        sched_stats(s, &st);
+        if (st.interleaved > 0) break;
+    }
+    sched_stats(s, &st);
+    const uint64_t decoded = st.generated_tokens;
+    for (int i = 0; i < ND; i++)
+        if (r[i]) check_text(r[i], want[i], "decoder beside late prompts", i);
+    sched_drain(s);
+    CHECKF(st.interleaved > 0, "none of %d late prompts was evaluated between layers", sent);
+    CHECKF(decoded < (uint64_t)ND * LONG, "the decoders had finished before the late prompts went");
+    printf("  late prompts among %d decoders: %llu of %d evaluated between the layers of a step\n", ND,
+           (unsigned long long)st.interleaved, sent + 1);
+    sched_free(s);
+    for (int i = 0; i < ND; i++) {
+        if (r[i]) req_release(r[i]);
+        free(want[i]);
+    }
+    for (int i = 0; i < LATE; i++) free(want_late[i]);
 }
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -347,6 +422,7 @@ int main(void) {
         free(alone[i]);
     }
     test_fill(m, &api, pb);
+    test_interleave(m, &api, pb);
     const char *sys[3] = { pa, pb, "A third, shorter system prompt for the stress test, forty tokens or so." };
     test_stress(m, &api, sys);
     herd_model_free(m);

@@ -44,6 +44,9 @@ static const char *HELP_SERVE =
     "                    for the next request while others decode, so a client's\n"
     "                    follow-up joins at once instead of after a step (default 5;\n"
     "                    0: never wait)\n"
+    "  --no-interleave   a prompt that arrives while others decode waits for their\n"
+    "                    step to end (by default a short one is evaluated between\n"
+    "                    two layers of it, and its first token sent at once)\n"
     "  --lora NAME=PATH  serve a LoRA adapter (a PEFT directory or a GGUF adapter) as\n"
     "                    model NAME beside the model itself (up to 16; /v1/models\n"
     "                    lists them): a request naming it gets the adapted model,\n"
@@ -92,6 +95,7 @@ int cmd_serve(int argc, char **argv) {
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) { fputs(HELP_SERVE, stdout); return 0; }
         if (!strcmp(s, "--quiet")) { p.quiet = 1; continue; }
         if (!strcmp(s, "--lora-runtime")) { p.lora_runtime = 1; continue; }
+        if (!strcmp(s, "--no-interleave")) { p.no_interleave = 1; continue; }
         int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") || !strcmp(s, "--cors") || !strcmp(s, "--alias") ||
                     !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
                     !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type") || !strcmp(s, "--kv") ||

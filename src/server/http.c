@@ -339,6 +339,9 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
     METRIC("herd_prefill_fill_rows_total", "counter",
            "Decode rows that rode in a short prefill's step, filling its last tile of 8 rows.", "%llu",
            (unsigned long long)st.fill_rows);
+    METRIC("herd_prefills_interleaved_total", "counter",
+           "Prompts evaluated at once between two layers of a step under way, instead of after it.",
+           "%llu", (unsigned long long)st.interleaved);
     METRIC("herd_grammar_tokens_total", "counter",
            "Tokens sampled under a grammar (response_format, guided_*, a required tool call).", "%llu",
            (unsigned long long)st.grammar_tokens);

@@ -19,6 +19,11 @@
  *      rows fill its last tile); out of KV pages, idle slots' cached prefixes are
  *      dropped, then the sequence with the most prompt left goes back to the
  *      queue (or fails, when it is answering already or alone);
+ *      While that forward runs, before each of its layers, requests that arrived
+ *      meanwhile are admitted and the short prompts among them evaluated at once,
+ *      whole, with their own rows only, their first tokens chosen and sent
+ *      (prefill_between_layers; not with --no-interleave): a new request waits
+ *      a layer for its first token, not the rest of the others' step;
  *   4. pick the next token of each sequence that has logits for one (in
  *      parallel across sequences), then stream each one's text, finishing it on
  *      an end id, a stop string, max_tokens or a full context.
@@ -96,6 +101,7 @@ struct srv_sched {
     uint64_t tickets;        /* admissions so far */
     int finished;            /* sequences that finished in the last step */
     double linger_s;         /* srv_params.linger_ms */
+    int interleave;          /* !srv_params.no_interleave: new prompts run between a step's layers */
     pthread_t th;
     int started;
     pthread_mutex_t mu;      /* queue, draining */
@@ -186,6 +192,7 @@ int sched_new(srv_sched **out, const herd_model *m, const srv_params *p, herd_er
     s->queue_max = p->queue_max;
     s->quiet = p->quiet;
     s->linger_s = p->linger_ms > 0 ? p->linger_ms * 1e-3 : 0;
+    s->interleave = !p->no_interleave;
     s->V = herd_model_config(m)->vocab_size;
     const herd_config *c = herd_model_config(m);
     if (n_ctx <= 0) n_ctx = c->max_seq_len < 4096 ? c->max_seq_len : 4096;
@@ -483,6 +490,26 @@ static int admit(srv_sched *s, srv_req *r) {
     return 1;
 }
 
+/* Admits queued requests in FIFO order while slots are free (running of them are
+ * taken); cancelled ones are dropped. Returns the slots taken then. Called with
+ * s->mu held. */
+static int admit_queued(srv_sched *s, int running) {
+    while (s->head && running < s->n_slots) {
+        srv_req *r = s->head;
+        s->head = r->next;
+        if (!s->head) s->tail = NULL;
+        s->n_queued--;
+        if (req_cancelled(r)) {
+            req_emit(r, NULL, 0, 1);
+            req_release(r);
+            continue;
+        }
+        admit(s, r);
+        running++;
+    }
+    return running;
+}
+
 /* Length of the longest proper prefix of a stop string that the text ends with:
  * that much must be held back while streaming. */
 static size_t stop_holdback(const srv_req *r, const srv_buf *t) {
@@ -687,6 +714,74 @@ static void echo_prompt(srv_sched *s, slot *sl, int p0, int k, const float *lg) 
 
 /* ---- the loop -------------------------------------------------------------------- */
 
+/* After a forward: the n tokens ids evaluated for sl go into its cache, a prompt
+ * chunk's echo / hidden rows are taken, and a prompt scored or embedded whole is
+ * finished. Returns 1 when sl has logits to choose its next token from. */
+static int settle(srv_sched *s, slot *sl, const int32_t *ids, int n, const float *al, const float *hs) {
+    memcpy(sl->cache + sl->n_cache, ids, (size_t)n * sizeof *ids);
+    sl->n_cache += n;
+    if (sl->decoding) return 1;
+    if (sl->r->echo) echo_prompt(s, sl, sl->n_done, n, al);
+    if (hs) embed_rows(s, sl, n);
+    sl->n_done += n;
+    if (sl->n_done < sl->r->n_prompt) return 0;
+    if (sl->r->max_tokens == 0) { /* the prompt scored (or embedded), nothing to generate */
+        if (sl->r->kind == REQ_EMBED) embed_done(s, sl);
+        finish(s, sl, "length");
+        return 0;
+    }
+    return 1;
+}
+
+/* Called by the step's forward before each of its layers: requests that arrived
+ * while it runs are admitted now, and the new prompts that are short (at most
+ * PREFILL_ALONE rows in all, each <= PREFILL_CHUNK; a scheduled step's budget
+ * left) are evaluated at once, whole, while the step waits
+ * (herd_batch_eval_now), and their first tokens chosen and sent. A request that
+ * arrives while others decode then waits for at most one layer, not for the rest
+ * of their step, and its prompt runs with its own rows only, not theirs: the
+ * batched matmuls cost about as much per row beyond a few rows as a row alone,
+ * so its first token comes about as fast as on an idle server. The decoders' step
+ * takes that much longer, as the step of its own a short prompt got before.
+ * Those that cannot go now (waiting for another's prefix, computed whole, a long
+ * prompt, no room or pages) start at the next step. The queue lock is only
+ * tried: a connection thread holding it delays admission by a layer, never the
+ * forward. */
+static void prefill_between_layers(void *ctx, herd_batch *b, int layer) {
+    srv_sched *s = ctx;
+    int running = 0;
+    for (int i = 0; i < s->n_slots; i++) running += s->slots[i].r != NULL;
+    if (running == s->n_slots || pthread_mutex_trylock(&s->mu)) return;
+    const uint64_t before = s->tickets;
+    if (s->head) admit_queued(s, running);
+    pthread_mutex_unlock(&s->mu);
+    if (s->tickets == before) return;
+    herd_session *ss[s->n_slots];
+    const int32_t *ids[s->n_slots];
+    int n_ids[s->n_slots], who[s->n_slots], n = 0, rows = 0;
+    const int room = herd_batch_room(b);
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->r || sl->ticket <= before || sl->wait >= 0 || whole(sl->r)) continue;
+        const int k = sl->r->n_prompt - sl->n_done;
+        if (k > PREFILL_CHUNK || rows + k > PREFILL_ALONE || rows + k > room) continue;
+        ss[n] = sl->s, ids[n] = sl->r->prompt + sl->n_done, n_ids[n] = k, who[n++] = i;
+        rows += k;
+    }
+    herd_error err;
+    if (!n || herd_batch_eval_now(b, ss, ids, n_ids, NULL, NULL, n, &err)) return;
+    for (int j = 0; j < n; j++) {
+        slot *sl = &s->slots[who[j]];
+        if (settle(s, sl, ids[j], n_ids[j], NULL, NULL)) {
+            pick(s, sl);
+            emit(s, sl);
+        }
+    }
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.interleaved += (uint64_t)n;
+    pthread_mutex_unlock(&s->stats_mu);
+}
+
 static void step(srv_sched *s) {
     herd_session *ss[s->n_slots];
     const int32_t *ids[s->n_slots];
@@ -765,7 +860,8 @@ static void step(srv_sched *s) {
     }
     herd_error err;
     double t0 = now_s();
-    herd_status st = herd_session_eval_batch_out(ss, ids, n_ids, al, hs, n, &err);
+    herd_status st = herd_session_eval_batch_yield(ss, ids, n_ids, al, hs, n,
+                                                   s->interleave ? prefill_between_layers : NULL, s, &err);
     if (st == HERD_ERR_NOMEM) { /* out of KV pages: drop the prefixes idle slots keep */
         for (int i = 0; i < s->n_slots; i++)
             if (!s->slots[i].r && s->slots[i].n_cache) forget(&s->slots[i]);
@@ -824,23 +920,8 @@ static void step(srv_sched *s) {
     if (n > s->st.step_sequences_max) s->st.step_sequences_max = n;
     pthread_mutex_unlock(&s->stats_mu);
     int todo[s->n_slots], n_todo = 0;
-    for (int j = 0; j < n; j++) {
-        slot *sl = &s->slots[who[j]];
-        memcpy(sl->cache + sl->n_cache, ids[j], (size_t)n_ids[j] * sizeof *ids[j]);
-        sl->n_cache += n_ids[j];
-        if (!sl->decoding) {
-            if (sl->r->echo) echo_prompt(s, sl, sl->n_done, n_ids[j], al[j]);
-            if (hs[j]) embed_rows(s, sl, n_ids[j]);
-            sl->n_done += n_ids[j];
-            if (sl->n_done < sl->r->n_prompt) continue;
-            if (sl->r->max_tokens == 0) { /* the prompt scored (or embedded), nothing to generate */
-                if (sl->r->kind == REQ_EMBED) embed_done(s, sl);
-                finish(s, sl, "length");
-                continue;
-            }
-        }
-        todo[n_todo++] = who[j];
-    }
+    for (int j = 0; j < n; j++)
+        if (settle(s, &s->slots[who[j]], ids[j], n_ids[j], al[j], hs[j])) todo[n_todo++] = who[j];
     /* choosing (argmax or a draw over the vocabulary, logprobs) runs on the
      * forward's threads; streaming the text stays on this thread (one pick runs
      * here: a region of one thread still costs libgomp's futex wake) */
@@ -931,20 +1012,7 @@ static void *loop(void *arg) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
-        /* admit in FIFO order while slots are free; cancelled requests are dropped */
-        while (s->head && running < s->n_slots) {
-            srv_req *r = s->head;
-            s->head = r->next;
-            if (!s->head) s->tail = NULL;
-            s->n_queued--;
-            if (req_cancelled(r)) {
-                req_emit(r, NULL, 0, 1);
-                req_release(r);
-                continue;
-            }
-            admit(s, r);
-            running++;
-        }
+        running = admit_queued(s, running);
         pthread_mutex_unlock(&s->mu);
         for (int i = 0; i < s->n_slots; i++) {
             slot *sl = &s->slots[i];

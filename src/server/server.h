@@ -55,6 +55,7 @@ typedef struct {
     int queue_max;          /* queued requests before 429 */
     size_t max_body;        /* bytes; larger bodies get 413 */
     double linger_ms;       /* after a sequence finishes, wait up to this long for the next request before the next step */
+    int no_interleave;      /* new prompts wait for the running step to end (not evaluated between its layers) */
     int quiet;              /* no request log and no load summaries on stderr */
     int n_lora;             /* LoRA adapters served beside the model (--lora NAME=PATH) */
     const char *lora_names[SRV_MAX_LORA]; /* their model ids */
@@ -312,6 +313,7 @@ typedef struct {
     uint64_t requests, prompt_tokens, generated_tokens, cancelled, reused_tokens;
     uint64_t steps, step_sequences; /* batched forwards, and sequences summed over them */
     uint64_t fill_rows;             /* decode rows carried by a short prefill's step */
+    uint64_t interleaved;           /* prompts evaluated between two layers of a step under way */
     uint64_t grammar_tokens, grammar_masks; /* tokens sampled under a grammar; refused, so masked and resampled */
     uint64_t requeued;              /* prefills put back in the queue: the KV pool was full */
     uint64_t model_requests[SRV_MAX_LORA + 1], model_tokens[SRV_MAX_LORA + 1]; /* by srv_req.model_index */
