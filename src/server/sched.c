@@ -72,6 +72,7 @@ typedef struct {
     int lora_idx;       /* the adapter table entry its session carries (referenced), or -1 */
     int32_t next;       /* sampled, not yet evaluated */
     int decoding;
+    int fresh;          /* admitted, none of its prompt evaluated yet */
     herd_sampler *smp;
     herd_json_state *js;  /* response_format: where the output is in its grammar (NULL: free text) */
     int g_masks;          /* pick(): the grammar refused the sampled token (counted into the stats after) */
@@ -438,6 +439,7 @@ static int admit(srv_sched *s, srv_req *r) {
     herd_session_rewind(sl->s, best_common); /* (a change of adapter emptied it: best_common is 0) */
     sl->n_cache = sl->n_done = best_common;
     sl->decoding = 0;
+    sl->fresh = 1;
     sl->r = r;
     if (!whole(r)) adopt_prefix(s, sl); /* a longer prefix another slot holds */
     best_common = sl->n_done;
@@ -721,6 +723,7 @@ static int settle(srv_sched *s, slot *sl, const int32_t *ids, int n, const float
     memcpy(sl->cache + sl->n_cache, ids, (size_t)n * sizeof *ids);
     sl->n_cache += n;
     if (sl->decoding) return 1;
+    sl->fresh = 0;
     if (sl->r->echo) echo_prompt(s, sl, sl->n_done, n, al);
     if (hs) embed_rows(s, sl, n);
     sl->n_done += n;
@@ -733,43 +736,52 @@ static int settle(srv_sched *s, slot *sl, const int32_t *ids, int n, const float
     return 1;
 }
 
+/* A new prompt that goes between the layers of a step (prefill_between_layers):
+ * none of it evaluated, not waiting for another's prefix, not computed whole,
+ * at most a chunk. */
+static int short_fresh(const slot *sl) {
+    return sl->r && sl->fresh && sl->wait < 0 && !whole(sl->r) && sl->r->n_prompt - sl->n_done <= PREFILL_CHUNK;
+}
+
 /* Called by the step's forward before each of its layers: requests that arrived
- * while it runs are admitted now, and the new prompts that are short (at most
- * PREFILL_ALONE rows in all, each <= PREFILL_CHUNK; a scheduled step's budget
- * left) are evaluated at once, whole, while the step waits
+ * while it runs are admitted, and the short new prompts (short_fresh: those the
+ * step left out for this, and those just admitted; at most PREFILL_ALONE rows at
+ * a time) are evaluated at once, whole, while the step waits
  * (herd_batch_eval_now), and their first tokens chosen and sent. A request that
  * arrives while others decode then waits for at most one layer, not for the rest
- * of their step, and its prompt runs with its own rows only, not theirs: the
- * batched matmuls cost about as much per row beyond a few rows as a row alone,
- * so its first token comes about as fast as on an idle server. The decoders' step
- * takes that much longer, as the step of its own a short prompt got before.
- * Those that cannot go now (waiting for another's prefix, computed whole, a long
- * prompt, no room or pages) start at the next step. The queue lock is only
- * tried: a connection thread holding it delays admission by a layer, never the
- * forward. */
+ * of their step, and its prompt runs with its own rows only: the batched matmuls
+ * cost about as much per row beyond a few rows as a row alone, so its first token
+ * comes about as fast as on an idle server. The decoders' step takes that much
+ * longer, as the step of its own a short prompt took before. The queue lock is
+ * only tried: a connection thread holding it delays admission by a layer, never
+ * the forward. A prompt that fails here (pages) goes into the next step's batch,
+ * where running out of pages is dealt with. */
 static void prefill_between_layers(void *ctx, herd_batch *b, int layer) {
     srv_sched *s = ctx;
     int running = 0;
     for (int i = 0; i < s->n_slots; i++) running += s->slots[i].r != NULL;
-    if (running == s->n_slots || pthread_mutex_trylock(&s->mu)) return;
-    const uint64_t before = s->tickets;
-    if (s->head) admit_queued(s, running);
-    pthread_mutex_unlock(&s->mu);
-    if (s->tickets == before) return;
+    if (running < s->n_slots && !pthread_mutex_trylock(&s->mu)) {
+        if (s->head) admit_queued(s, running);
+        pthread_mutex_unlock(&s->mu);
+    }
     herd_session *ss[s->n_slots];
     const int32_t *ids[s->n_slots];
     int n_ids[s->n_slots], who[s->n_slots], n = 0, rows = 0;
     const int room = herd_batch_room(b);
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
-        if (!sl->r || sl->ticket <= before || sl->wait >= 0 || whole(sl->r)) continue;
+        if (!short_fresh(sl)) continue;
         const int k = sl->r->n_prompt - sl->n_done;
-        if (k > PREFILL_CHUNK || rows + k > PREFILL_ALONE || rows + k > room) continue;
+        if (rows + k > PREFILL_ALONE || rows + k > room) continue;
         ss[n] = sl->s, ids[n] = sl->r->prompt + sl->n_done, n_ids[n] = k, who[n++] = i;
         rows += k;
     }
+    if (!n) return;
     herd_error err;
-    if (!n || herd_batch_eval_now(b, ss, ids, n_ids, NULL, NULL, n, &err)) return;
+    if (herd_batch_eval_now(b, ss, ids, n_ids, NULL, NULL, n, &err)) {
+        for (int j = 0; j < n; j++) s->slots[who[j]].fresh = 0;
+        return;
+    }
     for (int j = 0; j < n; j++) {
         slot *sl = &s->slots[who[j]];
         if (settle(s, sl, ids[j], n_ids[j], NULL, NULL)) {
@@ -789,6 +801,10 @@ static void step(srv_sched *s) {
     float *hs[s->n_slots]; /* an embedding's prompt rows: their hidden states */
     int n_ids[s->n_slots], who[s->n_slots], n = 0, budget = PREFILL_BUDGET;
     s->rr = (s->rr + 1) % s->n_slots; /* the prefill budget goes round the slots */
+    /* short new prompts are left to prefill_between_layers (before the first
+     * layer, their first tokens before the others' next ones), unless nothing
+     * else runs: then they are the batch */
+    for (int defer = s->interleave; defer >= 0 && !n; defer--)
     for (int ii = 0; ii < s->n_slots; ii++) {
         int i = (s->rr + ii) % s->n_slots;
         slot *sl = &s->slots[i];
@@ -808,6 +824,8 @@ static void step(srv_sched *s) {
         if (sl->decoding) {
             ids[n] = &sl->next;
             n_ids[n] = 1;
+        } else if (defer && short_fresh(sl)) {
+            continue;
         } else {
             int k = sl->r->n_prompt - sl->n_done;
             k = k < PREFILL_CHUNK ? k : PREFILL_CHUNK;
