@@ -72,7 +72,7 @@ typedef struct {
     int lora_idx;       /* the adapter table entry its session carries (referenced), or -1 */
     int32_t next;       /* sampled, not yet evaluated */
     int decoding;
-    int fresh;          /* admitted, none of its prompt evaluated yet */
+    int fresh;          /* admitted, none of its prompt scheduled yet */
     herd_sampler *smp;
     herd_json_state *js;  /* response_format: where the output is in its grammar (NULL: free text) */
     int g_masks;          /* pick(): the grammar refused the sampled token (counted into the stats after) */
@@ -723,7 +723,6 @@ static int settle(srv_sched *s, slot *sl, const int32_t *ids, int n, const float
     memcpy(sl->cache + sl->n_cache, ids, (size_t)n * sizeof *ids);
     sl->n_cache += n;
     if (sl->decoding) return 1;
-    sl->fresh = 0;
     if (sl->r->echo) echo_prompt(s, sl, sl->n_done, n, al);
     if (hs) embed_rows(s, sl, n);
     sl->n_done += n;
@@ -777,11 +776,9 @@ static void prefill_between_layers(void *ctx, herd_batch *b, int layer) {
         rows += k;
     }
     if (!n) return;
+    for (int j = 0; j < n; j++) s->slots[who[j]].fresh = 0;
     herd_error err;
-    if (herd_batch_eval_now(b, ss, ids, n_ids, NULL, NULL, n, &err)) {
-        for (int j = 0; j < n; j++) s->slots[who[j]].fresh = 0;
-        return;
-    }
+    if (herd_batch_eval_now(b, ss, ids, n_ids, NULL, NULL, n, &err)) return;
     for (int j = 0; j < n; j++) {
         slot *sl = &s->slots[who[j]];
         if (settle(s, sl, ids[j], n_ids[j], NULL, NULL)) {
@@ -800,6 +797,7 @@ static void step(srv_sched *s) {
     float *al[s->n_slots]; /* a scored echo's prompt rows: their logits */
     float *hs[s->n_slots]; /* an embedding's prompt rows: their hidden states */
     int n_ids[s->n_slots], who[s->n_slots], n = 0, budget = PREFILL_BUDGET;
+    int first = 0; /* the batch ends a prompt: its first token comes from this step */
     s->rr = (s->rr + 1) % s->n_slots; /* the prefill budget goes round the slots */
     /* short new prompts are left to prefill_between_layers (before the first
      * layer, their first tokens before the others' next ones), unless nothing
@@ -832,6 +830,8 @@ static void step(srv_sched *s) {
             k = k < budget ? k : budget;
             if (k <= 0) continue;
             budget -= k;
+            sl->fresh = 0;
+            first |= sl->n_done + k == sl->r->n_prompt;
             ids[n] = sl->r->prompt + sl->n_done;
             n_ids[n] = k;
             al[n] = sl->echo_lg;
@@ -878,8 +878,10 @@ static void step(srv_sched *s) {
     }
     herd_error err;
     double t0 = now_s();
+    /* a step that ends prompts takes no others between its layers: their first
+     * tokens would wait for those */
     herd_status st = herd_session_eval_batch_yield(ss, ids, n_ids, al, hs, n,
-                                                   s->interleave ? prefill_between_layers : NULL, s, &err);
+                                                   s->interleave && !first ? prefill_between_layers : NULL, s, &err);
     if (st == HERD_ERR_NOMEM) { /* out of KV pages: drop the prefixes idle slots keep */
         for (int i = 0; i < s->n_slots; i++)
             if (!s->slots[i].r && s->slots[i].n_cache) forget(&s->slots[i]);
