@@ -326,9 +326,23 @@ static void check_scales(const fixture *f, herd_model *m, const herd_config *cfg
     free(a), free(b);
 }
 
+/* herd_batch_eval_now from inside a batch's forward (herd_session_eval_batch_yield) */
+typedef struct {
+    herd_session *s;
+    const int32_t *ids;
+    int n, at, done;
+} lora_yield;
+
+static void lora_yield_cb(void *ctx, herd_batch *b, int layer) {
+    lora_yield *y = ctx;
+    herd_error e;
+    if (layer == y->at) y->done += herd_batch_eval_now(b, &y->s, &y->ids, &y->n, NULL, NULL, 1, &e) == HERD_OK;
+}
+
 /* Sequences with adapter 1, adapter 2, none and adapter 1 again, prefilled in
- * chunks and decoded together in one pool: each step's logits bitwise equal to
- * the sequence evaluated alone with the same chunks. */
+ * chunks and decoded together in one pool (every other step one of them is
+ * evaluated inside the others' forward, between two layers): each step's logits
+ * bitwise equal to the sequence evaluated alone with the same chunks. */
 static void check_batch(herd_model *m, const herd_config *cfg) {
     char d1[512], d2[512];
     snprintf(d1, sizeof d1, "%s/b1", tmp);
@@ -370,14 +384,28 @@ static void check_batch(herd_model *m, const herd_config *cfg) {
     for (int j = 0; j < NS; j++)
         if (herd_session_new_on_pool(&s[j], pool, &err) || herd_session_set_lora(s[j], who[j], &err))
             CHECKF(0, "%s", err.msg);
-    int done[NS] = { 0 }, mismatches = 0, compared = 0;
+    int done[NS] = { 0 }, mismatches = 0, compared = 0, evaluated_inside = 0;
     for (int st = 0; st < STEPS; st++) {
         herd_session *bs[NS];
         const int32_t *bi[NS];
         int bn[NS], js[NS], nb = 0;
         for (int j = 0; j < NS; j++)
             if (chunk[j][st]) bs[nb] = s[j], bi[nb] = ids[j] + done[j], bn[nb] = chunk[j][st], js[nb++] = j;
-        CHECKF(herd_session_eval_batch(bs, bi, bn, nb, &err) == HERD_OK, "%s", err.msg);
+        if (st % 2 && nb >= 2) { /* one of them evaluated inside the others' forward, before layer `at` */
+            const int k = st % nb;
+            herd_session *ob[NS];
+            const int32_t *oi[NS];
+            int on[NS], no = 0;
+            for (int q = 0; q < nb; q++)
+                if (q != k) ob[no] = bs[q], oi[no] = bi[q], on[no++] = bn[q];
+            lora_yield y = { bs[k], bi[k], bn[k], st % cfg->n_layers, 0 };
+            CHECKF(herd_session_eval_batch_yield(ob, oi, on, NULL, NULL, no, lora_yield_cb, &y, &err) == HERD_OK,
+                   "%s", err.msg);
+            CHECK(y.done == 1);
+            evaluated_inside++;
+        } else {
+            CHECKF(herd_session_eval_batch(bs, bi, bn, nb, &err) == HERD_OK, "%s", err.msg);
+        }
         for (int k = 0; k < nb; k++) {
             const int j = js[k];
             mismatches += !same_floats(herd_session_logits(s[j]), alone + ((size_t)j * STEPS + st) * V, (size_t)V);
@@ -386,7 +414,8 @@ static void check_batch(herd_model *m, const herd_config *cfg) {
         }
     }
     CHECKF(mismatches == 0, "%d of %d batched steps differ from the sequence alone", mismatches, compared);
-    printf("batch: %d steps of 4 sequences (two adapters, none) bitwise = alone\n", compared);
+    printf("batch: %d steps of 4 sequences (two adapters, none) bitwise = alone, %d of them evaluated inside "
+           "the others' forward\n", compared, evaluated_inside);
 
     /* sessions: a change of adapter resets, the same one does not; no sharing across */
     CHECK(herd_session_pos(s[0]) > 0);
