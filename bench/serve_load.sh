@@ -8,6 +8,7 @@
 #                       [--levels "1 2 4 8 16"] [--per-client K] [-n MAX_TOKENS]
 #                       [--words W] [--think MS] [--linger MS] [--rss N] [--rss-only]
 #                       [--lora NAME=ADAPTER] (requests name the model and the adapter in turn)
+#                       [--no-interleave] (the server's flag: new prompts wait for the step to end)
 # MODEL defaults to the oracle's 1B-shape Q4_0 GGUF. Each level sends K requests
 # per client (default 3) of MAX_TOKENS (default 32) generated tokens, so every
 # request after a client's first arrives while the others decode: at once after the
@@ -26,12 +27,13 @@ while [ $# -gt 0 ]; do
         -c) CTX=$2; shift 2 ;; --parallel) PAR=$2; shift 2 ;; --levels) LEVELS=$2; shift 2 ;;
         --per-client) PER=$2; shift 2 ;; -n) NTOK=$2; shift 2 ;; --words) WORDS=$2; shift 2 ;; --think) THINK=$2; shift 2 ;; --linger) LINGER=$2; shift 2 ;;
         --rss) RSS=$2; shift 2 ;; --rss-only) RSS_ONLY=1; shift ;; --lora) LORA=$2; shift 2 ;;
+        --no-interleave) NOINT=--no-interleave; shift ;;
         *) echo "bench/serve_load.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
 [ -e "$MODEL" ] || { echo "bench/serve_load.sh: no model at $MODEL (-m MODEL)" >&2; exit 2; }
 LOG=$(mktemp)
-"$HERD" serve --port 0 -t "$THREADS" -m "$MODEL" --parallel "$PAR" -c "$CTX" --queue 4096 ${LINGER:+--linger "$LINGER"} ${LORA:+--lora "$LORA"} 2>"$LOG" &
+"$HERD" serve --port 0 -t "$THREADS" -m "$MODEL" --parallel "$PAR" -c "$CTX" --queue 4096 ${LINGER:+--linger "$LINGER"} ${LORA:+--lora "$LORA"} ${NOINT:-} 2>"$LOG" &
 SPID=$!
 trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null; rm -f "$LOG"' EXIT
 for _ in $(seq 600); do

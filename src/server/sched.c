@@ -744,7 +744,7 @@ static int short_fresh(const slot *sl) {
 
 /* Called by the step's forward before each of its layers: requests that arrived
  * while it runs are admitted, and the short new prompts (short_fresh: those the
- * step left out for this, and those just admitted; at most PREFILL_ALONE rows at
+ * step left out for this, and those just admitted; at most PREFILL_BUDGET rows at
  * a time) are evaluated at once, whole, while the step waits
  * (herd_batch_eval_now), and their first tokens chosen and sent. A request that
  * arrives while others decode then waits for at most one layer, not for the rest
@@ -771,7 +771,7 @@ static void prefill_between_layers(void *ctx, herd_batch *b, int layer) {
         slot *sl = &s->slots[i];
         if (!short_fresh(sl)) continue;
         const int k = sl->r->n_prompt - sl->n_done;
-        if (rows + k > PREFILL_ALONE || rows + k > room) continue;
+        if (rows + k > PREFILL_BUDGET || rows + k > room) continue;
         ss[n] = sl->s, ids[n] = sl->r->prompt + sl->n_done, n_ids[n] = k, who[n++] = i;
         rows += k;
     }
