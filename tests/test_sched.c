@@ -152,6 +152,32 @@ static char *alone_text(const herd_model *m, const srv_api *api, const char *pro
     return t;
 }
 
+/* A scheduler (no_interleave as given) running nd requests "BASE Decoder i."
+ * of max_tokens each (r[0 .. nd)), returned once all of them decode; NULL if
+ * it could not be made. */
+static srv_sched *start_decoders(const herd_model *m, const srv_api *api, const char *base, int no_interleave,
+                                 srv_req **r, int nd, int max_tokens) {
+    srv_sched *s;
+    srv_params p = params();
+    p.no_interleave = no_interleave;
+    herd_error err;
+    if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return NULL; }
+    for (int i = 0; i < nd; i++) {
+        char pr[4200];
+        snprintf(pr, sizeof pr, "%s Decoder %d.", base, i);
+        r[i] = request_n(api, pr, max_tokens);
+        if (r[i]) CHECK(sched_submit(s, r[i]) == 0);
+    }
+    CHECK(sched_start(s) == 0);
+    srv_stats st;
+    for (int spin = 0; spin < 100000; spin++) { /* until all of them decode */
+        sched_stats(s, &st);
+        if (st.generated_tokens >= 2 * (uint64_t)nd) break;
+        usleep(100);
+    }
+    return s;
+}
+
 /* A short prompt that arrives while others decode, with prefills between
  * layers off (--no-interleave), runs in a step of its own, and decode rows fill
  * that step's last tile of 8 rows: every output is still the one it has alone.
@@ -168,25 +194,10 @@ static void test_fill(const herd_model *m, const srv_api *api, const char *base)
         want[i] = alone_text(m, api, pr, LONG, (req_opts){ 0 });
     }
     want[ND] = alone_text(m, api, late_prompt, 6, (req_opts){ 0 });
-    srv_sched *s;
-    srv_params p = params();
-    p.no_interleave = 1;
-    herd_error err;
-    if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return; }
     srv_req *r[ND + 1] = { 0 };
-    for (int i = 0; i < ND; i++) {
-        char pr[4200];
-        snprintf(pr, sizeof pr, "%s Decoder %d.", base, i);
-        r[i] = request_n(api, pr, LONG);
-        if (r[i]) CHECK(sched_submit(s, r[i]) == 0);
-    }
-    CHECK(sched_start(s) == 0);
+    srv_sched *s = start_decoders(m, api, base, 1, r, ND, LONG);
+    if (!s) return;
     srv_stats st;
-    for (int spin = 0; spin < 100000; spin++) { /* until all of them decode */
-        sched_stats(s, &st);
-        if (st.generated_tokens >= 2 * ND) break;
-        usleep(100);
-    }
     r[ND] = request_n(api, late_prompt, 6);
     if (r[ND]) CHECK(sched_submit(s, r[ND]) == 0);
     for (int i = 0; i <= ND; i++)
@@ -225,24 +236,10 @@ static void test_interleave(const herd_model *m, const srv_api *api, const char 
         snprintf(late[i], sizeof late[i], "%s Late %d.", base, i);
         want_late[i] = alone_text(m, api, late[i], 4, (req_opts){ .logprobs = 1 });
     }
-    srv_sched *s;
-    srv_params p = params();
-    herd_error err;
-    if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return; }
     srv_req *r[ND] = { 0 };
-    for (int i = 0; i < ND; i++) {
-        char pr[4200];
-        snprintf(pr, sizeof pr, "%s Decoder %d.", base, i);
-        r[i] = request_n(api, pr, LONG);
-        if (r[i]) CHECK(sched_submit(s, r[i]) == 0);
-    }
-    CHECK(sched_start(s) == 0);
+    srv_sched *s = start_decoders(m, api, base, 0, r, ND, LONG);
+    if (!s) return;
     srv_stats st;
-    for (int spin = 0; spin < 100000; spin++) { /* until all of them decode */
-        sched_stats(s, &st);
-        if (st.generated_tokens >= 2 * ND) break;
-        usleep(100);
-    }
     sched_stats(s, &st);
     const uint64_t before = st.interleaved; /* (the decoders' prompts after the shared prefix among them) */
     int sent = 0;
