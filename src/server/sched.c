@@ -103,6 +103,7 @@ struct srv_sched {
     int finished;            /* sequences that finished in the last step */
     double linger_s;         /* srv_params.linger_ms */
     int interleave;          /* !srv_params.no_interleave: new prompts run between a step's layers */
+    int ends_prompts;        /* the step under way ends prompts (prefill_between_layers) */
     pthread_t th;
     int started;
     pthread_mutex_t mu;      /* queue, draining */
@@ -754,9 +755,11 @@ static int short_fresh(const slot *sl) {
  * longer, as the step of its own a short prompt took before. The queue lock is
  * only tried: a connection thread holding it delays admission by a layer, never
  * the forward. A prompt that fails here (pages) goes into the next step's batch,
- * where running out of pages is dealt with. */
+ * where running out of pages is dealt with. A step that ends prompts itself
+ * takes only those it left out, before its first layer. */
 static void prefill_between_layers(void *ctx, herd_batch *b, int layer) {
     srv_sched *s = ctx;
+    if (s->ends_prompts && layer > 0) return; /* its first tokens would wait for these */
     int running = 0;
     for (int i = 0; i < s->n_slots; i++) running += s->slots[i].r != NULL;
     if (running < s->n_slots && !pthread_mutex_trylock(&s->mu)) {
@@ -878,10 +881,9 @@ static void step(srv_sched *s) {
     }
     herd_error err;
     double t0 = now_s();
-    /* a step that ends prompts takes no others between its layers: their first
-     * tokens would wait for those */
+    s->ends_prompts = first;
     herd_status st = herd_session_eval_batch_yield(ss, ids, n_ids, al, hs, n,
-                                                   s->interleave && !first ? prefill_between_layers : NULL, s, &err);
+                                                   s->interleave ? prefill_between_layers : NULL, s, &err);
     if (st == HERD_ERR_NOMEM) { /* out of KV pages: drop the prefixes idle slots keep */
         for (int i = 0; i < s->n_slots; i++)
             if (!s->slots[i].r && s->slots[i].n_cache) forget(&s->slots[i]);
