@@ -36,8 +36,17 @@ function prompt(i) { // a common prefix of PROMPT_WORDS words, then the request'
 const models = (await (await fetch(url + '/v1/models')).json()).data.map(d => d.id);
 
 // MAX_TOKENS on average, spread over [MAX_TOKENS/2, 3*MAX_TOKENS/2] so the clients
-// drift apart and later requests arrive while the others are decoding
-const tokensOf = i => Math.max(1, Math.floor(+maxTokens / 2) + (i * 7919) % (+maxTokens + 1));
+// drift apart and later requests arrive while the others are decoding; a fixed
+// pseudo-random spread (a hash of i: runs are comparable), not a progression: with
+// i * 7919 (= -i mod 33 at 32 tokens) request i + 1 asked one token less than
+// request i, so clients that sent them a step apart finished in the same step, and
+// their next requests arrived together, again and again
+const mix = i => {
+    let h = Math.imul(i ^ (i >>> 16), 0x45d9f3b);
+    h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
+    return (h ^ (h >>> 16)) >>> 0;
+};
+const tokensOf = i => Math.max(1, Math.floor(+maxTokens / 2) + mix(i) % (+maxTokens + 1));
 
 // node:http with a kept-alive connection per client, not fetch: this client shares
 // the server's CPUs, and fetch's web streams cost ~0.5 ms of CPU a token (8 streams
