@@ -198,6 +198,19 @@ static herd_status validate(herd_session *const *s, const int32_t *const *ids, c
     return st;
 }
 
+/* KV pages for every new position of the (validated) sequences first, so a full
+ * pool changes nothing: on failure the pages taken are given back. */
+static herd_status reserve(herd_session *const *s, const int *n_ids, int n_seq, herd_error *err) {
+    for (int j = 0; j < n_seq; j++) {
+        herd_status st = kv_seq_reserve(&s[j]->kv, s[j]->pos + n_ids[j], err);
+        if (st) {
+            for (int i = 0; i < j; i++) kv_seq_truncate(&s[i]->kv, s[i]->pos);
+            return st;
+        }
+    }
+    return HERD_OK;
+}
+
 herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, const int *n_ids,
                           float *const *all_logits, float *const *hidden, int n_seq,
                           herd_batch_yield_fn yield, void *ctx, herd_error *err) {
@@ -205,16 +218,10 @@ herd_status forward_batch(herd_session *const *s, const int32_t *const *ids, con
     if (!s || !ids || !n_ids || !s[0]) return herd_errf(err, HERD_ERR_ARG, "batch: NULL argument");
     herd_status st = validate(s, ids, n_ids, n_seq, err);
     if (st) return st;
-    /* pages for every new position first, so a full pool changes nothing */
+    st = reserve(s, n_ids, n_seq, err);
+    if (st) return st;
     int64_t total = 0;
-    for (int j = 0; j < n_seq; j++) {
-        st = kv_seq_reserve(&s[j]->kv, s[j]->pos + n_ids[j], err);
-        if (st) {
-            for (int i = 0; i < j; i++) kv_seq_truncate(&s[i]->kv, s[i]->pos);
-            return st;
-        }
-        total += n_ids[j];
-    }
+    for (int j = 0; j < n_seq; j++) total += n_ids[j];
     herd_kv_pool *P = s[0]->pool;
     if (total >= P->max_rows) yield = NULL; /* a batch of one round yields, with rows to spare */
     int saved = omp_get_max_threads();
@@ -260,11 +267,7 @@ herd_status herd_batch_eval_now(herd_batch *b, herd_session *const *s, const int
         return herd_errf(err, HERD_ERR_RANGE, "eval_now of %lld tokens; the batch has room for %d more rows",
                          (long long)rows, herd_batch_room(b));
     herd_status st = validate(s, ids, n_ids, n_seq, err);
-    for (int j = 0; j < n_seq && !st; j++) {
-        st = kv_seq_reserve(&s[j]->kv, s[j]->pos + n_ids[j], err);
-        if (st)
-            for (int i = 0; i < j; i++) kv_seq_truncate(&s[i]->kv, s[i]->pos);
-    }
+    if (!st) st = reserve(s, n_ids, n_seq, err);
     if (st) return st;
     /* the rows after the batch's, segments after its own */
     fwd_seg *segs = P->segs + b->n_seg;
