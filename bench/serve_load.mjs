@@ -16,6 +16,12 @@
 // response before its next request, as a user reads or an application works; with
 // 0 a request follows the previous one's last byte at once (the server's --linger
 // lets it join the next step).
+// SERVE_LOAD_BAN_PARTIAL=MODEL.gguf: each request bans (logit_bias, llama.cpp's [id, false]
+// form) the vocabulary's tokens that are not whole UTF-8 characters: llama-server ends a
+// stream with an error when a random-weight model's output is not valid UTF-8 (herd holds
+// such bytes back), so for llama-server the outputs are kept valid. A token's cost does not
+// depend on which it is; only where an end of text comes can differ.
+import fs from 'node:fs';
 import http from 'node:http';
 
 const [url, conc = '1', total = '4', maxTokens = '32', promptWords = '40', think = '0'] = process.argv.slice(2);
@@ -23,6 +29,60 @@ if (!url) {
     console.error('usage: node bench/serve_load.mjs URL CONC REQUESTS MAX_TOKENS [PROMPT_WORDS]');
     process.exit(2);
 }
+// The ids of a GGUF's vocabulary whose bytes are not valid UTF-8 on their own
+// (byte-level BPE: each byte spelled as one printable character)
+function partialUtf8Tokens(path) {
+    const fd = fs.openSync(path, 'r');
+    const buf = Buffer.alloc(16 << 20);
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    fs.closeSync(fd);
+    let o = 0;
+    const u32 = () => { const v = buf.readUInt32LE(o); o += 4; return v; };
+    const u64 = () => { const v = Number(buf.readBigUInt64LE(o)); o += 8; return v; };
+    const str = () => { const l = u64(); const s = buf.subarray(o, o + l); o += l; return s; };
+    if (buf.toString('latin1', 0, 4) !== 'GGUF') throw new Error(`${path}: not a GGUF file`);
+    o = 4; u32(); u64(); const nkv = u64();
+    const size = [1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8];
+    let tokens = null, types = null;
+    const value = (t, keep) => {
+        if (t === 8) return str();
+        if (t === 9) {
+            const et = u32(), len = u64(), out = keep ? [] : null;
+            for (let i = 0; i < len; i++) {
+                if (et === 8 || et === 9) { const v = value(et, keep); if (keep) out.push(v); }
+                else { if (keep) out.push(buf.readInt32LE(o)); o += size[et]; }
+            }
+            return out;
+        }
+        o += size[t];
+        return null;
+    };
+    for (let k = 0; k < nkv && o < n; k++) {
+        const key = str().toString('utf8'), t = u32();
+        const keep = key === 'tokenizer.ggml.tokens' || key === 'tokenizer.ggml.token_type';
+        const v = value(t, keep);
+        if (key === 'tokenizer.ggml.tokens') tokens = v;
+        if (key === 'tokenizer.ggml.token_type') types = v;
+        if (tokens && types) break;
+    }
+    if (!tokens) throw new Error(`${path}: no tokenizer.ggml.tokens in the first 16 MiB`);
+    // byte-level BPE: each byte is one printable character
+    const printable = b => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    const back = new Map();
+    for (let b = 0, extra = 0; b < 256; b++) back.set(printable(b) ? b : 256 + extra++, b);
+    const dec = new TextDecoder('utf-8', { fatal: true });
+    const bad = [];
+    tokens.forEach((t, id) => {
+        if (types && types[id] !== 1) return; /* control / user-defined tokens are not text */
+        const cps = [...t.toString('utf8')].map(c => c.codePointAt(0));
+        if (cps.some(c => !back.has(c))) return;
+        try { dec.decode(Uint8Array.from(cps.map(c => back.get(c)))); } catch { bad.push(id); }
+    });
+    return bad;
+}
+const banned = process.env.SERVE_LOAD_BAN_PARTIAL ? partialUtf8Tokens(process.env.SERVE_LOAD_BAN_PARTIAL) : [];
+const bias = banned.length ? { logit_bias: banned.map(id => [id, false]) } : {};
+
 const words = 'the of and to in is was for on with as by at from that this which river stone light'.split(' ');
 
 function prompt(i) { // a common prefix of PROMPT_WORDS words, then the request's own tail
@@ -52,16 +112,18 @@ const tokensOf = i => Math.max(1, Math.floor(+maxTokens / 2) + mix(i) % (+maxTok
 // the server's CPUs, and fetch's web streams cost ~0.5 ms of CPU a token (8 streams
 // at ~230 tok/s: a tenth of a core taken from the server's threads)
 const target = new URL(url);
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
+// (SERVE_LOAD_CLOSE=1: a connection per request; llama-server closes its connection after a
+// streamed response without saying so, and a kept-alive socket then fails the next request)
+const agent = new http.Agent({ keepAlive: !process.env.SERVE_LOAD_CLOSE, maxSockets: 1024 });
 function one(i) {
     const t0 = performance.now();
     const body = JSON.stringify({ model: models[i % models.length], prompt: prompt(i), max_tokens: tokensOf(i), temperature: 0,
-                                  stream: true, stream_options: { include_usage: true } });
+                                  stream: true, stream_options: { include_usage: true }, ...bias });
     return new Promise((resolve, reject) => {
         const req = http.request({ host: target.hostname, port: target.port, path: '/v1/completions', method: 'POST', agent,
                                    headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
                                    timeout: 600000 }, res => {
-            let ttft = -1, tokens = 0, buf = '';
+            let ttft = -1, tokens = -1, chunks = 0, buf = '';
             res.setEncoding('utf8');
             if (res.statusCode !== 200) {
                 res.on('data', d => { buf += d; });
@@ -77,11 +139,12 @@ function one(i) {
                     if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
                     const j = JSON.parse(ev.slice(6));
                     if (ttft < 0 && j.choices && j.choices.length) ttft = performance.now() - t0;
-                    if (j.choices && j.choices.length && j.choices[0].text) chunkTimes.push(performance.now());
+                    if (j.choices && j.choices.length && j.choices[0].text) chunkTimes.push(performance.now()), chunks++;
                     if (j.usage) tokens = j.usage.completion_tokens;
                 }
             });
-            res.on('end', () => resolve({ ttft, tokens, tFirst: t0 + ttft }));
+            // a server that sends no usage: one token a chunk
+            res.on('end', () => resolve({ ttft, tokens: tokens >= 0 ? tokens : chunks, tFirst: t0 + ttft }));
             res.on('error', reject);
         });
         req.on('timeout', () => req.destroy(new Error('timeout')));
