@@ -9,10 +9,6 @@
 #                       [--words W] [--think MS] [--linger MS] [--rss N] [--rss-only]
 #                       [--lora NAME=ADAPTER] (requests name the model and the adapter in turn)
 #                       [--no-interleave] (the server's flag: new prompts wait for the step to end)
-#                       [--llama-server PATH] (llama.cpp's server instead of herd, with the same
-#                       model, threads, --parallel and context per sequence: the same client,
-#                       the same table, for a ratio measured in the same minutes)
-#                       [--llama-args "ARGS"] (more llama-server flags, e.g. "-fa on")
 # MODEL defaults to the oracle's 1B-shape Q4_0 GGUF. Each level sends K requests
 # per client (default 3) of MAX_TOKENS (default 32) generated tokens, so every
 # request after a client's first arrives while the others decode: at once after the
@@ -32,38 +28,27 @@ while [ $# -gt 0 ]; do
         --per-client) PER=$2; shift 2 ;; -n) NTOK=$2; shift 2 ;; --words) WORDS=$2; shift 2 ;; --think) THINK=$2; shift 2 ;; --linger) LINGER=$2; shift 2 ;;
         --rss) RSS=$2; shift 2 ;; --rss-only) RSS_ONLY=1; shift ;; --lora) LORA=$2; shift 2 ;;
         --no-interleave) NOINT=--no-interleave; shift ;;
-        --llama-server) LLAMA=$2; shift 2 ;; --llama-args) LLAMA_ARGS=$2; shift 2 ;;
         *) echo "bench/serve_load.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
 [ -e "$MODEL" ] || { echo "bench/serve_load.sh: no model at $MODEL (-m MODEL)" >&2; exit 2; }
 LOG=$(mktemp)
-LLAMA=${LLAMA:-}
-if [ -n "$LLAMA" ]; then
-    # llama-server takes the total context and splits it over its -np slots
-    port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
-    "$LLAMA" -m "$MODEL" -t "$THREADS" -tb "$THREADS" -np "$PAR" -c $((PAR * CTX)) --host 127.0.0.1 --port "$port" ${LLAMA_ARGS:-} >"$LOG" 2>&1 &
-else
-    "$HERD" serve --port 0 -t "$THREADS" -m "$MODEL" --parallel "$PAR" -c "$CTX" --queue 4096 ${LINGER:+--linger "$LINGER"} ${LORA:+--lora "$LORA"} ${NOINT:-} 2>"$LOG" &
-fi
+"$HERD" serve --port 0 -t "$THREADS" -m "$MODEL" --parallel "$PAR" -c "$CTX" --queue 4096 ${LINGER:+--linger "$LINGER"} ${LORA:+--lora "$LORA"} ${NOINT:-} 2>"$LOG" &
 SPID=$!
 trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null; rm -f "$LOG"' EXIT
 for _ in $(seq 600); do
-    [ -n "$LLAMA" ] || port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\)\/$/\1/p' "$LOG")
+    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\)\/$/\1/p' "$LOG")
     [ -n "$port" ] && curl -s --max-time 2 "http://127.0.0.1:$port/health" | grep -q ok && break
     kill -0 $SPID 2>/dev/null || { cat "$LOG" >&2; exit 1; }
     sleep 0.2
 done
 URL="http://127.0.0.1:$port"
-# llama-server fails a stream whose text is not valid UTF-8: its requests ban partial characters
-[ -n "$LLAMA" ] && export SERVE_LOAD_BAN_PARTIAL=$MODEL SERVE_LOAD_CLOSE=1 # and closes its connections
 rss() { awk '/VmRSS/ { print $2 }' /proc/$SPID/status; }
 # the scheduler's counters: uptime, seconds in steps, in the forward, steps, sequences in
 # them; queue-wait and first-token histograms' sums and counts
-sched() { [ -n "$LLAMA" ] && { echo 1 0 0 0 0 0 0 0 0; return; }; curl -s --max-time 5 "$URL/metrics" | awk '/^herd_(uptime_seconds|step_seconds_total|forward_seconds_total|batch_steps_total|batch_sequences_total|request_queue_seconds_sum|request_queue_seconds_count|time_to_first_token_seconds_sum|time_to_first_token_seconds_count) / { v[$1] = $2 }
+sched() { curl -s --max-time 5 "$URL/metrics" | awk '/^herd_(uptime_seconds|step_seconds_total|forward_seconds_total|batch_steps_total|batch_sequences_total|request_queue_seconds_sum|request_queue_seconds_count|time_to_first_token_seconds_sum|time_to_first_token_seconds_count) / { v[$1] = $2 }
     END { print v["herd_uptime_seconds"], v["herd_step_seconds_total"], v["herd_forward_seconds_total"], v["herd_batch_steps_total"], v["herd_batch_sequences_total"],
                 v["herd_request_queue_seconds_sum"], v["herd_request_queue_seconds_count"], v["herd_time_to_first_token_seconds_sum"], v["herd_time_to_first_token_seconds_count"] }'; }
-echo "server: ${LLAMA:-$HERD} ${LLAMA:+${LLAMA_ARGS:-}}"
 echo "model $(basename "$MODEL"), $THREADS threads, --parallel $PAR, -c $CTX, $NTOK tokens per request on average (spread ±50%), prompts of ~$WORDS common words + a distinct tail, think time ${THINK} ms on average"
 echo "all tok/s: while every client is active (after the last one's first token, before the first one ends; not ramp-up or drain)"
 echo "TTFT in ms; 'later': each client's requests after its first, which arrive while the others decode"
@@ -82,7 +67,6 @@ if [ "$RSS_ONLY" = 0 ]; then
         occ=$(echo "$m0 $m1" | awk '{ w = $10 - $1; s = $14 - $5; qn = $16 - $7; fn = $18 - $9
             printf "%.2f %.2f %.2f %.0f %.0f", ($11 - $2) / w, ($12 - $3) / w, s ? ($14 - $5) / ($13 - $4) : 0,
                    qn ? 1000 * ($15 - $6) / qn : -1, fn ? 1000 * ($17 - $8) / fn : -1 }')
-        [ -n "$LLAMA" ] && occ="- - - - -" # herd's /metrics
         tps=$(echo "$j" | jq .tok_s) atps=$(echo "$j" | jq .all_active_tok_s)
         [ -z "$base" ] && base=$tps abase=$atps
         [ "$base" = 0 ] && base=1
@@ -104,4 +88,4 @@ if [ "$RSS" -gt 0 ]; then
     r2=$(rss)
     echo "RSS over $RSS requests (after 64 warm-up): start $r0 KiB, after $half $r1 KiB, end $r2 KiB ($(( (r2 - r0) )) KiB change)"
 fi
-[ -n "$LLAMA" ] || curl -s --max-time 5 "$URL/metrics" | grep -E '^herd_(requests_total|prefills_interleaved_total|generated_tokens_total|prompt_tokens_reused_total|kv_pages)'
+curl -s --max-time 5 "$URL/metrics" | grep -E '^herd_(requests_total|prefills_interleaved_total|generated_tokens_total|prompt_tokens_reused_total|kv_pages)'
