@@ -269,6 +269,46 @@ static void test_interleave(const herd_model *m, const srv_api *api, const char 
     for (int i = 0; i < LATE; i++) free(want_late[i]);
 }
 
+/* --prefill-chunk: with chunks of 8 tokens, two long prompts that arrive together
+ * (unrelated: nothing shared) are evaluated 8 rows each a step, so their prefill
+ * takes at least ceil(n / 8) steps (4 to 5 with the default 64), and each answer is
+ * the one it has alone (with the default chunk). */
+static void test_chunk(const herd_model *m, const srv_api *api, const char *pa, const char *pb) {
+    enum { CHUNK = 8, GEN = 6 };
+    char pr[2][4200];
+    snprintf(pr[0], sizeof pr[0], "%s First question?", pa);
+    snprintf(pr[1], sizeof pr[1], "%s Second question?", pb);
+    char *want[2] = { alone_text(m, api, pr[0], GEN, (req_opts){ 0 }), alone_text(m, api, pr[1], GEN, (req_opts){ 0 }) };
+    srv_sched *s;
+    srv_params p = params();
+    p.prefill_chunk = CHUNK;
+    herd_error err;
+    if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return; }
+    srv_req *r[2];
+    for (int i = 0; i < 2; i++) {
+        r[i] = request_n(api, pr[i], GEN);
+        if (r[i]) CHECK(sched_submit(s, r[i]) == 0);
+    }
+    CHECK(sched_start(s) == 0);
+    for (int i = 0; i < 2; i++)
+        if (r[i]) check_text(r[i], want[i], "chunk 8", i);
+    sched_drain(s);
+    srv_stats st;
+    sched_stats(s, &st);
+    const int longest = r[0] && r[1] ? (r[0]->n_prompt > r[1]->n_prompt ? r[0]->n_prompt : r[1]->n_prompt) : 0;
+    CHECKF(longest > 100, "prompts of %d tokens: longer than 100", longest);
+    CHECKF(st.steps >= (uint64_t)((longest + CHUNK - 1) / CHUNK + GEN - 1),
+           "%llu steps for a %d-token prompt in chunks of %d and %d tokens", (unsigned long long)st.steps, longest,
+           CHUNK, GEN);
+    printf("  prompts of %d and %d tokens in chunks of %d: %llu steps\n", r[0] ? r[0]->n_prompt : 0,
+           r[1] ? r[1]->n_prompt : 0, CHUNK, (unsigned long long)st.steps);
+    sched_free(s);
+    for (int i = 0; i < 2; i++) {
+        if (r[i]) req_release(r[i]);
+        free(want[i]);
+    }
+}
+
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static int rnd(int n) {
     rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
@@ -422,6 +462,7 @@ int main(void) {
     }
     test_fill(m, &api, pb);
     test_interleave(m, &api, pb);
+    test_chunk(m, &api, pa, pb);
     const char *sys[3] = { pa, pb, "A third, shorter system prompt for the stress test, forty tokens or so." };
     test_stress(m, &api, sys);
     herd_model_free(m);

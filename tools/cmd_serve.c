@@ -44,6 +44,10 @@ static const char *HELP_SERVE =
     "                    for the next request while others decode, so a client's\n"
     "                    follow-up joins at once instead of after a step (default 5;\n"
     "                    0: never wait)\n"
+    "  --prefill-chunk N prompt tokens of one sequence evaluated per step, 2N for all\n"
+    "                    (default 64): a long prompt goes in chunks beside the others'\n"
+    "                    decoding; smaller chunks keep their tokens coming faster\n"
+    "                    meanwhile, larger ones give the long prompt its first token sooner\n"
     "  --no-interleave   a prompt that arrives while others decode waits for their\n"
     "                    step to end (by default a short one is evaluated between\n"
     "                    two layers of it, and its first token sent at once)\n"
@@ -99,7 +103,7 @@ int cmd_serve(int argc, char **argv) {
         int takes = !strcmp(s, "-m") || !strcmp(s, "--host") || !strcmp(s, "--port") || !strcmp(s, "--api-key") || !strcmp(s, "--cors") || !strcmp(s, "--alias") ||
                     !strcmp(s, "--parallel") || !strcmp(s, "-c") || !strcmp(s, "-t") || !strcmp(s, "--queue") ||
                     !strcmp(s, "--max-body") || !strcmp(s, "--kv-pages") || !strcmp(s, "--kv-type") || !strcmp(s, "--kv") ||
-                    !strcmp(s, "--linger") || !strcmp(s, "--lora");
+                    !strcmp(s, "--linger") || !strcmp(s, "--lora") || !strcmp(s, "--prefill-chunk");
         if (!takes) return usage(s[0] == '-' ? "unknown flag '%s'" : "unexpected argument '%s'", s);
         if (!v) return usage("%s needs a value", s);
         i++;
@@ -139,6 +143,7 @@ int cmd_serve(int argc, char **argv) {
             p.lora_names[p.n_lora] = names[p.n_lora];
             p.lora_paths[p.n_lora++] = eq + 1;
         }
+        else if (!strcmp(s, "--prefill-chunk")) { if (parse_int(s, v, 1, 4096, &x)) return 2; p.prefill_chunk = (int)x; }
         else if (!strcmp(s, "--linger")) { if (parse_int(s, v, 0, 1000, &x)) return 2; p.linger_ms = (double)x; }
         else if (!strcmp(s, "--queue")) { if (parse_int(s, v, 0, 1 << 20, &x)) return 2; p.queue_max = (int)x; }
         else { if (parse_int(s, v, 1024, 1L << 30, &x)) return 2; p.max_body = (size_t)x; }

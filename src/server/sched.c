@@ -12,9 +12,9 @@
  *      tokens with a prompt still being prefilled waits for that prefill and then
  *      shares its pages (one computes the system prompt, not all of them);
  *   3. one herd_session_eval_batch over every running slot: the next token of each
- *      decoding sequence and a chunk (<= PREFILL_CHUNK, <= PREFILL_BUDGET in all,
- *      the budget going round the slots) of each prompt still being prefilled, so
- *      long prompts do not stall the others (a short prefill, <= PREFILL_ALONE
+ *      decoding sequence and a chunk (<= chunk rows, --prefill-chunk, <= budget =
+ *      2 chunks in all, the budget going round the slots) of each prompt still being
+ *      prefilled, so long prompts do not stall the others (a short prefill, <= PREFILL_ALONE
  *      rows, runs alone every other step at most: time to first token; decode
  *      rows fill its last tile); out of KV pages, idle slots' cached prefixes are
  *      dropped, then the sequence with the most prompt left goes back to the
@@ -51,8 +51,7 @@
 #include <string.h>
 #include <time.h>
 
-#define PREFILL_CHUNK 64
-#define PREFILL_BUDGET 128
+#define PREFILL_CHUNK 64 /* the default chunk: rows of one prompt in a step */
 #define PREFILL_ALONE 32
 #define TILE 8      /* rows the batched matmuls take at a time (Q4_0 / Q8_0) */
 #define FILL_FROM 5 /* a last tile with this many prompt rows takes decode rows too */
@@ -78,8 +77,8 @@ typedef struct {
     int g_masks;          /* pick(): the grammar refused the sampled token (counted into the stats after) */
     herd_detok dt;
     srv_out out;
-    float *echo_lg;     /* (PREFILL_CHUNK, V) a scored echo's prompt logits (NULL otherwise) */
-    float *emb_rows;    /* (PREFILL_CHUNK, C) an embedding's hidden states of a chunk (NULL otherwise) */
+    float *echo_lg;     /* (chunk, V) a scored echo's prompt logits (NULL otherwise) */
+    float *emb_rows;    /* (chunk, C) an embedding's hidden states of a chunk (NULL otherwise) */
     double *emb_sum;    /* (C) their sum over the prompt so far */
     float *work;        /* (V) penalised logits */
     int *counts;        /* (V) generated-token counts, zero between requests */
@@ -104,6 +103,7 @@ struct srv_sched {
     double linger_s;         /* srv_params.linger_ms */
     int interleave;          /* !srv_params.no_interleave: new prompts run between a step's layers */
     int ends_prompts;        /* the step under way ends prompts (prefill_between_layers) */
+    int chunk, budget;       /* prompt rows of one sequence in a step, of all together */
     pthread_t th;
     int started;
     pthread_mutex_t mu;      /* queue, draining */
@@ -195,6 +195,8 @@ int sched_new(srv_sched **out, const herd_model *m, const srv_params *p, herd_er
     s->quiet = p->quiet;
     s->linger_s = p->linger_ms > 0 ? p->linger_ms * 1e-3 : 0;
     s->interleave = !p->no_interleave;
+    s->chunk = p->prefill_chunk > 0 ? p->prefill_chunk : PREFILL_CHUNK;
+    s->budget = 2 * s->chunk;
     s->V = herd_model_config(m)->vocab_size;
     const herd_config *c = herd_model_config(m);
     if (n_ctx <= 0) n_ctx = c->max_seq_len < 4096 ? c->max_seq_len : 4096;
@@ -409,7 +411,7 @@ static int adopt_prefix(srv_sched *s, slot *sl) {
 }
 
 /* An echo with logprobs needs the logits of every prompt position, so its whole
- * prompt is computed (no cached prefix), PREFILL_CHUNK rows' logits at a time. */
+ * prompt is computed (no cached prefix), s->chunk rows' logits at a time. */
 static int scored(const srv_req *r) { return r->echo && r->logprobs; }
 /* computed whole, no cached prefix: a scored echo (every position's logits) or an
  * embedding (every position's hidden state) */
@@ -450,7 +452,7 @@ static int admit(srv_sched *s, srv_req *r) {
     herd_detok_init(&sl->dt);
     out_init(&sl->out, r);
     sl->out.n_cached = best_common;
-    if (scored(r) && !(sl->echo_lg = malloc((size_t)PREFILL_CHUNK * (size_t)s->V * sizeof *sl->echo_lg))) {
+    if (scored(r) && !(sl->echo_lg = malloc((size_t)s->chunk * (size_t)s->V * sizeof *sl->echo_lg))) {
         pthread_mutex_lock(&s->stats_mu);
         s->st.running++;
         pthread_mutex_unlock(&s->stats_mu);
@@ -458,7 +460,7 @@ static int admit(srv_sched *s, srv_req *r) {
         return 1;
     }
     const int C = herd_model_config(s->m)->dim;
-    if (r->kind == REQ_EMBED && (!(sl->emb_rows = malloc((size_t)PREFILL_CHUNK * C * sizeof *sl->emb_rows)) ||
+    if (r->kind == REQ_EMBED && (!(sl->emb_rows = malloc((size_t)s->chunk * C * sizeof *sl->emb_rows)) ||
                                  !(sl->emb_sum = calloc((size_t)C, sizeof *sl->emb_sum)))) {
         pthread_mutex_lock(&s->stats_mu);
         s->st.running++;
@@ -739,13 +741,13 @@ static int settle(srv_sched *s, slot *sl, const int32_t *ids, int n, const float
 /* A new prompt that goes between the layers of a step (prefill_between_layers):
  * none of it evaluated, not waiting for another's prefix, not computed whole,
  * at most a chunk. */
-static int short_fresh(const slot *sl) {
-    return sl->r && sl->fresh && sl->wait < 0 && !whole(sl->r) && sl->r->n_prompt - sl->n_done <= PREFILL_CHUNK;
+static int short_fresh(const srv_sched *s, const slot *sl) {
+    return sl->r && sl->fresh && sl->wait < 0 && !whole(sl->r) && sl->r->n_prompt - sl->n_done <= s->chunk;
 }
 
 /* Called by the step's forward before each of its layers: requests that arrived
  * while it runs are admitted, and the short new prompts (short_fresh: those the
- * step left out for this, and those just admitted; at most PREFILL_BUDGET rows at
+ * step left out for this, and those just admitted; at most the budget's rows at
  * a time) are evaluated at once, whole, while the step waits
  * (herd_batch_eval_now), and their first tokens chosen and sent. A request that
  * arrives while others decode then waits for at most one layer, not for the rest
@@ -772,9 +774,9 @@ static void prefill_between_layers(void *ctx, herd_batch *b, int layer) {
     const int room = herd_batch_room(b);
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
-        if (!short_fresh(sl)) continue;
+        if (!short_fresh(s, sl)) continue;
         const int k = sl->r->n_prompt - sl->n_done;
-        if (rows + k > PREFILL_BUDGET || rows + k > room) continue;
+        if (rows + k > s->budget || rows + k > room) continue;
         ss[n] = sl->s, ids[n] = sl->r->prompt + sl->n_done, n_ids[n] = k, who[n++] = i;
         rows += k;
     }
@@ -799,7 +801,7 @@ static void step(srv_sched *s) {
     const int32_t *ids[s->n_slots];
     float *al[s->n_slots]; /* a scored echo's prompt rows: their logits */
     float *hs[s->n_slots]; /* an embedding's prompt rows: their hidden states */
-    int n_ids[s->n_slots], who[s->n_slots], n = 0, budget = PREFILL_BUDGET;
+    int n_ids[s->n_slots], who[s->n_slots], n = 0, budget = s->budget;
     int first = 0; /* the batch ends a prompt: its first token comes from this step */
     s->rr = (s->rr + 1) % s->n_slots; /* the prefill budget goes round the slots */
     /* short new prompts are left to prefill_between_layers (before the first
@@ -825,11 +827,11 @@ static void step(srv_sched *s) {
         if (sl->decoding) {
             ids[n] = &sl->next;
             n_ids[n] = 1;
-        } else if (defer && short_fresh(sl)) {
+        } else if (defer && short_fresh(s, sl)) {
             continue;
         } else {
             int k = sl->r->n_prompt - sl->n_done;
-            k = k < PREFILL_CHUNK ? k : PREFILL_CHUNK;
+            k = k < s->chunk ? k : s->chunk;
             k = k < budget ? k : budget;
             if (k <= 0) continue;
             budget -= k;
@@ -844,10 +846,14 @@ static void step(srv_sched *s) {
         who[n++] = i;
     }
     if (!n) return;
-    /* A short prefill (a new request's prompt, or what its cached prefix leaves)
-     * runs without the decode rows, every other step at most: its first token
-     * then waits for a step of its own rows, not for everyone's (time to first
-     * token), and decoding loses one step in two at worst. Except a few decode
+    /* A short prefill that ends a prompt (a new request's prompt, or what its
+     * cached prefix leaves) runs without the decode rows, every other step at
+     * most: its first token then waits for a step of its own rows, not for
+     * everyone's (time to first token), and decoding loses one step in two at
+     * worst. Not the middle chunks of a long prompt (--prefill-chunk 32 or less):
+     * alone they gave no one a first token sooner and halved the decoders' rate
+     * (8 decoders, a 710-token prompt in chunks of 16: their median gap 106-134
+     * ms, in chunks of 32 176-231, against 171-172 in chunks of 64). Except a few decode
      * rows that fill its last tile of TILE rows, where FILL_FROM or more of it are
      * prompt rows: the batched matmuls take 8 rows at a time, and 5 to 7 rows cost
      * 85-97% of what 8 do (bench_batch), so those decode rows come cheap. Not
@@ -856,7 +862,7 @@ static void step(srv_sched *s) {
     int n_pre = 0, rows_pre = 0;
     for (int j = 0; j < n; j++)
         if (!s->slots[who[j]].decoding) n_pre++, rows_pre += n_ids[j];
-    if (n_pre && n_pre < n && rows_pre <= PREFILL_ALONE && !s->last_prefill_only) {
+    if (n_pre && n_pre < n && rows_pre <= PREFILL_ALONE && first && !s->last_prefill_only) {
         /* prompt rows first, then decode rows in the order of the list (which
          * starts at a slot that moves each step: the free rides go round) */
         herd_session *ss2[n];
