@@ -129,6 +129,8 @@ kill -TERM "${PIDS[1]}"; wait "${PIDS[1]}"; check "SIGTERM exits 0 (small pool)"
 # a random model may end a decode at any token, a prompt cannot end early).
 expect_err "--linger -1 is refused" "linger" $HERD serve -m "$T/m" --linger -1
 expect_err "--linger x is refused" "linger" $HERD serve -m "$T/m" --linger x
+expect_err "--prefill-chunk 0 is refused" "prefill-chunk" $HERD serve -m "$T/m" --prefill-chunk 0
+expect_err "--prefill-chunk without a value is refused" "prefill-chunk" $HERD serve -m "$T/m" --prefill-chunk
 start_server linger -t 2 -m "$T/m" --parallel 2 -c 32768 --linger 400 || { summary; exit 1; }
 seq 1 4000 | tr '\n' ' ' | jq -Rc '{model: "m", prompt: ., max_tokens: 1, temperature: 0}' > "$T/long.json"
 C "$URL/v1/completions" -d @"$T/long.json" > "$T/long_out" &
