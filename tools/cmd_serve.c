@@ -45,9 +45,10 @@ static const char *HELP_SERVE =
     "                    follow-up joins at once instead of after a step (default 5;\n"
     "                    0: never wait)\n"
     "  --prefill-chunk N prompt tokens of one sequence evaluated per step, 2N for all\n"
-    "                    (default 64): a long prompt goes in chunks beside the others'\n"
-    "                    decoding; smaller chunks keep their tokens coming faster\n"
-    "                    meanwhile, larger ones give the long prompt its first token sooner\n"
+    "                    (default 64, at most 512): a long prompt goes in chunks\n"
+    "                    beside the others' decoding; smaller chunks keep their\n"
+    "                    tokens coming faster meanwhile, larger ones give the long\n"
+    "                    prompt its first token sooner\n"
     "  --no-interleave   a prompt that arrives while others decode waits for their\n"
     "                    step to end (by default a short one is evaluated between\n"
     "                    two layers of it, and its first token sent at once)\n"
@@ -143,7 +144,7 @@ int cmd_serve(int argc, char **argv) {
             p.lora_names[p.n_lora] = names[p.n_lora];
             p.lora_paths[p.n_lora++] = eq + 1;
         }
-        else if (!strcmp(s, "--prefill-chunk")) { if (parse_int(s, v, 1, 4096, &x)) return 2; p.prefill_chunk = (int)x; }
+        else if (!strcmp(s, "--prefill-chunk")) { if (parse_int(s, v, 1, 512, &x)) return 2; p.prefill_chunk = (int)x; }
         else if (!strcmp(s, "--linger")) { if (parse_int(s, v, 0, 1000, &x)) return 2; p.linger_ms = (double)x; }
         else if (!strcmp(s, "--queue")) { if (parse_int(s, v, 0, 1 << 20, &x)) return 2; p.queue_max = (int)x; }
         else { if (parse_int(s, v, 1024, 1L << 30, &x)) return 2; p.max_body = (size_t)x; }

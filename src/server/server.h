@@ -56,7 +56,9 @@ typedef struct {
     size_t max_body;        /* bytes; larger bodies get 413 */
     double linger_ms;       /* after a sequence finishes, wait up to this long for the next request before the next step */
     int no_interleave;      /* new prompts wait for the running step to end (not evaluated between its layers) */
-    int prefill_chunk;      /* prompt rows a sequence gets per step (twice that for all prompts together); 0: 64 */
+    int prefill_chunk;      /* prompt rows a sequence gets per step (twice that for all prompts together); 0: 64.
+                             * A scored echo holds a chunk's logits (chunk x vocabulary floats): --prefill-chunk
+                             * takes at most 512 (262 MB at Llama 3's vocabulary) */
     int quiet;              /* no request log and no load summaries on stderr */
     int n_lora;             /* LoRA adapters served beside the model (--lora NAME=PATH) */
     const char *lora_names[SRV_MAX_LORA]; /* their model ids */
