@@ -298,7 +298,7 @@ static void test_chunk(const herd_model *m, const srv_api *api, const char *pa, 
     const int longest = r[0] && r[1] ? (r[0]->n_prompt > r[1]->n_prompt ? r[0]->n_prompt : r[1]->n_prompt) : 0;
     CHECKF(longest > 100, "prompts of %d tokens: longer than 100", longest);
     CHECKF(st.steps >= (uint64_t)((longest + CHUNK - 1) / CHUNK + GEN - 1),
-           "%llu steps for a %d-token prompt in chunks of %d and %d tokens", (unsigned long long)st.steps, longest,
+           "%llu steps for a %d-token prompt in chunks of %d, then %d tokens", (unsigned long long)st.steps, longest,
            CHUNK, GEN);
     printf("  prompts of %d and %d tokens in chunks of %d: %llu steps\n", r[0] ? r[0]->n_prompt : 0,
            r[1] ? r[1]->n_prompt : 0, CHUNK, (unsigned long long)st.steps);
