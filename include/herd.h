@@ -218,6 +218,7 @@ herd_status herd_kv_pool_new(herd_kv_pool **out, const herd_model *m, herd_sessi
 void herd_kv_pool_free(herd_kv_pool *p);
 int herd_kv_pool_pages_used(const herd_kv_pool *p);  /* pages held by sessions (shared ones once) */
 int herd_kv_pool_pages_total(const herd_kv_pool *p);
+int herd_kv_pool_batch_rows(const herd_kv_pool *p);  /* rows one round of a batched forward takes */
 int herd_kv_page_size(void);                         /* positions per page */
 herd_status herd_session_new_on_pool(herd_session **out, herd_kv_pool *pool, herd_error *err);
 /* dst forgets everything and takes src's first n_pos positions (n_pos <= src's

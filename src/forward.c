@@ -142,6 +142,7 @@ int herd_kv_pool_pages_used(const herd_kv_pool *p) { return kv_pool_pages_used(p
 int herd_kv_pool_pages_total(const herd_kv_pool *p) {
     return kv_pool_pages_used(p->kv) + kv_pool_pages_free(p->kv);
 }
+int herd_kv_pool_batch_rows(const herd_kv_pool *p) { return p->max_rows; }
 int herd_kv_page_size(void) { return KV_PAGE; }
 
 void herd_session_free(herd_session *s) {

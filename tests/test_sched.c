@@ -309,6 +309,45 @@ static void test_chunk(const herd_model *m, const srv_api *api, const char *pa, 
     }
 }
 
+/* A short new prompt goes between a step's layers only where it fits there:
+ * with --prefill-chunk 300 a long prompt's chunk takes 300 of the 512 rows a
+ * round holds, so a 200-odd-token prompt that arrives with it (short: at most a
+ * chunk) takes its turn in the step instead (it waited for the long prompt's
+ * prefill to end before); both answers as alone. */
+static void test_no_room(const herd_model *m, const srv_api *api, const char *pa, const char *pb) {
+    enum { CHUNK = 300 };
+    static char lp[3 * MAXP], sp[MAXP];
+    snprintf(lp, sizeof lp, "%s%s%sLong question?", pa, pb, pa);
+    snprintf(sp, sizeof sp, "%sShort question?", pb);
+    char *want[2] = { alone_text(m, api, lp, 2, (req_opts){ 0 }), alone_text(m, api, sp, 2, (req_opts){ 0 }) };
+    srv_sched *s;
+    srv_params p = params();
+    p.prefill_chunk = CHUNK;
+    herd_error err;
+    if (sched_new(&s, m, &p, &err)) { CHECKF(0, "sched_new: %s", err.msg); return; }
+    srv_req *r[2] = { request_n(api, lp, 2), request_n(api, sp, 2) };
+    for (int i = 0; i < 2; i++)
+        if (r[i]) CHECK(sched_submit(s, r[i]) == 0);
+    CHECK(sched_start(s) == 0);
+    for (int i = 0; i < 2; i++)
+        if (r[i]) check_text(r[i], want[i], "no room between layers", i);
+    sched_drain(s);
+    srv_stats st;
+    sched_stats(s, &st);
+    if (r[0] && r[1]) {
+        CHECKF(r[0]->n_prompt > 2 * CHUNK && r[1]->n_prompt <= CHUNK && r[1]->n_prompt > 512 - CHUNK,
+               "prompts of %d and %d tokens: the long one more than two chunks, the short one a chunk at most "
+               "but more than the %d rows a chunk leaves", r[0]->n_prompt, r[1]->n_prompt, 512 - CHUNK);
+        CHECKF(st.interleaved == 0, "the short prompt was left to the layers (%llu), where it did not fit",
+               (unsigned long long)st.interleaved);
+    }
+    sched_free(s);
+    for (int i = 0; i < 2; i++) {
+        if (r[i]) req_release(r[i]);
+        free(want[i]);
+    }
+}
+
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static int rnd(int n) {
     rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
@@ -463,6 +502,7 @@ int main(void) {
     test_fill(m, &api, pb);
     test_interleave(m, &api, pb);
     test_chunk(m, &api, pa, pb);
+    test_no_room(m, &api, pa, pb);
     const char *sys[3] = { pa, pb, "A third, shorter system prompt for the stress test, forty tokens or so." };
     test_stress(m, &api, sys);
     herd_model_free(m);

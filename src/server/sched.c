@@ -754,7 +754,7 @@ static int short_fresh(const srv_sched *s, const slot *sl) {
  * of their step, and its prompt runs with its own rows only: the batched matmuls
  * cost about as much per row beyond a few rows as a row alone, so its first token
  * comes about as fast as on an idle server. The decoders' step takes that much
- * longer, as the step of its own a short prompt took before. The queue lock is
+ * longer. The queue lock is
  * only tried: a connection thread holding it delays admission by a layer, never
  * the forward. A prompt that fails here (pages) goes into the next step's batch,
  * where running out of pages is dealt with. A step that ends prompts itself
@@ -801,49 +801,58 @@ static void step(srv_sched *s) {
     const int32_t *ids[s->n_slots];
     float *al[s->n_slots]; /* a scored echo's prompt rows: their logits */
     float *hs[s->n_slots]; /* an embedding's prompt rows: their hidden states */
-    int n_ids[s->n_slots], who[s->n_slots], n = 0, budget = s->budget;
+    int n_ids[s->n_slots], who[s->n_slots], n = 0, budget = 0;
     int first = 0; /* the batch ends a prompt: its first token comes from this step */
     s->rr = (s->rr + 1) % s->n_slots; /* the prefill budget goes round the slots */
     /* short new prompts are left to prefill_between_layers (before the first
      * layer, their first tokens before the others' next ones), unless nothing
-     * else runs: then they are the batch */
-    for (int defer = s->interleave; defer >= 0 && !n; defer--)
-    for (int ii = 0; ii < s->n_slots; ii++) {
-        int i = (s->rr + ii) % s->n_slots;
-        slot *sl = &s->slots[i];
-        if (!sl->r) continue;
-        if (sl->wait >= 0) {
-            const slot *lead = &s->slots[sl->wait];
-            if (lead->r && lead->ticket == sl->wait_ticket && !lead->decoding && lead->n_done < sl->wait_k)
-                continue; /* its prefix is still being computed */
-            sl->wait = -1;
-            const int gained = adopt_prefix(s, sl);
-            sl->out.n_cached += gained;
-            pthread_mutex_lock(&s->stats_mu);
-            s->st.reused_tokens += (uint64_t)gained;
-            pthread_mutex_unlock(&s->stats_mu);
+     * else runs (then they are the batch) or the step's rows leave no room for
+     * one of them between its layers (herd_batch_room; with a large
+     * --prefill-chunk): then they take their turn in the step */
+    for (int defer = s->interleave; defer >= 0; defer--) {
+        int rows = 0, later = 0; /* the step's rows; the longest prompt left to its layers */
+        n = 0, budget = s->budget, first = 0;
+        for (int ii = 0; ii < s->n_slots; ii++) {
+            int i = (s->rr + ii) % s->n_slots;
+            slot *sl = &s->slots[i];
+            if (!sl->r) continue;
+            if (sl->wait >= 0) {
+                const slot *lead = &s->slots[sl->wait];
+                if (lead->r && lead->ticket == sl->wait_ticket && !lead->decoding && lead->n_done < sl->wait_k)
+                    continue; /* its prefix is still being computed */
+                sl->wait = -1;
+                const int gained = adopt_prefix(s, sl);
+                sl->out.n_cached += gained;
+                pthread_mutex_lock(&s->stats_mu);
+                s->st.reused_tokens += (uint64_t)gained;
+                pthread_mutex_unlock(&s->stats_mu);
+            }
+            al[n] = hs[n] = NULL;
+            if (sl->decoding) {
+                ids[n] = &sl->next;
+                n_ids[n] = 1;
+            } else if (defer && short_fresh(s, sl)) {
+                const int k = sl->r->n_prompt - sl->n_done;
+                later = k > later ? k : later;
+                continue;
+            } else {
+                int k = sl->r->n_prompt - sl->n_done;
+                k = k < s->chunk ? k : s->chunk;
+                k = k < budget ? k : budget;
+                if (k <= 0) continue;
+                budget -= k;
+                sl->fresh = 0;
+                first |= sl->n_done + k == sl->r->n_prompt;
+                ids[n] = sl->r->prompt + sl->n_done;
+                n_ids[n] = k;
+                al[n] = sl->echo_lg;
+                hs[n] = sl->emb_rows;
+            }
+            rows += n_ids[n];
+            ss[n] = sl->s;
+            who[n++] = i;
         }
-        al[n] = hs[n] = NULL;
-        if (sl->decoding) {
-            ids[n] = &sl->next;
-            n_ids[n] = 1;
-        } else if (defer && short_fresh(s, sl)) {
-            continue;
-        } else {
-            int k = sl->r->n_prompt - sl->n_done;
-            k = k < s->chunk ? k : s->chunk;
-            k = k < budget ? k : budget;
-            if (k <= 0) continue;
-            budget -= k;
-            sl->fresh = 0;
-            first |= sl->n_done + k == sl->r->n_prompt;
-            ids[n] = sl->r->prompt + sl->n_done;
-            n_ids[n] = k;
-            al[n] = sl->echo_lg;
-            hs[n] = sl->emb_rows;
-        }
-        ss[n] = sl->s;
-        who[n++] = i;
+        if (n && (!later || later <= herd_kv_pool_batch_rows(s->pool) - rows)) break;
     }
     if (!n) return;
     /* A short prefill that ends a prompt (a new request's prompt, or what its
